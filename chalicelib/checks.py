@@ -1,0 +1,186 @@
+"""Named predicates: what the policy data cannot say by itself. Pure functions, no AWS calls.
+
+A check takes a resource's state (plain data, see collect.py) and the control's parameters, and
+returns a CheckResult with the evidence (the exact fields or rules that failed) and the targets a
+remediation must act on (rule ids). Every check is registered explicitly in CHECKS with the
+parameters it accepts, so an unknown check or parameter is a policy load error.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from .model import COMPLIANT, NON_COMPLIANT, NOT_APPLICABLE, CheckResult
+
+INTERNET_CIDRS = ("0.0.0.0/0", "::/0")
+
+CheckFn = Callable[[Mapping[str, Any], Mapping[str, Any]], CheckResult]
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    fn: CheckFn
+    required: frozenset[str] = frozenset()
+    optional: frozenset[str] = frozenset()
+
+
+_MISSING = object()
+
+
+def get_field(state: Mapping[str, Any], path: str) -> Any:
+    """`Subnet.VpcId` -> state["Subnet"]["VpcId"]; a missing step gives _MISSING."""
+    value: Any = state
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return _MISSING
+        value = value[part]
+    return value
+
+
+def field_equals(state: Mapping[str, Any], params: Mapping[str, Any]) -> CheckResult:
+    field, expected = params["field"], params["expected"]
+    actual = get_field(state, field)
+    actual_shown = None if actual is _MISSING else actual
+    if actual == expected:
+        return CheckResult(COMPLIANT, {field: actual_shown})
+    return CheckResult(NON_COMPLIANT, {field: actual_shown, "expected": expected})
+
+
+def field_present(state: Mapping[str, Any], params: Mapping[str, Any]) -> CheckResult:
+    field = params["field"]
+    actual = get_field(state, field)
+    if actual is _MISSING or actual in (None, "", [], {}):
+        return CheckResult(NON_COMPLIANT, {field: None, "expected": "set"})
+    return CheckResult(COMPLIANT, {field: actual})
+
+
+def internet_routes(route_table: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """Routes of a route table that send 0.0.0.0/0 or ::/0 to an internet gateway."""
+    found = []
+    for route in (route_table or {}).get("Routes", []):
+        dest = route.get("DestinationCidrBlock") or route.get("DestinationIpv6CidrBlock")
+        gateway = route.get("GatewayId") or ""
+        if dest in INTERNET_CIDRS and gateway.startswith("igw-"):
+            found.append({"Destination": dest, "GatewayId": gateway})
+    return found
+
+
+def subnet_private(state: Mapping[str, Any], params: Mapping[str, Any]) -> CheckResult:
+    """The resource's subnet has no default route to an IGW and does not map public IPs."""
+    subnet_field = params.get("subnet_field", "Subnet")
+    subnet = get_field(state, subnet_field)
+    if subnet is _MISSING or not subnet:
+        return CheckResult(NOT_APPLICABLE, {"reason": "not in a VPC subnet"})
+    evidence: dict[str, Any] = {"SubnetId": subnet.get("SubnetId")}
+    route_table = subnet.get("RouteTable") or {}
+    routes = internet_routes(route_table)
+    if routes:
+        evidence["RouteTableId"] = route_table.get("RouteTableId")
+        evidence["InternetGatewayRoutes"] = routes
+    if subnet.get("MapPublicIpOnLaunch"):
+        evidence["MapPublicIpOnLaunch"] = True
+    if len(evidence) > 1:
+        return CheckResult(NON_COMPLIANT, evidence)
+    return CheckResult(COMPLIANT, evidence)
+
+
+def rule_summary(rule: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of a security group rule that a person needs to recognise it (and to restore it)."""
+    keys = ("SecurityGroupRuleId", "IpProtocol", "FromPort", "ToPort", "CidrIpv4", "CidrIpv6",
+            "PrefixListId", "ReferencedGroupId", "Description")
+    return {k: rule[k] for k in keys if rule.get(k) not in (None, "")}
+
+
+def _ingress(state: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [r for r in state.get("Rules", []) if not r.get("IsEgress")]
+
+
+def sg_no_internet_ingress(state: Mapping[str, Any], params: Mapping[str, Any]) -> CheckResult:
+    """No ingress rule from 0.0.0.0/0 or ::/0, whatever the port."""
+    bad = [r for r in _ingress(state)
+           if r.get("CidrIpv4") in INTERNET_CIDRS or r.get("CidrIpv6") in INTERNET_CIDRS]
+    if not bad:
+        return CheckResult(COMPLIANT, {"IngressRules": len(_ingress(state))})
+    return CheckResult(
+        NON_COMPLIANT,
+        {"OpenIngressRules": [rule_summary(r) for r in bad]},
+        tuple(r["SecurityGroupRuleId"] for r in bad),
+    )
+
+
+def _within(cidr: str, allowed: list[str]) -> bool:
+    try:
+        net = ipaddress.ip_network(cidr, strict=False)
+    except ValueError:
+        return False
+    for candidate in allowed:
+        try:
+            allowed_net = ipaddress.ip_network(candidate, strict=False)
+        except ValueError:
+            continue
+        if net.version == allowed_net.version and net.subnet_of(allowed_net):
+            return True
+    return False
+
+
+def _rule_allowed(rule: Mapping[str, Any], params: Mapping[str, Any], vpc_cidrs: list[str]) -> str | None:
+    """None when the rule is allowed, else why not."""
+    protocol = str(params.get("protocol", "tcp"))
+    port = int(params.get("port", 443))
+    if str(rule.get("IpProtocol")) != protocol or rule.get("FromPort") != port or rule.get("ToPort") != port:
+        return f"only {protocol}/{port} is allowed"
+    allowed_cidrs = list(params.get("allowed_cidrs", []))
+    if params.get("allow_vpc_cidrs", True):
+        allowed_cidrs += vpc_cidrs
+    cidr = rule.get("CidrIpv4") or rule.get("CidrIpv6")
+    if cidr:
+        return None if _within(cidr, allowed_cidrs) else f"source {cidr} is outside the VPC and the allowed CIDRs"
+    if rule.get("PrefixListId"):
+        if rule["PrefixListId"] in params.get("allowed_prefix_lists", []):
+            return None
+        return f"prefix list {rule['PrefixListId']} is not allowed"
+    if rule.get("ReferencedGroupId"):
+        return None if params.get("allow_sg_references", True) else "security group references are not allowed"
+    return "unknown source"
+
+
+def sg_ingress_restricted(state: Mapping[str, Any], params: Mapping[str, Any]) -> CheckResult:
+    """Ingress only on the allowed protocol/port, only from the VPC CIDRs or configured sources."""
+    vpc_cidrs = list(state.get("VpcCidrs", []))
+    bad = []
+    for rule in _ingress(state):
+        why = _rule_allowed(rule, params, vpc_cidrs)
+        if why:
+            bad.append({**rule_summary(rule), "Reason": why})
+    if not bad:
+        return CheckResult(COMPLIANT, {"IngressRules": len(_ingress(state)), "VpcCidrs": vpc_cidrs})
+    return CheckResult(
+        NON_COMPLIANT,
+        {"DisallowedIngressRules": bad, "VpcCidrs": vpc_cidrs},
+        tuple(r["SecurityGroupRuleId"] for r in bad),
+    )
+
+
+CHECKS: dict[str, CheckSpec] = {
+    "field_equals": CheckSpec(field_equals, frozenset({"field", "expected"})),
+    "field_present": CheckSpec(field_present, frozenset({"field"})),
+    "subnet_private": CheckSpec(subnet_private, optional=frozenset({"subnet_field"})),
+    "sg_no_internet_ingress": CheckSpec(sg_no_internet_ingress),
+    "sg_ingress_restricted": CheckSpec(
+        sg_ingress_restricted,
+        optional=frozenset({"protocol", "port", "allowed_cidrs", "allowed_prefix_lists",
+                            "allow_vpc_cidrs", "allow_sg_references"}),
+    ),
+}
+
+
+def condition_holds(state: Mapping[str, Any], condition: Mapping[str, Any]) -> bool:
+    """`applies_when`: {field, any_of}. A list field matches when it shares a value with any_of."""
+    value = get_field(state, condition["field"])
+    wanted = condition["any_of"]
+    if value is _MISSING or value is None:
+        return False
+    if isinstance(value, (list, tuple, set)):
+        return any(v in wanted for v in value)
+    return value in wanted

@@ -1,0 +1,153 @@
+"""The `netguard` command: `scan` an account with the same collect/evaluate/decide code as the Lambdas,
+and `demo` the whole flow against an embedded mock AWS.
+
+Only the report goes to stdout; logs (and progress, on a terminal) go to stderr.
+Exit status: 0 ran, no violation; 1 ran, violations found; 2 usage error; 3 could not run, or could
+not read some resources (the report says which).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Any, Sequence, TextIO
+
+EXIT_CLEAN, EXIT_VIOLATIONS, EXIT_USAGE, EXIT_ERROR = 0, 1, 2, 3
+
+log = logging.getLogger("netguard.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="netguard", description="SageMaker networking compliance for AWS accounts")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level to stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+    scan = sub.add_parser("scan", help="evaluate every notebook and security group in a region")
+    scan.add_argument("--region", required=True, help="AWS region to scan, e.g. eu-west-1")
+    scan.add_argument("--profile", help="AWS profile (default: the standard credential chain)")
+    scan.add_argument("--format", choices=("table", "json"), default="table")
+    scan.add_argument("--enforce", action="store_true",
+                      help="remediate per each control's mode (default: read-only, nothing written or sent)")
+    scan.add_argument("--ledger-file", default="netguard-ledger.jsonl",
+                      help="with --enforce and no NETGUARD_LEDGER_TABLE: where actions are recorded")
+    scan.add_argument("--policy-dir", help="policy directory (default: the bundled policies/)")
+    demo = sub.add_parser("demo", help="run the whole flow against an embedded mock AWS (needs the dev install)")
+    demo.add_argument("--keep-output", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+def _configure_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("netguard")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    root.propagate = False
+
+
+def build_report(rows: list[dict[str, Any]], errors: list[dict[str, str]], enforce: bool,
+                 account: str, region: str) -> dict[str, Any]:
+    by_status: dict[str, int] = {}
+    by_control: dict[str, dict[str, int]] = {}
+    for row in rows:
+        by_status[row["status"]] = by_status.get(row["status"], 0) + 1
+        per = by_control.setdefault(row["control"], {})
+        per[row["status"]] = per.get(row["status"], 0) + 1
+    acted = [r for r in rows if r["decision"] and r["decision"]["result"] in ("succeeded", "already-done")]
+    return {
+        "findings": rows,
+        "summary": {
+            "account": account,
+            "region": region,
+            "mode": "enforce" if enforce else "read-only",
+            "resources": len({(r["resource_type"], r["resource_id"]) for r in rows}),
+            "findings": len(rows),
+            "by_status": dict(sorted(by_status.items())),
+            "by_control": dict(sorted(by_control.items())),
+            "non_compliant": by_status.get("NON_COMPLIANT", 0),
+            "remediated": len(acted),
+            "errors": errors,
+        },
+    }
+
+
+def render_table(report: dict[str, Any], out: TextIO) -> None:
+    rows = [r for r in report["findings"] if r["status"] == "NON_COMPLIANT"]
+    headers = ("CONTROL", "SEVERITY", "RESOURCE", "DECISION", "RESULT")
+    table = [headers] + [
+        (r["control"], r["severity"], r["resource_id"], (r["decision"] or {}).get("kind", "-"),
+         (r["decision"] or {}).get("result", "-"))
+        for r in rows
+    ]
+    widths = [max(len(str(line[i])) for line in table) for i in range(len(headers))]
+    for line in table:
+        out.write("  ".join(str(v).ljust(w) for v, w in zip(line, widths)).rstrip() + "\n")
+    s = report["summary"]
+    out.write(f"\n{s['resources']} resources, {s['findings']} findings: "
+              + ", ".join(f"{k} {v}" for k, v in s["by_status"].items())
+              + f"; mode {s['mode']}, remediated {s['remediated']}\n")
+    for err in s["errors"]:
+        out.write(f"could not read {err['resource']}: {err['error']}\n")
+
+
+class Progress:
+    """'scanned 40/300' on stderr, only when stderr is a terminal."""
+
+    def __init__(self, total: int, stream: TextIO = sys.stderr) -> None:
+        self.total, self.stream, self.enabled = total, stream, stream.isatty()
+
+    def update(self, done: int) -> None:
+        if self.enabled:
+            self.stream.write(f"\rscanned {done}/{self.total} resources")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+
+
+def scan(args: argparse.Namespace, out: TextIO) -> int:
+    import boto3  # noqa: PLC0415
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+    from .aws import Clients  # noqa: PLC0415
+    from .errors import NetguardError  # noqa: PLC0415
+    from .scan import run_scan  # noqa: PLC0415
+
+    try:
+        session = boto3.session.Session(profile_name=args.profile, region_name=args.region)
+        result = run_scan(Clients(session), args.region, enforce=args.enforce, ledger_file=args.ledger_file,
+                          policy_dir=args.policy_dir, progress=Progress)
+    except (ClientError, BotoCoreError, NetguardError) as exc:
+        print(f"netguard: could not scan {args.region}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    report = build_report(result.rows, result.errors, args.enforce, result.account, args.region)
+    if args.format == "json":
+        json.dump(report, out, indent=2, sort_keys=False)
+        out.write("\n")
+    else:
+        render_table(report, out)
+    if result.errors:
+        return EXIT_ERROR
+    return EXIT_VIOLATIONS if report["summary"]["non_compliant"] else EXIT_CLEAN
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help exits 0, usage errors exit 2
+        return int(exc.code or 0)
+    _configure_logging(args.verbose)
+    if args.command == "scan":
+        return scan(args, sys.stdout)
+    try:
+        from netguard_demo.run import run_demo  # noqa: PLC0415
+    except ImportError as exc:
+        print(f"netguard: the demo needs the development install (make demo): {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    return run_demo(sys.stdout)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

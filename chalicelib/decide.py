@@ -1,0 +1,48 @@
+"""Decide: finding -> decision. Pure: mode, exemptions and resource state; no AWS calls.
+
+Order (first match wins): exempt, no remediation for the control, stage override (dry-run/alert),
+the control's mode (alert), then the remediation's readiness for the resource's state (deferred until
+a notebook is InService, already contained, or not actionable in this state).
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from .model import (ALERT_ONLY, DEFERRED, DRY_RUN, EXEMPT, NON_COMPLIANT, NOT_ACTIONABLE, REMEDIATE,
+                    REPORT_ONLY, Decision, Finding)
+from .policy import Policy, exemption_for
+from .remediate import ACTIONS
+from .settings import Settings
+
+
+def decide(finding: Finding, policy: Policy, settings: Settings, today: dt.date,
+           report_only: bool = False) -> Decision | None:
+    """The decision for a NON_COMPLIANT finding (None for compliant / not applicable ones)."""
+    if finding.status != NON_COMPLIANT:
+        return None
+    control = finding.control
+    exemption = exemption_for(policy, control.id, finding.resource, today)
+    if exemption.exempt:
+        return Decision(finding, EXEMPT, f"exempt: {exemption.detail}")
+    note = f" ({exemption.detail})" if exemption.detail else ""
+    action = ACTIONS.get(control.remediation) if control.remediation else None
+    if report_only:
+        planned = f"would {action.describe}" if action else "no automatic remediation"
+        return Decision(finding, REPORT_ONLY, f"read-only scan: {planned}{note}", control.remediation)
+    if action is None:
+        return Decision(finding, NOT_ACTIONABLE, f"no automatic remediation for {control.id}: see guidance{note}")
+    mode = settings.control_modes.get(control.id, control.mode)
+    if settings.mode == "dry-run":
+        return Decision(finding, DRY_RUN, f"dry-run: would {action.describe}{note}", action.name)
+    if settings.mode == "alert":
+        return Decision(finding, ALERT_ONLY, f"stage mode is alert: would {action.describe}{note}", action.name)
+    if mode != "enforce":
+        return Decision(finding, ALERT_ONLY, f"{control.id} is in {mode} mode{note}", action.name)
+    readiness = action.readiness(finding.resource)
+    state = finding.resource.state.get(action.state_field) if action.state_field else None
+    if readiness == "defer":
+        return Decision(finding, DEFERRED, f"deferred: resource is {state}; will {action.describe} once it can{note}",
+                        action.name)
+    if readiness == "cannot":
+        return Decision(finding, NOT_ACTIONABLE, f"resource is {state}: cannot {action.describe} from this state{note}")
+    return Decision(finding, REMEDIATE, f"enforce: {action.describe}{note}", action.name)

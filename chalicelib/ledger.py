@@ -1,0 +1,228 @@
+"""Record: the audit trail of every decision and action, and the claims that make actions happen once.
+
+One DynamoDB table (partition key `pk`, sort key `sk`, both strings; TTL attribute `expires_at`)
+holds, side by side with Powertools' idempotency records:
+
+  pk = res#<account>#<region>#<type>#<id>   sk = decision#<time>#<event id>#<control>   a decision and its outcome
+  pk = res#<account>#<region>#<type>#<id>   sk = claim#<control>#<kind>#<fingerprint>     "this violation is handled"
+  pk = action#<action id>                   sk = action                                   an action, its before-state, result
+  pk = alert#undelivered                    sk = <time>#<alert id>                        an alert a channel failed to take
+
+A claim is a conditional put: the first event to see a violation (same control, same resource
+version, same evidence) wins; later deliveries or other events for it are duplicates. A claim whose
+action failed can be taken again, so a later event retries.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+import uuid
+from typing import Any, Mapping, Protocol
+
+from botocore.exceptions import ClientError
+
+from .aws import Clients, error_code
+from .model import FAILED, Decision, EventContext, Finding, Outcome, ResourceRef, canonical_json
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def resource_pk(ref: ResourceRef) -> str:
+    return f"res#{ref.key}"
+
+
+def claim_sk(finding: Finding, kind: str) -> str:
+    return f"claim#{finding.control.id}#{kind}#{finding.fingerprint}"
+
+
+def new_action_id() -> str:
+    return f"act-{uuid.uuid4().hex[:20]}"
+
+
+class Ledger(Protocol):
+    def claim(self, finding: Finding, kind: str, context: EventContext) -> bool: ...
+    def settle_claim(self, finding: Finding, kind: str, result: str) -> None: ...
+    def record_action(self, action_id: str, action: str, ref: ResourceRef, controls: tuple[str, ...],
+                      before: Mapping[str, Any], context: EventContext) -> None: ...
+    def finish_action(self, action_id: str, result: str, detail: str) -> None: ...
+    def record_decision(self, context: EventContext, outcome: Outcome) -> None: ...
+    def record_undelivered(self, alert: Mapping[str, Any], channel: str, error: str) -> None: ...
+
+
+def decision_item(context: EventContext, outcome: Outcome) -> dict[str, Any]:
+    """The ledger's view of one decision: event id, control, resource, before-state, action, result, time."""
+    decision: Decision = outcome.decision
+    finding = decision.finding
+    ref = finding.resource.ref
+    return {
+        "event_id": context.event_id,
+        "trigger": context.trigger,
+        "event_name": context.event_name,
+        "principal": context.principal,
+        "control": finding.control.id,
+        "resource": {"type": ref.resource_type, "id": ref.resource_id, "arn": finding.resource.arn,
+                     "account": ref.account, "region": ref.region},
+        "status": finding.status,
+        "evidence": finding.evidence,
+        "before": finding.resource.state,
+        "decision": decision.kind,
+        "reason": decision.reason,
+        "action": decision.action,
+        "action_id": outcome.action_id,
+        "result": outcome.result,
+        "detail": outcome.detail,
+    }
+
+
+class MemoryLedger:
+    """A ledger in memory (tests, read-only scans, local --enforce without a table), optionally
+    appending every record as one JSON line to `path`."""
+
+    def __init__(self, path: str | None = None) -> None:
+        self.path = path
+        self.items: dict[tuple[str, str], dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def _put(self, pk: str, sk: str, item: Mapping[str, Any]) -> None:
+        record = {"pk": pk, "sk": sk, **item}
+        self.items[(pk, sk)] = record
+        if self.path:
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record, default=str) + "\n")
+
+    def claim(self, finding: Finding, kind: str, context: EventContext) -> bool:
+        key = (resource_pk(finding.resource.ref), claim_sk(finding, kind))
+        with self._lock:
+            existing = self.items.get(key)
+            if existing is not None and existing.get("result") != FAILED:
+                return False
+            self._put(*key, {"event_id": context.event_id, "at": _iso(utcnow())})
+            return True
+
+    def settle_claim(self, finding: Finding, kind: str, result: str) -> None:
+        key = (resource_pk(finding.resource.ref), claim_sk(finding, kind))
+        with self._lock:
+            if key in self.items:
+                self.items[key]["result"] = result
+
+    def record_action(self, action_id, action, ref, controls, before, context) -> None:
+        with self._lock:
+            self._put(f"action#{action_id}", "action", {
+                "action": action, "resource": ref.key, "controls": list(controls), "before": before,
+                "event_id": context.event_id, "result": "started", "at": _iso(utcnow())})
+
+    def finish_action(self, action_id: str, result: str, detail: str) -> None:
+        with self._lock:
+            item = self.items.get((f"action#{action_id}", "action"))
+            if item is not None:
+                item.update(result=result, detail=detail, finished_at=_iso(utcnow()))
+
+    def record_decision(self, context: EventContext, outcome: Outcome) -> None:
+        ref = outcome.decision.finding.resource.ref
+        with self._lock:
+            self._put(resource_pk(ref), f"decision#{_iso(utcnow())}#{context.event_id}#{outcome.decision.finding.control.id}",
+                      decision_item(context, outcome))
+
+    def record_undelivered(self, alert: Mapping[str, Any], channel: str, error: str) -> None:
+        with self._lock:
+            self._put("alert#undelivered", f"{_iso(utcnow())}#{alert.get('alert_id')}#{channel}",
+                      {"channel": channel, "error": error, "alert": dict(alert)})
+
+    def records(self, prefix: str) -> list[dict[str, Any]]:
+        return [v for (pk, sk), v in self.items.items() if sk.startswith(prefix) or pk.startswith(prefix)]
+
+
+def _to_dynamo(value: Any) -> Any:
+    """DynamoDB takes no floats and no empty-key maps: store nested data as canonical JSON text."""
+    return canonical_json(value)
+
+
+class DynamoLedger:
+    """The ledger in the DynamoDB table named by NETGUARD_LEDGER_TABLE."""
+
+    def __init__(self, table_name: str, clients: Clients, region: str | None = None,
+                 dedup_hours: int = 24, retention_days: int = 400) -> None:
+        self.table_name = table_name
+        self.ddb = clients.client("dynamodb", region)
+        self.dedup = dt.timedelta(hours=dedup_hours)
+        self.retention = dt.timedelta(days=retention_days)
+
+    def _put(self, item: Mapping[str, Any], **kwargs: Any) -> None:
+        self.ddb.put_item(TableName=self.table_name, Item=_serialize(item), **kwargs)
+
+    def claim(self, finding: Finding, kind: str, context: EventContext) -> bool:
+        now = utcnow()
+        try:
+            self._put({"pk": resource_pk(finding.resource.ref), "sk": claim_sk(finding, kind),
+                       "event_id": context.event_id, "at": _iso(now),
+                       "expires_at": int((now + self.dedup).timestamp())},
+                      ConditionExpression="attribute_not_exists(sk) OR #r = :failed",
+                      ExpressionAttributeNames={"#r": "result"},
+                      ExpressionAttributeValues={":failed": {"S": FAILED}})
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def settle_claim(self, finding: Finding, kind: str, result: str) -> None:
+        self.ddb.update_item(
+            TableName=self.table_name,
+            Key={"pk": {"S": resource_pk(finding.resource.ref)}, "sk": {"S": claim_sk(finding, kind)}},
+            UpdateExpression="SET #r = :r", ExpressionAttributeNames={"#r": "result"},
+            ExpressionAttributeValues={":r": {"S": result}})
+
+    def record_action(self, action_id, action, ref, controls, before, context) -> None:
+        now = utcnow()
+        self._put({"pk": f"action#{action_id}", "sk": "action", "action": action, "resource": ref.key,
+                   "controls": list(controls), "before": _to_dynamo(before), "event_id": context.event_id,
+                   "result": "started", "at": _iso(now), "expires_at": int((now + self.retention).timestamp())},
+                  ConditionExpression="attribute_not_exists(pk)")
+
+    def finish_action(self, action_id: str, result: str, detail: str) -> None:
+        self.ddb.update_item(
+            TableName=self.table_name, Key={"pk": {"S": f"action#{action_id}"}, "sk": {"S": "action"}},
+            UpdateExpression="SET #r = :r, detail = :d, finished_at = :f",
+            ExpressionAttributeNames={"#r": "result"},
+            ExpressionAttributeValues={":r": {"S": result}, ":d": {"S": detail}, ":f": {"S": _iso(utcnow())}})
+
+    def record_decision(self, context: EventContext, outcome: Outcome) -> None:
+        now = utcnow()
+        item = decision_item(context, outcome)
+        for key in ("resource", "evidence", "before"):
+            item[key] = _to_dynamo(item[key])
+        ref = outcome.decision.finding.resource.ref
+        self._put({"pk": resource_pk(ref),
+                   "sk": f"decision#{_iso(now)}#{context.event_id}#{outcome.decision.finding.control.id}",
+                   "at": _iso(now), "expires_at": int((now + self.retention).timestamp()), **item})
+
+    def record_undelivered(self, alert: Mapping[str, Any], channel: str, error: str) -> None:
+        now = utcnow()
+        self._put({"pk": "alert#undelivered", "sk": f"{_iso(now)}#{alert.get('alert_id')}#{channel}",
+                   "channel": channel, "error": error[:2000], "alert": _to_dynamo(alert), "at": _iso(now),
+                   "expires_at": int((now + self.retention).timestamp())})
+
+
+def _serialize(item: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in item.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            out[key] = {"BOOL": value}
+        elif isinstance(value, int):
+            out[key] = {"N": str(value)}
+        elif isinstance(value, str):
+            out[key] = {"S": value}
+        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+            out[key] = {"L": [{"S": v} for v in value]}
+        else:
+            out[key] = {"S": canonical_json(value)}
+    return out

@@ -1,0 +1,143 @@
+"""The values that flow through the pipeline, all frozen.
+
+trigger -> ResourceRef -> Resource -> Finding -> Decision -> Outcome -> ledger + alerts
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+NOTEBOOK = "AWS::SageMaker::NotebookInstance"
+SECURITY_GROUP = "AWS::EC2::SecurityGroup"
+RESOURCE_TYPES = (NOTEBOOK, SECURITY_GROUP)
+
+COMPLIANT = "COMPLIANT"
+NON_COMPLIANT = "NON_COMPLIANT"
+NOT_APPLICABLE = "NOT_APPLICABLE"
+
+# Decision kinds: what netguard chose to do about one NON_COMPLIANT finding.
+REMEDIATE = "remediate"
+ALERT_ONLY = "alert-only"
+DRY_RUN = "dry-run"
+EXEMPT = "exempt"
+DEFERRED = "deferred"
+NOT_ACTIONABLE = "not-actionable"
+REPORT_ONLY = "report-only"  # CLI scan without --enforce: read-only, nothing recorded or sent
+
+# Outcome results.
+SUCCEEDED = "succeeded"
+ALREADY_DONE = "already-done"
+FAILED = "failed"
+NO_ACTION = "no-action"
+DUPLICATE = "duplicate"
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def digest(value: Any, length: int = 16) -> str:
+    return hashlib.sha256(canonical_json(value).encode()).hexdigest()[:length]
+
+
+@dataclass(frozen=True)
+class ResourceRef:
+    """Which resource to look at. `resource_id` is the id AWS Config uses (notebook name, sg-...)."""
+
+    resource_type: str
+    resource_id: str
+    account: str
+    region: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.account}#{self.region}#{self.resource_type}#{self.resource_id}"
+
+
+@dataclass(frozen=True)
+class EventContext:
+    """Where a piece of work came from: carried into the ledger and every alert."""
+
+    event_id: str
+    trigger: str  # api-call | state-change | scan
+    event_name: str | None = None
+    principal: str | None = None
+    event_time: str | None = None
+
+
+@dataclass(frozen=True)
+class Trigger:
+    context: EventContext
+    refs: tuple[ResourceRef, ...]
+
+
+@dataclass(frozen=True)
+class Resource:
+    """The current state of one resource, as plain data the checks read.
+
+    `version` changes whenever the resource changes in a way that matters for deduplication
+    (a notebook's status and last-modified time); two events seeing the same version and the
+    same violation are one violation.
+    """
+
+    ref: ResourceRef
+    arn: str
+    state: Mapping[str, Any]
+    tags: Mapping[str, str] = field(default_factory=dict)
+    version: str = ""
+
+
+@dataclass(frozen=True)
+class Control:
+    id: str
+    title: str
+    severity: str
+    resource_type: str
+    mode: str
+    check: str
+    params: Mapping[str, Any]
+    remediation: str | None
+    guidance: str
+    peers: tuple[str, ...]
+    applies_when: Mapping[str, Any] | None
+    source: str
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    status: str
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+    targets: tuple[str, ...] = ()  # what a remediation acts on (e.g. security group rule ids)
+
+
+@dataclass(frozen=True)
+class Finding:
+    control: Control
+    resource: Resource
+    status: str
+    evidence: Mapping[str, Any]
+    targets: tuple[str, ...] = ()
+
+    @property
+    def fingerprint(self) -> str:
+        """Same control, resource version and evidence -> same violation."""
+        return digest([self.control.id, self.resource.ref.key, self.resource.version, self.evidence])
+
+
+@dataclass(frozen=True)
+class Decision:
+    finding: Finding
+    kind: str
+    reason: str
+    action: str | None = None  # the remediation planned (or that would run, for dry-run)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    decision: Decision
+    result: str
+    detail: str
+    action_id: str | None = None
+    before: Mapping[str, Any] | None = None  # what the action removed or changed, for restore

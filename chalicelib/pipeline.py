@@ -1,0 +1,187 @@
+"""Pipeline: runs the stages in order for one trigger, isolating failures per resource and per action.
+
+trigger -> collect -> evaluate -> decide -> act (claimed once, before-state recorded first)
+-> record (ledger) + notify (SNS, Slack) + count (metrics).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from botocore.exceptions import ClientError
+
+from .aws import Clients, error_code, error_message
+from .collect import Collector
+from .decide import decide
+from .errors import RemediationError
+from .evaluate import evaluate
+from .ledger import Ledger, new_action_id
+from .model import (ALREADY_DONE, DUPLICATE, FAILED, NO_ACTION, NON_COMPLIANT, REMEDIATE, REPORT_ONLY, SUCCEEDED, Decision,
+                    EventContext, Finding, Outcome, ResourceRef, Trigger)
+from .notify import build_alert
+from .policy import Policy
+from .remediate import ACTIONS
+from .settings import Settings
+
+log = logging.getLogger("netguard.pipeline")
+
+
+class Notifier(Protocol):
+    def send(self, alert: dict[str, Any]) -> dict[str, str]: ...
+
+
+class Telemetry(Protocol):
+    def count(self, metric: str, control: str, value: int = 1) -> None: ...
+
+
+class NoTelemetry:
+    def count(self, metric: str, control: str, value: int = 1) -> None:
+        return None
+
+
+@dataclass
+class RunReport:
+    context: EventContext
+    findings: list[Finding] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+    missing: list[ResourceRef] = field(default_factory=list)
+    errors: list[tuple[ResourceRef, str]] = field(default_factory=list)
+    deliveries: list[dict[str, str]] = field(default_factory=list)
+
+    def outcome_for(self, finding: Finding) -> Outcome | None:
+        for outcome in self.outcomes:
+            if outcome.decision.finding is finding:
+                return outcome
+        return None
+
+
+class Pipeline:
+    def __init__(self, policy: Policy, settings: Settings, clients: Clients, ledger: Ledger | None,
+                 notifier: Notifier | None, telemetry: Telemetry | None = None,
+                 today: Callable[[], dt.date] | None = None, report_only: bool = False,
+                 collector: Collector | None = None) -> None:
+        self.policy, self.settings, self.clients = policy, settings, clients
+        self.ledger, self.notifier = ledger, notifier
+        self.telemetry = telemetry or NoTelemetry()
+        self.today = today or (lambda: dt.datetime.now(dt.timezone.utc).date())
+        self.report_only = report_only
+        self.collector = collector  # shared lookups for a scan; otherwise fresh per run
+
+
+    def run(self, trigger: Trigger) -> RunReport:
+        context = trigger.context
+        report = RunReport(context)
+        collector = self.collector or Collector(self.clients)
+        collected = collector.collect(trigger.refs)
+        report.missing, report.errors = collected.missing, collected.errors
+        for ref in collected.missing:
+            log.info("resource %s no longer exists: nothing to evaluate", ref.key)
+        for ref, message in collected.errors:
+            self.telemetry.count("failures", "collect")
+            log.error("could not read %s: %s", ref.key, message)
+        report.findings = evaluate(self.policy.controls, collected.resources, self.settings.control_modes)
+        today = self.today()
+        decisions: list[Decision] = []
+        for finding in report.findings:
+            self.telemetry.count("evaluations", finding.control.id)
+            if finding.status == NON_COMPLIANT:
+                self.telemetry.count("violations", finding.control.id)
+            decision = decide(finding, self.policy, self.settings, today, self.report_only)
+            if decision is not None:
+                decisions.append(decision)
+        report.outcomes = self.act(context, decisions)
+        for outcome in report.outcomes:
+            self._record_and_notify(context, outcome, report)
+        return report
+
+    # --- act -----------------------------------------------------------------------------------
+
+    def act(self, context: EventContext, decisions: list[Decision]) -> list[Outcome]:
+        """Claim each decision once, then run each remediation once per resource for all its findings."""
+        outcomes: list[Outcome] = []
+        groups: dict[tuple[str, ResourceRef], list[Decision]] = {}
+        for decision in decisions:
+            if decision.kind == REPORT_ONLY:
+                outcomes.append(Outcome(decision, NO_ACTION, decision.reason))
+                continue
+            try:
+                claimed = self.ledger is None or self.ledger.claim(decision.finding, decision.kind, context)
+            except ClientError as exc:
+                # Without a claim we cannot prove we act once: do nothing, say so.
+                self.telemetry.count("failures", decision.finding.control.id)
+                outcomes.append(Outcome(decision, FAILED, f"ledger unavailable, no action taken: {error_code(exc)}"))
+                continue
+            if not claimed:
+                log.info("duplicate: %s on %s already handled (%s)", decision.finding.control.id,
+                         decision.finding.resource.ref.key, decision.kind)
+                outcomes.append(Outcome(decision, DUPLICATE, "already handled by an earlier event"))
+                continue
+            if decision.kind == REMEDIATE and decision.action:
+                groups.setdefault((decision.action, decision.finding.resource.ref), []).append(decision)
+            else:
+                outcomes.append(Outcome(decision, NO_ACTION, decision.reason))
+                self._settle(decision, NO_ACTION)
+        for (action_name, _ref), group in groups.items():
+            outcomes.extend(self._execute(context, action_name, group))
+        return outcomes
+
+    def _execute(self, context: EventContext, action_name: str, group: list[Decision]) -> list[Outcome]:
+        action = ACTIONS[action_name]
+        resource = group[0].finding.resource
+        targets = tuple(sorted({t for d in group for t in d.finding.targets}))
+        controls = tuple(sorted({d.finding.control.id for d in group}))
+        action_id = new_action_id()
+        before = action.before(resource, targets)
+        try:
+            if self.ledger is not None:
+                self.ledger.record_action(action_id, action_name, resource.ref, controls, before, context)
+            result = action.run(self.clients, resource, targets, controls)
+            status, detail = result.result, result.detail
+        except RemediationError as exc:
+            status, detail = FAILED, str(exc)
+        except ClientError as exc:
+            status, detail = FAILED, f"{error_code(exc)}: {error_message(exc)}"
+        if self.ledger is not None:
+            try:
+                self.ledger.finish_action(action_id, status, detail)
+            except ClientError as exc:
+                log.error("could not record the result of %s: %s", action_id, error_code(exc))
+        log.info("action %s %s on %s: %s", action_id, action_name, resource.ref.key, status)
+        outcomes = []
+        for decision in group:
+            self.telemetry.count("remediations" if status != FAILED else "failures", decision.finding.control.id)
+            self._settle(decision, status)
+            outcomes.append(Outcome(decision, status, detail, action_id, before))
+        return outcomes
+
+    def _settle(self, decision: Decision, result: str) -> None:
+        if self.ledger is None:
+            return
+        try:
+            self.ledger.settle_claim(decision.finding, decision.kind, result)
+        except ClientError as exc:
+            log.error("could not settle the claim of %s: %s", decision.finding.control.id, error_code(exc))
+
+    # --- record and notify ---------------------------------------------------------------------
+
+    def _record_and_notify(self, context: EventContext, outcome: Outcome, report: RunReport) -> None:
+        if outcome.result == DUPLICATE or outcome.decision.kind == REPORT_ONLY:
+            return
+        if self.ledger is not None:
+            try:
+                self.ledger.record_decision(context, outcome)
+            except ClientError as exc:
+                self.telemetry.count("failures", outcome.decision.finding.control.id)
+                log.error("could not record the decision on %s: %s", outcome.decision.finding.control.id,
+                          error_code(exc))
+        # Nothing new to tell when the containment already held (e.g. a second state-change event).
+        if self.notifier is not None and outcome.result != ALREADY_DONE:
+            report.deliveries.append(self.notifier.send(build_alert(context, outcome)))
+
+
+def summarize(outcomes: list[Outcome]) -> dict[str, int]:
+    counts = Counter(o.result for o in outcomes)
+    return {"remediated": counts[SUCCEEDED], **{k: v for k, v in counts.items() if k != SUCCEEDED}}

@@ -1,0 +1,221 @@
+"""Load and validate the baseline (policies/*.toml); resolve modes and exemptions.
+
+Fail closed: an unknown key, check, parameter, remediation or resource type is a PolicyError that
+names the file, the control id and the reason. Loading is cached per directory for the process.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from .checks import CHECKS
+from .errors import PolicyError
+from .model import COMPLIANT, NON_COMPLIANT, NOT_APPLICABLE, RESOURCE_TYPES, Control, Resource
+from .remediate import ACTIONS
+
+DEFAULT_POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
+
+SEVERITIES = ("critical", "high", "medium", "low", "informational")
+MODES = ("enforce", "alert", "off")
+REQUIRED_KEYS = {"id", "title", "severity", "resource_type", "mode", "check", "guidance"}
+OPTIONAL_KEYS = {"params", "remediation", "peers", "applies_when", "examples"}
+EXAMPLE_KEYS = {"name", "expect", "state"}
+EXEMPTION_KEYS = {"resource_id", "controls", "until", "reason"}
+
+EXEMPT_TAG = "netguard:exempt"
+EXEMPT_UNTIL_TAG = "netguard:exempt-until"
+EXEMPT_REASON_TAG = "netguard:exempt-reason"
+
+
+@dataclass(frozen=True)
+class Example:
+    control_id: str
+    name: str
+    expect: str
+    state: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Exemption:
+    resource_id: str
+    controls: tuple[str, ...]
+    until: dt.date | None
+    reason: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Policy:
+    controls: tuple[Control, ...]
+    examples: tuple[Example, ...]
+    exemptions: tuple[Exemption, ...]
+
+    def control(self, control_id: str) -> Control:
+        for control in self.controls:
+            if control.id == control_id:
+                return control
+        raise KeyError(control_id)
+
+    def for_type(self, resource_type: str) -> list[Control]:
+        return [c for c in self.controls if c.resource_type == resource_type]
+
+
+def _fail(source: str, control_id: str | None, reason: str) -> PolicyError:
+    where = f"{source}: control {control_id}" if control_id else source
+    return PolicyError(f"{where}: {reason}")
+
+
+def _parse_control(raw: Any, source: str) -> tuple[Control, list[Example]]:
+    if not isinstance(raw, dict):
+        raise _fail(source, None, "each [[controls]] entry must be a table")
+    cid = raw.get("id") if isinstance(raw.get("id"), str) else None
+    missing = REQUIRED_KEYS - raw.keys()
+    if missing:
+        raise _fail(source, cid, f"missing keys: {', '.join(sorted(missing))}")
+    unknown = raw.keys() - REQUIRED_KEYS - OPTIONAL_KEYS
+    if unknown:
+        raise _fail(source, cid, f"unknown keys: {', '.join(sorted(unknown))}")
+    for key in ("id", "title", "guidance", "check", "resource_type"):
+        if not isinstance(raw[key], str) or not raw[key].strip():
+            raise _fail(source, cid, f"{key} must be a non-empty string")
+    if raw["severity"] not in SEVERITIES:
+        raise _fail(source, cid, f"severity {raw['severity']!r} is not one of {', '.join(SEVERITIES)}")
+    if raw["mode"] not in MODES:
+        raise _fail(source, cid, f"mode {raw['mode']!r} is not one of {', '.join(MODES)}")
+    if raw["resource_type"] not in RESOURCE_TYPES:
+        raise _fail(source, cid, f"unsupported resource_type {raw['resource_type']!r}")
+    spec = CHECKS.get(raw["check"])
+    if spec is None:
+        raise _fail(source, cid, f"unknown check {raw['check']!r} (known: {', '.join(sorted(CHECKS))})")
+    params = raw.get("params", {})
+    if not isinstance(params, dict):
+        raise _fail(source, cid, "params must be a table")
+    if spec.required - params.keys():
+        raise _fail(source, cid, f"check {raw['check']} needs params: {', '.join(sorted(spec.required - params.keys()))}")
+    if params.keys() - spec.required - spec.optional:
+        bad = params.keys() - spec.required - spec.optional
+        raise _fail(source, cid, f"check {raw['check']} does not take params: {', '.join(sorted(bad))}")
+    remediation = raw.get("remediation")
+    if remediation is not None:
+        action = ACTIONS.get(remediation)
+        if action is None:
+            raise _fail(source, cid, f"unknown remediation {remediation!r} (known: {', '.join(sorted(ACTIONS))})")
+        if action.resource_type != raw["resource_type"]:
+            raise _fail(source, cid, f"remediation {remediation} acts on {action.resource_type}, not {raw['resource_type']}")
+    applies_when = raw.get("applies_when")
+    if applies_when is not None and (
+        not isinstance(applies_when, dict) or set(applies_when) != {"field", "any_of"}
+        or not isinstance(applies_when["any_of"], list)
+    ):
+        raise _fail(source, cid, "applies_when must be {field = '...', any_of = [...]}")
+    peers = raw.get("peers", [])
+    if not isinstance(peers, list) or not all(isinstance(p, str) for p in peers):
+        raise _fail(source, cid, "peers must be a list of strings")
+    control = Control(
+        id=raw["id"], title=raw["title"].strip(), severity=raw["severity"], resource_type=raw["resource_type"],
+        mode=raw["mode"], check=raw["check"], params=params, remediation=remediation,
+        guidance=" ".join(raw["guidance"].split()), peers=tuple(peers), applies_when=applies_when, source=source,
+    )
+    examples = []
+    for ex in raw.get("examples", []):
+        if not isinstance(ex, dict) or set(ex) != EXAMPLE_KEYS:
+            raise _fail(source, cid, f"each example needs exactly: {', '.join(sorted(EXAMPLE_KEYS))}")
+        if ex["expect"] not in (COMPLIANT, NON_COMPLIANT, NOT_APPLICABLE):
+            raise _fail(source, cid, f"example {ex['name']!r}: expect must be COMPLIANT, NON_COMPLIANT or NOT_APPLICABLE")
+        examples.append(Example(cid or "", ex["name"], ex["expect"], ex["state"]))
+    return control, examples
+
+
+def _parse_date(value: Any, source: str, what: str) -> dt.date:
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError as exc:
+        raise PolicyError(f"{source}: {what}: {value!r} is not a YYYY-MM-DD date") from exc
+
+
+def _parse_exemption(raw: Any, source: str) -> Exemption:
+    if not isinstance(raw, dict) or not {"resource_id", "controls", "reason"} <= raw.keys() or raw.keys() - EXEMPTION_KEYS:
+        raise PolicyError(f"{source}: each [[exemptions]] needs resource_id, controls, reason (and optional until)")
+    controls = raw["controls"]
+    if not isinstance(controls, list) or not all(isinstance(c, str) for c in controls):
+        raise PolicyError(f"{source}: exemption for {raw['resource_id']}: controls must be a list of ids or ['*']")
+    until = _parse_date(raw["until"], source, f"exemption for {raw['resource_id']}") if "until" in raw else None
+    return Exemption(str(raw["resource_id"]), tuple(controls), until, str(raw["reason"]), source)
+
+
+@functools.lru_cache(maxsize=8)
+def load_policy(policy_dir: str | None = None) -> Policy:
+    """Load every *.toml under the directory (default: the deployed `policies/`)."""
+    root = Path(policy_dir) if policy_dir else DEFAULT_POLICY_DIR
+    files = sorted(root.glob("*.toml"))
+    if not files:
+        raise PolicyError(f"{root}: no policy files (*.toml) found")
+    controls: list[Control] = []
+    examples: list[Example] = []
+    exemptions: list[Exemption] = []
+    seen: dict[str, str] = {}
+    for path in files:
+        source = path.name
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise PolicyError(f"{source}: not valid TOML: {exc}") from exc
+        unknown = data.keys() - {"controls", "exemptions"}
+        if unknown:
+            raise PolicyError(f"{source}: unknown top-level keys: {', '.join(sorted(unknown))}")
+        for raw in data.get("controls", []):
+            control, control_examples = _parse_control(raw, source)
+            if control.id in seen:
+                raise _fail(source, control.id, f"duplicate id (also in {seen[control.id]})")
+            seen[control.id] = source
+            controls.append(control)
+            examples.extend(control_examples)
+        exemptions.extend(_parse_exemption(raw, source) for raw in data.get("exemptions", []))
+    for ex in exemptions:
+        unknown_ids = [c for c in ex.controls if c != "*" and c not in seen]
+        if unknown_ids:
+            raise PolicyError(f"{ex.source}: exemption for {ex.resource_id} names unknown controls: {', '.join(unknown_ids)}")
+    return Policy(tuple(controls), tuple(examples), tuple(exemptions))
+
+
+@dataclass(frozen=True)
+class ExemptionStatus:
+    exempt: bool
+    detail: str  # why exempt, or a note on an expired/invalid exemption that was ignored ("" if none)
+
+
+def exemption_for(policy: Policy, control_id: str, resource: Resource, today: dt.date) -> ExemptionStatus:
+    """Tag exemptions (netguard:exempt, -until, -reason) and policy-file exemptions for one control."""
+    notes: list[str] = []
+    tag_value = resource.tags.get(EXEMPT_TAG)
+    if tag_value is not None:
+        listed = {c.strip() for c in tag_value.split(",") if c.strip()}
+        if "*" in listed or control_id in listed:
+            reason = resource.tags.get(EXEMPT_REASON_TAG, "no reason given")
+            until_raw = resource.tags.get(EXEMPT_UNTIL_TAG)
+            if until_raw is None:
+                return ExemptionStatus(True, f"tag {EXEMPT_TAG}={tag_value} ({reason})")
+            try:
+                until = dt.date.fromisoformat(until_raw.strip())
+            except ValueError:
+                notes.append(f"ignored tag exemption: {EXEMPT_UNTIL_TAG}={until_raw!r} is not YYYY-MM-DD")
+            else:
+                if today <= until:
+                    return ExemptionStatus(True, f"tag {EXEMPT_TAG}={tag_value} until {until} ({reason})")
+                notes.append(f"ignored tag exemption: expired on {until}")
+    for ex in policy.exemptions:
+        if ex.resource_id not in (resource.ref.resource_id, resource.arn):
+            continue
+        if "*" not in ex.controls and control_id not in ex.controls:
+            continue
+        if ex.until is None or today <= ex.until:
+            until = f" until {ex.until}" if ex.until else ""
+            return ExemptionStatus(True, f"policy exemption in {ex.source}{until} ({ex.reason})")
+        notes.append(f"ignored policy exemption in {ex.source}: expired on {ex.until}")
+    return ExemptionStatus(False, "; ".join(notes))

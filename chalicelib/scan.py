@@ -1,0 +1,88 @@
+"""Scan a whole region: every notebook and security group, through the same pipeline as the events.
+
+Shared network state is read up front in a few paginated calls (Lookups.prime), so the per-resource
+cost is the resource's own describe calls only. Read-only unless `enforce`.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .aws import Clients
+from .collect import Collector
+from .ledger import DynamoLedger, MemoryLedger
+from .model import NOTEBOOK, SECURITY_GROUP, EventContext, Finding, Outcome, ResourceRef, Trigger
+from .notify import Notifier
+from .pipeline import Pipeline, RunReport
+from .policy import load_policy
+from .settings import Settings
+
+
+@dataclass
+class ScanResult:
+    account: str
+    report: RunReport
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[dict[str, str]] = field(default_factory=list)
+
+
+def finding_row(finding: Finding, outcome: Outcome | None) -> dict[str, Any]:
+    ref = finding.resource.ref
+    decision = None
+    if outcome is not None:
+        decision = {"kind": outcome.decision.kind, "reason": outcome.decision.reason,
+                    "action": outcome.decision.action, "result": outcome.result, "detail": outcome.detail,
+                    "action_id": outcome.action_id}
+    return {
+        "control": finding.control.id,
+        "title": finding.control.title,
+        "severity": finding.control.severity,
+        "resource_type": ref.resource_type,
+        "resource_id": ref.resource_id,
+        "arn": finding.resource.arn,
+        "account": ref.account,
+        "region": ref.region,
+        "status": finding.status,
+        "evidence": json.loads(json.dumps(finding.evidence, default=str)),
+        "decision": decision,
+    }
+
+
+def list_refs(collector: Collector, account: str, region: str) -> list[ResourceRef]:
+    lookups = collector.lookups(account, region)
+    group_ids = lookups.prime()
+    refs = []
+    for page in lookups.sagemaker.get_paginator("list_notebook_instances").paginate():
+        refs += [ResourceRef(NOTEBOOK, nb["NotebookInstanceName"], account, region)
+                 for nb in page.get("NotebookInstances", [])]
+    refs += [ResourceRef(SECURITY_GROUP, group_id, account, region) for group_id in group_ids]
+    return refs
+
+
+def run_scan(clients: Clients, region: str, enforce: bool = False, ledger_file: str | None = None,
+             policy_dir: str | None = None, progress: Callable[[int], Any] | None = None,
+             settings: Settings | None = None) -> ScanResult:
+    settings = settings or Settings.from_env()
+    policy = load_policy(policy_dir or settings.policy_dir)
+    account = clients.client("sts", region).get_caller_identity()["Account"]
+    collector = Collector(clients)
+    refs = list_refs(collector, account, region)
+    ledger: Any = None
+    notifier = None
+    if enforce:
+        ledger = (DynamoLedger(settings.ledger_table, clients, dedup_hours=settings.dedup_hours,
+                               retention_days=settings.ledger_retention_days)
+                  if settings.ledger_table else MemoryLedger(ledger_file))
+        notifier = Notifier(settings, clients, ledger=ledger)
+    meter = progress(len(refs)) if progress else None
+    collector.on_progress = meter.update if meter else None
+    context = EventContext(f"scan-{uuid.uuid4()}", "scan")
+    pipeline = Pipeline(policy, settings, clients, ledger, notifier, report_only=not enforce, collector=collector)
+    report = pipeline.run(Trigger(context, tuple(refs)))
+    if meter:
+        meter.close()
+    rows = [finding_row(f, report.outcome_for(f)) for f in report.findings]
+    errors = [{"resource": ref.resource_id, "error": message} for ref, message in report.errors]
+    return ScanResult(account, report, rows, errors)
