@@ -35,7 +35,8 @@ def _missing(exc: ClientError) -> bool:
     if code in NOT_FOUND_CODES:
         return True
     # SageMaker answers ValidationException "RecordNotFound" for a missing notebook.
-    return code == "ValidationException" and "not found" in error_message(exc).lower()
+    message = error_message(exc).lower()
+    return code == "ValidationException" and ("recordnotfound" in message or "not found" in message)
 
 
 def classify_eni(eni: dict[str, Any]) -> set[str]:

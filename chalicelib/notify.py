@@ -219,7 +219,7 @@ def publish_sns(sns_client: Any, topic_arn: str, alert: Mapping[str, Any]) -> No
 def topic_region(topic_arn: str) -> str | None:
     """REGION of arn:aws:sns:REGION:ACCOUNT:NAME (None when the ARN has no region)."""
     parts = topic_arn.split(":")
-    return parts[3] or None if len(parts) > 5 and parts[0] == "arn" else None
+    return (parts[3] or None) if len(parts) > 5 and parts[0] == "arn" else None
 
 
 # ------------------------------------------------------------------------------------- Slack payload
@@ -245,12 +245,12 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def truncate(text: str, limit: int) -> str:
-    """`text` cut to `limit` characters with an ellipsis, never in the middle of an `&...;` entity."""
+def truncate(text: str, limit: int, *, entities: bool = True) -> str:
+    """`text` cut to `limit` characters with an ellipsis; with `entities`, never inside an `&...;` entity."""
     if len(text) <= limit:
         return text
     cut = text[: max(limit - len(_ELLIPSIS), 0)]
-    amp = cut.rfind("&")
+    amp = cut.rfind("&") if entities else -1
     if amp != -1 and ";" not in cut[amp:]:
         cut = cut[:amp]
     return cut + _ELLIPSIS
@@ -321,13 +321,13 @@ def slack_blocks(alert: Mapping[str, Any]) -> dict[str, Any]:
         _field("Control", escape_mrkdwn(f"{control_id} {_fact(alert, 'control', 'title')}")),
         _field("Severity", escape_mrkdwn(severity)),
         _field("Resource", resource),
-        _field("Account", code_span(_fact(alert, "resource", "account"))),
-        _field("Region", code_span(_fact(alert, "resource", "region"))),
+        _field("Account", code_span(_fact(alert, "resource", "account"), 200)),
+        _field("Region", code_span(_fact(alert, "resource", "region"), 200)),
         _field("Decision", decision),
         _field("Result", escape_mrkdwn(_fact(alert, "result"))),
     ]
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": truncate(header, SLACK_HEADER_MAX), "emoji": False}},
+        {"type": "header", "text": {"type": "plain_text", "text": truncate(header, SLACK_HEADER_MAX, entities=False), "emoji": False}},
         {"type": "section", "fields": fields},
     ]
     detail = _fact(alert, "detail")

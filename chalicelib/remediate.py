@@ -17,6 +17,8 @@ from .errors import RemediationError
 from .model import ALREADY_DONE, NOTEBOOK, SECURITY_GROUP, SUCCEEDED, Resource
 
 QUARANTINE_TAG = "netguard:quarantined"
+# What EC2 answers when a rule id is no longer in the group (moto says InvalidPermission.NotFound).
+RULE_GONE = ("InvalidSecurityGroupRuleId.NotFound", "InvalidPermission.NotFound")
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,7 @@ def revoke_ingress_rules(clients: Clients, resource: Resource, targets: tuple[st
         code = error_code(exc)
         if code == "InvalidGroup.NotFound":
             return ActionResult(ALREADY_DONE, "security group no longer exists")
-        if code != "InvalidSecurityGroupRuleId.NotFound":
+        if code not in RULE_GONE:
             raise _fail("RevokeSecurityGroupIngress", exc) from exc
     # Some rules were already gone: the call is all-or-nothing, so revoke the rest one by one.
     revoked, gone = [], []
@@ -136,7 +138,7 @@ def revoke_ingress_rules(clients: Clients, resource: Resource, targets: tuple[st
             ec2.revoke_security_group_ingress(GroupId=ref.resource_id, SecurityGroupRuleIds=[rule_id])
             revoked.append(rule_id)
         except ClientError as exc:
-            if error_code(exc) not in ("InvalidSecurityGroupRuleId.NotFound", "InvalidGroup.NotFound"):
+            if error_code(exc) not in RULE_GONE + ("InvalidGroup.NotFound",):
                 raise _fail("RevokeSecurityGroupIngress", exc) from exc
             gone.append(rule_id)
     if not revoked:

@@ -1,0 +1,149 @@
+"""Collectors and remediations against moto (notebooks made AWS-like by netguard_demo.moto_fidelity)."""
+from __future__ import annotations
+
+import pytest
+from botocore.stub import Stubber
+
+from chalicelib.collect import Collector
+from chalicelib.errors import RemediationError
+from chalicelib.model import ALREADY_DONE, NOTEBOOK, SECURITY_GROUP, SUCCEEDED, ResourceRef
+from chalicelib.remediate import ACTIONS, QUARANTINE_TAG
+from netguard_demo.moto_fidelity import attach_notebook_eni, notebook_status, set_status
+from netguard_demo.world import create_notebook, ingress_rule_ids, tcp
+
+
+def collect_one(aws, rtype, rid):
+    collected = Collector(aws.clients).collect([ResourceRef(rtype, rid, aws.account, aws.region)])
+    return collected
+
+
+def test_notebook_in_a_public_subnet_is_read_with_its_route_to_the_internet(aws, net):
+    create_notebook(aws.client("sagemaker"), aws.account, "nb-public", net.public_subnet, [net.sg_jupyter],
+                    direct_internet="Enabled", root_access="Disabled")
+    collected = collect_one(aws, NOTEBOOK, "nb-public")
+    notebook = next(r for r in collected.resources if r.ref.resource_type == NOTEBOOK)
+    assert notebook.state["DirectInternetAccess"] == "Enabled"
+    assert notebook.state["RootAccess"] == "Disabled"
+    assert notebook.state["NotebookInstanceStatus"] == "Pending"
+    routes = notebook.state["Subnet"]["RouteTable"]["Routes"]
+    assert {"DestinationCidrBlock": "0.0.0.0/0", "GatewayId": net.igw_id} in [
+        {k: r[k] for k in ("DestinationCidrBlock", "GatewayId") if k in r} for r in routes]
+    # the notebook's security group comes along, known to be a notebook's group
+    group = next(r for r in collected.resources if r.ref.resource_type == SECURITY_GROUP)
+    assert group.ref.resource_id == net.sg_jupyter and "notebook" in group.state["AttachedTo"]
+    assert group.state["VpcCidrs"] == ["10.0.0.0/16"]
+
+
+def test_subnet_without_explicit_route_table_uses_the_main_table(aws, net):
+    ec2 = aws.client("ec2")
+    lonely = ec2.create_subnet(VpcId=net.vpc_id, CidrBlock="10.0.50.0/24")["Subnet"]["SubnetId"]
+    create_notebook(aws.client("sagemaker"), aws.account, "nb-main", lonely, [net.sg_notebook_ok],
+                    direct_internet="Disabled")
+    notebook = collect_one(aws, NOTEBOOK, "nb-main").resources[0]
+    main = ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [net.vpc_id]},
+                                              {"Name": "association.main", "Values": ["true"]}])["RouteTables"][0]
+    assert notebook.state["Subnet"]["RouteTable"]["RouteTableId"] == main["RouteTableId"]
+
+
+def test_missing_resources_are_reported_missing_not_errors(aws, net):
+    collected = Collector(aws.clients).collect([
+        ResourceRef(NOTEBOOK, "gone", aws.account, aws.region),
+        ResourceRef(SECURITY_GROUP, "sg-0000000000000dead", aws.account, aws.region)])
+    assert [r.resource_id for r in collected.missing] == ["gone", "sg-0000000000000dead"]
+    assert not collected.errors and not collected.resources
+
+
+def test_security_group_users_come_from_its_network_interfaces(aws, net):
+    attach_notebook_eni(aws.client("ec2"), net.private_subnets[0], [net.sg_ssh_open], "nb-x")
+    group = collect_one(aws, SECURITY_GROUP, net.sg_ssh_open).resources[0]
+    assert group.state["AttachedTo"] == ["notebook", "sagemaker"]
+    unused = collect_one(aws, SECURITY_GROUP, net.sg_notebook_ok).resources[0]
+    assert unused.state["AttachedTo"] == []
+
+
+def test_one_event_reads_only_its_resources(aws, net):
+    """Per-event work must not grow with the account: no list/describe-everything call."""
+    sm = aws.client("sagemaker")
+    for i in range(15):
+        create_notebook(sm, aws.account, f"other-{i}", net.private_subnets[0], [net.sg_notebook_ok], "Disabled")
+    create_notebook(sm, aws.account, "target", net.public_subnet, [net.sg_jupyter])
+    aws.calls.calls.clear()
+    collect_one(aws, NOTEBOOK, "target")
+    ops = aws.calls.ops()
+    assert "ListNotebookInstances" not in ops
+    assert ops.count("DescribeNotebookInstance") == 1
+    assert all(op.startswith(("Describe", "List")) for op in ops)
+    assert len(ops) <= 10, ops
+
+
+# --- remediations -------------------------------------------------------------------------------
+
+def test_quarantine_stops_and_tags_once_and_is_idempotent(aws, net):
+    sm = aws.client("sagemaker")
+    create_notebook(sm, aws.account, "nb-open", net.private_subnets[0], [net.sg_notebook_ok])
+    set_status(aws.account, aws.region, "nb-open", "InService")
+    action = ACTIONS["quarantine_notebook"]
+    notebook = collect_one(aws, NOTEBOOK, "nb-open").resources[0]
+    first = action.run(aws.clients, notebook, (), ("NB.1",))
+    assert first.result == SUCCEEDED and "stopped" in first.detail and "recreate" in first.detail
+    assert notebook_status(aws.account, aws.region, "nb-open") == "Stopping"
+    tags = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=notebook.arn)["Tags"]}
+    assert tags[QUARANTINE_TAG] == "NB.1"
+    # run again on a fresh read: nothing left to do, and no write call
+    aws.calls.calls.clear()
+    again = action.run(aws.clients, collect_one(aws, NOTEBOOK, "nb-open").resources[0], (), ("NB.1",))
+    assert again.result == ALREADY_DONE
+    assert aws.calls.writes() == []
+
+
+def test_quarantine_on_a_stale_read_treats_already_stopping_as_done(aws, net):
+    sm = aws.client("sagemaker")
+    create_notebook(sm, aws.account, "nb-race", net.private_subnets[0], [net.sg_notebook_ok])
+    set_status(aws.account, aws.region, "nb-race", "InService")
+    stale = collect_one(aws, NOTEBOOK, "nb-race").resources[0]
+    sm.stop_notebook_instance(NotebookInstanceName="nb-race")  # someone else got there first
+    result = ACTIONS["quarantine_notebook"].run(aws.clients, stale, (), ("NB.1",))
+    assert result.result == SUCCEEDED and "stopped" not in result.detail.split(";")[0]
+
+
+def test_stop_refused_by_aws_is_a_failure_with_the_error(aws, net):
+    """moto cannot refuse a stop for another reason: a botocore Stubber plays SageMaker's answer."""
+    sm = aws.client("sagemaker")
+    create_notebook(sm, aws.account, "nb-denied", net.private_subnets[0], [net.sg_notebook_ok])
+    set_status(aws.account, aws.region, "nb-denied", "InService")
+    notebook = collect_one(aws, NOTEBOOK, "nb-denied").resources[0]
+    client = aws.clients.client("sagemaker", aws.region, aws.account)
+    with Stubber(client) as stub:
+        stub.add_client_error("stop_notebook_instance", "AccessDeniedException", "not authorized to StopNotebookInstance")
+        stub.add_response("describe_notebook_instance", {"NotebookInstanceStatus": "InService"})
+        with pytest.raises(RemediationError, match="AccessDeniedException: not authorized"):
+            ACTIONS["quarantine_notebook"].run(aws.clients, notebook, (), ("NB.1",))
+
+
+def test_revoke_removes_exactly_the_offending_rules_by_id_and_is_idempotent(aws, net):
+    ec2 = aws.client("ec2")
+    ec2.authorize_security_group_ingress(GroupId=net.sg_ssh_open, IpPermissions=[tcp(443, "10.0.0.0/16"),
+                                                                                 tcp(3389, "::/0")])
+    group = collect_one(aws, SECURITY_GROUP, net.sg_ssh_open).resources[0]
+    open_ids = tuple(r["SecurityGroupRuleId"] for r in group.state["Rules"]
+                     if not r["IsEgress"] and (r.get("CidrIpv4") == "0.0.0.0/0" or r.get("CidrIpv6") == "::/0"))
+    assert len(open_ids) == 2
+    action = ACTIONS["revoke_ingress_rules"]
+    before = action.before(group, open_ids)
+    assert sorted(r["SecurityGroupRuleId"] for r in before["Rules"]) == sorted(open_ids)
+    assert action.run(aws.clients, group, open_ids, ("SG.1",)).result == SUCCEEDED
+    left = ingress_rule_ids(ec2, net.sg_ssh_open)
+    assert [r["FromPort"] for r in left.values()] == [443]
+    again = action.run(aws.clients, group, open_ids, ("SG.1",))
+    assert again.result == ALREADY_DONE and "already" in again.detail
+
+
+def test_revoke_with_one_rule_already_gone_still_revokes_the_rest(aws, net):
+    ec2 = aws.client("ec2")
+    ec2.authorize_security_group_ingress(GroupId=net.sg_ssh_open, IpPermissions=[tcp(3389, "0.0.0.0/0")])
+    group = collect_one(aws, SECURITY_GROUP, net.sg_ssh_open).resources[0]
+    ids = tuple(sorted(ingress_rule_ids(ec2, net.sg_ssh_open)))
+    ec2.revoke_security_group_ingress(GroupId=net.sg_ssh_open, SecurityGroupRuleIds=[ids[0]])
+    result = ACTIONS["revoke_ingress_rules"].run(aws.clients, group, ids, ("SG.1",))
+    assert result.result == SUCCEEDED and ids[1] in result.detail and "already gone" in result.detail
+    assert ingress_rule_ids(ec2, net.sg_ssh_open) == {}

@@ -1,0 +1,88 @@
+"""Decide: modes, the stage override, exemptions and resource state, as a table (pure, no AWS)."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import pytest
+
+from chalicelib.decide import decide
+from chalicelib.model import (ALERT_ONLY, COMPLIANT, DEFERRED, DRY_RUN, EXEMPT, NON_COMPLIANT, NOT_ACTIONABLE,
+                              NOTEBOOK, REMEDIATE, REPORT_ONLY, Finding, Resource, ResourceRef)
+from chalicelib.policy import Exemption, load_policy
+from chalicelib.settings import Settings
+
+POLICY = load_policy()
+TODAY = dt.date(2026, 11, 27)
+
+
+def finding(status="InService", tags=None, control="NB.1", verdict=NON_COMPLIANT, name="nb-1"):
+    ref = ResourceRef(NOTEBOOK, name, "111122223333", "eu-west-1")
+    resource = Resource(ref, f"arn:aws:sagemaker:eu-west-1:111122223333:notebook-instance/{name}",
+                        {"NotebookInstanceStatus": status, "DirectInternetAccess": "Enabled"}, tags or {}, "v1")
+    return Finding(POLICY.control(control), resource, verdict, {"DirectInternetAccess": "Enabled"})
+
+
+CASES = [
+    # (case, finding kwargs, settings, expected kind, words in the reason)
+    ("enforce, InService: stop", {}, Settings(), REMEDIATE, "stop the notebook"),
+    ("enforce, Pending: defer until InService", {"status": "Pending"}, Settings(), DEFERRED, "Pending"),
+    ("enforce, Stopped: make sure it is tagged", {"status": "Stopped"}, Settings(), REMEDIATE, "stop"),
+    ("enforce, Failed: cannot act", {"status": "Failed"}, Settings(), NOT_ACTIONABLE, "Failed"),
+    ("stage dry-run wins over enforce", {}, Settings(mode="dry-run"), DRY_RUN, "would stop"),
+    ("stage alert wins over enforce", {}, Settings(mode="alert"), ALERT_ONLY, "stage mode is alert"),
+    ("control set to alert by the operator", {}, Settings(control_modes={"NB.1": "alert"}), ALERT_ONLY, "alert mode"),
+    ("stage dry-run wins over a per-control enforce", {}, Settings(mode="dry-run", control_modes={"NB.1": "enforce"}),
+     DRY_RUN, "dry-run"),
+    ("tag exemption for this control", {"tags": {"netguard:exempt": "NB.1", "netguard:exempt-reason": "lab"}},
+     Settings(), EXEMPT, "lab"),
+    ("tag exemption for every control", {"tags": {"netguard:exempt": "*"}}, Settings(), EXEMPT, "exempt"),
+    ("tag exemption for another control only", {"tags": {"netguard:exempt": "SG.1"}}, Settings(), REMEDIATE, "stop"),
+    ("tag exemption valid until today", {"tags": {"netguard:exempt": "NB.1", "netguard:exempt-until": "2026-11-27"}},
+     Settings(), EXEMPT, "until 2026-11-27"),
+    ("expired tag exemption is ignored and reported", {"tags": {"netguard:exempt": "NB.1",
+                                                                 "netguard:exempt-until": "2026-11-26"}},
+     Settings(), REMEDIATE, "expired on 2026-11-26"),
+    ("unreadable expiry is ignored and reported", {"tags": {"netguard:exempt": "NB.1", "netguard:exempt-until": "someday"}},
+     Settings(), REMEDIATE, "not YYYY-MM-DD"),
+    ("exemption wins over dry-run (nothing to do either way)", {"tags": {"netguard:exempt": "NB.1"}},
+     Settings(mode="dry-run"), EXEMPT, "exempt"),
+]
+
+
+@pytest.mark.parametrize("case, kwargs, settings, kind, words", CASES, ids=[c[0] for c in CASES])
+def test_decisions(case, kwargs, settings, kind, words):
+    decision = decide(finding(**kwargs), POLICY, settings, TODAY)
+    assert decision.kind == kind
+    assert words in decision.reason
+    if kind in (REMEDIATE, DRY_RUN, DEFERRED, ALERT_ONLY):
+        assert decision.action == "quarantine_notebook"
+
+
+def test_compliant_findings_need_no_decision():
+    assert decide(finding(verdict=COMPLIANT), POLICY, Settings(), TODAY) is None
+
+
+def test_read_only_scan_says_what_it_would_do_and_does_nothing():
+    decision = decide(finding(), POLICY, Settings(), TODAY, report_only=True)
+    assert decision.kind == REPORT_ONLY and "would stop" in decision.reason
+
+
+def test_policy_file_exemptions_by_resource_id_with_expiry():
+    live = Exemption("nb-1", ("NB.1",), dt.date(2027, 1, 1), "migration ticket SEC-1", "exemptions.toml")
+    expired = Exemption("nb-2", ("*",), dt.date(2026, 1, 1), "old", "exemptions.toml")
+    policy = dataclasses.replace(POLICY, exemptions=(live, expired))
+    assert decide(finding(name="nb-1"), policy, Settings(), TODAY).kind == EXEMPT
+    second = decide(finding(name="nb-2"), policy, Settings(), TODAY)
+    assert second.kind == REMEDIATE and "expired on 2026-01-01" in second.reason
+
+
+def test_settings_reject_unknown_modes():
+    from chalicelib.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="NETGUARD_MODE"):
+        Settings.from_env({"NETGUARD_MODE": "yolo"})
+    with pytest.raises(ConfigError, match="NETGUARD_CONTROL_MODES"):
+        Settings.from_env({"NETGUARD_CONTROL_MODES": "NB.1=sometimes"})
+    settings = Settings.from_env({"NETGUARD_MODE": "DRY-RUN", "NETGUARD_CONTROL_MODES": "NB.4=enforce, SG.2=off"})
+    assert settings.mode == "dry-run" and settings.control_modes == {"NB.4": "enforce", "SG.2": "off"}
