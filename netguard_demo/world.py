@@ -81,3 +81,47 @@ def ingress_rule_ids(ec2: Any, group_id: str) -> dict[str, dict[str, Any]]:
     """The group's ingress rules by rule id (to check what a remediation left)."""
     rules = ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [group_id]}])["SecurityGroupRules"]
     return {r["SecurityGroupRuleId"]: r for r in rules if not r["IsEgress"]}
+
+
+def create_ledger_table(dynamodb: Any, name: str) -> str:
+    """The ledger table exactly as operators create it: pk/sk strings, TTL on expires_at."""
+    dynamodb.create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                              {"AttributeName": "sk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}])
+    dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification={"Enabled": True,
+                                                                          "AttributeName": "expires_at"})
+    return name
+
+
+def create_alert_channels(sns: Any, sqs: Any, ssm: Any, webhook_url: str | None,
+                          prefix: str = "netguard") -> tuple[str, str, str | None]:
+    """An SNS topic with an SQS queue subscribed (to read alerts back), and the Slack webhook URL
+    stored as an SSM SecureString. Returns (topic arn, queue url, parameter name)."""
+    topic = sns.create_topic(Name=f"{prefix}-alerts")["TopicArn"]
+    queue_url = sqs.create_queue(QueueName=f"{prefix}-alerts-readback")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    param = None
+    if webhook_url:
+        param = f"/{prefix}/slack-webhook"
+        ssm.put_parameter(Name=param, Value=webhook_url, Type="SecureString")
+    return topic, queue_url, param
+
+
+def drain_alerts(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
+    """Every SNS alert delivered to the read-back queue: {"message": ..., "attributes": ...}."""
+    import json  # noqa: PLC0415
+
+    alerts = []
+    while True:
+        msgs = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+        if not msgs:
+            return alerts
+        for msg in msgs:
+            envelope = json.loads(msg["Body"])
+            attributes = {k: v["Value"] for k, v in envelope.get("MessageAttributes", {}).items()}
+            alerts.append({"message": json.loads(envelope["Message"]), "attributes": attributes,
+                           "subject": envelope.get("Subject")})
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=msg["ReceiptHandle"])

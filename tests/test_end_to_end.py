@@ -1,0 +1,263 @@
+"""End to end through chalice.test.Client: real-shaped events -> handlers -> moto account, ledger
+(DynamoDB), SNS (read back through a subscribed SQS queue) and Slack (a local webhook receiver)."""
+from __future__ import annotations
+
+import io
+import json
+from typing import Any, Iterator
+
+import pytest
+from chalice.test import Client
+
+from chalicelib import handlers, notify
+from chalicelib.model import DUPLICATE, NOT_ACTIONABLE, Outcome
+from chalicelib.remediate import QUARANTINE_TAG
+from netguard_demo import events
+from netguard_demo.moto_fidelity import attach_notebook_eni, notebook_status, set_status
+from netguard_demo.receiver import WebhookReceiver
+from netguard_demo.world import (create_alert_channels, create_ledger_table, create_notebook, drain_alerts,
+                                 ingress_rule_ids, tcp)
+
+TABLE = "netguard-ledger-test"
+
+
+@pytest.fixture
+def stack(aws, net, monkeypatch) -> Iterator[dict[str, Any]]:
+    """The deployed pieces: ledger table, alert topic + read-back queue, Slack webhook in SSM."""
+    with WebhookReceiver() as slack:
+        create_ledger_table(aws.client("dynamodb"), TABLE)
+        topic, queue, param = create_alert_channels(aws.client("sns"), aws.client("sqs"), aws.client("ssm"), slack.url)
+        monkeypatch.setattr(handlers, "Clients", lambda: aws.clients)
+        from app import app
+
+        # a stage with no environment of its own: the dev stage's variables would replace this stack's
+        with Client(app, stage_name="e2e") as client:
+            monkeypatch.setenv("NETGUARD_LEDGER_TABLE", TABLE)
+            monkeypatch.setenv("NETGUARD_ALERT_TOPIC_ARN", topic)
+            monkeypatch.setenv("NETGUARD_SLACK_WEBHOOK_PARAM", param)
+            monkeypatch.setenv("NETGUARD_MODE", "enforce")
+            handlers.runtime.cache_clear()
+            notify.clear_cache()
+            yield {"client": client, "slack": slack, "queue": queue, "aws": aws, "net": net}
+        handlers.runtime.cache_clear()
+
+
+@pytest.fixture
+def engine_log() -> Iterator[io.StringIO]:
+    """What the Powertools logger of the handlers writes (to stdout in Lambda)."""
+    stream = io.StringIO()
+    previous = handlers.logger.registered_handler.setStream(stream)
+    yield stream
+    handlers.logger.registered_handler.setStream(previous)
+
+
+def json_lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
+
+
+def invoke(stack, handler: str, event: Any) -> dict[str, Any]:
+    return stack["client"].lambda_.invoke(handler, event).payload
+
+
+def alerts(stack) -> list[dict[str, Any]]:
+    return drain_alerts(stack["aws"].client("sqs"), stack["queue"])
+
+
+def ledger_items(stack, prefix: str) -> list[dict[str, Any]]:
+    ddb = stack["aws"].client("dynamodb")
+    items = ddb.scan(TableName=TABLE)["Items"]
+    return [{k: list(v.values())[0] for k, v in item.items()} for item in items if item["sk"]["S"].startswith(prefix)]
+
+
+def test_notebook_with_internet_in_a_public_subnet_is_deferred_then_stopped(stack):
+    aws, net = stack["aws"], stack["net"]
+    acct, region = aws.account, aws.region
+    create_notebook(aws.client("sagemaker"), acct, "nb-public", net.public_subnet, [net.sg_notebook_ok])
+    result = invoke(stack, "on_api_call",
+                    events.create_notebook("nb-public", acct, region, net.public_subnet, [net.sg_notebook_ok]))
+    kinds = {(d["control"], d["decision"]) for d in result["decisions"]}
+    assert kinds == {("NB.1", "deferred"), ("NB.3", "deferred")}
+    assert aws.calls.writes() == []  # Pending: nothing can be stopped yet
+    deferred = alerts(stack)
+    assert {a["attributes"]["action"] for a in deferred} == {"deferred"}
+    assert all(a["message"]["principal"].endswith(":user/data-scientist") for a in deferred)
+
+    set_status(acct, region, "nb-public", "InService")
+    state_event = events.notebook_state_change("nb-public", "InService", acct, region, net.public_subnet,
+                                               [net.sg_notebook_ok])
+    result = invoke(stack, "on_state_change", state_event)
+    assert {(d["control"], d["result"]) for d in result["decisions"]} == {("NB.1", "succeeded"), ("NB.3", "succeeded")}
+    assert notebook_status(acct, region, "nb-public") == "Stopping"
+    assert aws.calls.writes() == ["sagemaker:StopNotebookInstance", "sagemaker:AddTags"]
+    tags = {t["Key"]: t["Value"] for t in aws.client("sagemaker").list_tags(
+        ResourceArn=f"arn:aws:sagemaker:{region}:{acct}:notebook-instance/nb-public")["Tags"]}
+    assert tags[QUARANTINE_TAG] == "NB.1,NB.3"
+    done = alerts(stack)
+    assert len(done) == 2 and all(a["message"]["result"] == "succeeded" for a in done)
+    assert "recreate" in done[0]["message"]["detail"]
+    assert len(stack["slack"].payloads) == 4
+
+    # the ledger holds both decisions per control, and the action with its before-state
+    decisions = ledger_items(stack, "decision#")
+    assert sorted((d["control"], d["decision"]) for d in decisions) == [
+        ("NB.1", "deferred"), ("NB.1", "remediate"), ("NB.3", "deferred"), ("NB.3", "remediate")]
+    assert all(d["event_id"] in (state_event["id"],) or d["decision"] == "deferred" for d in decisions)
+    action = ledger_items(stack, "action")
+    assert len(action) == 1 and json.loads(action[0]["before"])["NotebookInstanceStatus"] == "InService"
+    assert action[0]["result"] == "succeeded"
+
+    # the same event delivered again, and another event for the same state: no second stop, no alert
+    aws.calls.calls.clear()
+    invoke(stack, "on_state_change", state_event)
+    invoke(stack, "on_state_change", events.notebook_state_change("nb-public", "InService", acct, region))
+    assert aws.calls.writes() == []
+    assert alerts(stack) == []
+
+
+def test_open_ssh_rule_on_a_notebook_group_is_revoked_by_rule_id(stack):
+    aws, net = stack["aws"], stack["net"]
+    ec2 = aws.client("ec2")
+    attach_notebook_eni(ec2, net.private_subnets[0], [net.sg_ssh_open], "nb-ssh")
+    ec2.authorize_security_group_ingress(GroupId=net.sg_ssh_open, IpPermissions=[tcp(443, net.vpc_cidr)])
+    [(open_id, open_rule)] = [(i, r) for i, r in ingress_rule_ids(ec2, net.sg_ssh_open).items() if r["FromPort"] == 22]
+    event = events.authorize_ingress(net.sg_ssh_open, [tcp(22, "0.0.0.0/0")], aws.account, aws.region,
+                                     rule_set=[open_rule])
+    result = invoke(stack, "on_api_call", event)
+    assert {(d["control"], d["result"]) for d in result["decisions"]} == {("SG.1", "succeeded"), ("SG.2", "succeeded")}
+    assert aws.calls.writes() == ["ec2:RevokeSecurityGroupIngress"]  # one call for both controls
+    assert [r["FromPort"] for r in ingress_rule_ids(ec2, net.sg_ssh_open).values()] == [443]
+    sent = alerts(stack)
+    assert {a["attributes"]["control"] for a in sent} == {"SG.1", "SG.2"}
+    assert {a["attributes"]["severity"] for a in sent} == {"critical", "high"}
+    action = ledger_items(stack, "action")[0]
+    assert json.loads(action["before"])["Rules"][0]["SecurityGroupRuleId"] == open_id  # recorded for restore
+
+    # the published 1.05 shape for the same group: the rule is already gone, nothing more happens
+    aws.calls.calls.clear()
+    old = events.sample("eventbridge-cloudtrail-ec2-AuthorizeSecurityGroupIngress.json")
+    old = {**old, "account": aws.account, "detail": {**old["detail"], "requestParameters": {
+        **old["detail"]["requestParameters"], "groupId": net.sg_ssh_open}}}
+    assert invoke(stack, "on_api_call", old)["decisions"] == []
+    assert aws.calls.writes() == []
+
+
+def test_two_events_for_one_violation_cause_one_remediation(stack):
+    """Two invocations that both read the violation before either acted: the ledger claim lets one act."""
+    from chalicelib.pipeline import Pipeline
+    from chalicelib.triggers import from_api_call
+
+    aws, net = stack["aws"], stack["net"]
+    rt = handlers.runtime()
+    ev1 = events.authorize_ingress(net.sg_ssh_open, [tcp(22, "0.0.0.0/0")], aws.account, aws.region)
+    ev2 = events.modify_rules(net.sg_ssh_open, "sgr-x", {}, aws.account, aws.region)
+    attach_notebook_eni(aws.client("ec2"), net.private_subnets[0], [net.sg_ssh_open], "nb")
+    first, second = (Pipeline(rt.policy, rt.settings, rt.clients, rt.ledger, None) for _ in range(2))
+    from chalicelib.collect import Collector
+    from chalicelib.decide import decide
+    from chalicelib.evaluate import evaluate
+    import datetime as dt
+
+    def decisions(trigger):
+        resources = Collector(rt.clients).collect(trigger.refs).resources
+        return [d for f in evaluate(rt.policy.controls, resources)
+                if (d := decide(f, rt.policy, rt.settings, dt.date.today())) is not None]
+
+    t1, t2 = from_api_call(ev1), from_api_call(ev2)
+    d1, d2 = decisions(t1), decisions(t2)  # both saw the open rule
+    out1 = first.act(t1.context, d1)
+    out2 = second.act(t2.context, d2)
+    assert aws.calls.writes() == ["ec2:RevokeSecurityGroupIngress"]
+    assert {o.result for o in out1} == {"succeeded"} and {o.result for o in out2} == {DUPLICATE}
+
+
+@pytest.mark.parametrize("mode, kind", [("dry-run", "dry-run"), ("alert", "alert-only")])
+def test_dry_run_and_alert_modes_write_nothing_to_resources_but_say_what_they_would_do(stack, monkeypatch, mode, kind):
+    aws, net = stack["aws"], stack["net"]
+    monkeypatch.setenv("NETGUARD_MODE", mode)
+    handlers.runtime.cache_clear()
+    create_notebook(aws.client("sagemaker"), aws.account, "nb-novpc")
+    set_status(aws.account, aws.region, "nb-novpc", "InService")
+    result = invoke(stack, "on_state_change", events.notebook_state_change("nb-novpc", "InService", aws.account, aws.region))
+    invoke(stack, "on_api_call", events.authorize_ingress(net.sg_ssh_open, [tcp(22, "0.0.0.0/0")], aws.account, aws.region))
+    attach_notebook_eni(aws.client("ec2"), net.private_subnets[0], [net.sg_ssh_open], "nb")
+    invoke(stack, "on_api_call", events.authorize_ingress(net.sg_ssh_open, [tcp(22, "0.0.0.0/0")], aws.account, aws.region))
+    assert {d["decision"] for d in result["decisions"]} == {kind}
+    assert aws.calls.writes() == []
+    assert notebook_status(aws.account, aws.region, "nb-novpc") == "InService"
+    assert len(ingress_rule_ids(aws.client("ec2"), net.sg_ssh_open)) == 1
+    sent = alerts(stack)
+    assert {a["message"]["control"]["id"] for a in sent} == {"NB.1", "NB.2", "SG.1", "SG.2"}
+    assert all("would" in a["message"]["detail"] for a in sent)
+
+
+def test_exempt_notebook_is_reported_not_touched(stack):
+    aws = stack["aws"]
+    create_notebook(aws.client("sagemaker"), aws.account, "nb-lab",
+                    tags={"netguard:exempt": "*", "netguard:exempt-until": "2999-01-01",
+                          "netguard:exempt-reason": "isolated lab account"})
+    set_status(aws.account, aws.region, "nb-lab", "InService")
+    result = invoke(stack, "on_state_change", events.notebook_state_change("nb-lab", "InService", aws.account, aws.region))
+    assert {d["decision"] for d in result["decisions"]} == {"exempt"}
+    assert aws.calls.writes() == []
+    assert all("isolated lab account" in a["message"]["reason"] for a in alerts(stack))
+
+
+BAD_EVENTS = [
+    "not even json",
+    [1, 2, 3],
+    {},
+    {"id": "evt-no-envelope"},
+    {"version": "0", "id": "evt-forged", "detail-type": "AWS API Call via CloudTrail", "source": "evil.app",
+     "account": "111122223333", "region": "us-east-1", "time": "t", "resources": [], "detail": {}},
+]
+
+
+@pytest.mark.parametrize("bad", BAD_EVENTS, ids=["string", "list", "empty", "no-envelope", "forged-source"])
+def test_malformed_and_foreign_events_are_logged_and_skipped_without_action(stack, bad, engine_log):
+    result = invoke(stack, "on_api_call", bad)
+    assert result["skipped"] in ("invalid", "ignored")
+    assert stack["aws"].calls.writes() == []
+    assert alerts(stack) == []
+    skip_lines = [line for line in json_lines(engine_log) if line.get("message") in ("malformed event skipped", "event ignored")]
+    assert skip_lines and skip_lines[0]["service"] == "netguard-engine"
+    if isinstance(bad, dict) and "id" in bad:
+        assert skip_lines[0]["event_id"] == bad["id"]
+
+
+def test_failed_call_event_is_ignored(stack):
+    aws, net = stack["aws"], stack["net"]
+    event = events.authorize_ingress(net.sg_ssh_open, [tcp(22, "0.0.0.0/0")], aws.account, aws.region)
+    event["detail"]["errorCode"] = "Client.UnauthorizedOperation"
+    assert invoke(stack, "on_api_call", event)["skipped"] == "ignored"
+    assert aws.calls.writes() == []
+
+
+def test_log_lines_are_json_with_the_event_id_as_correlation_id(stack, engine_log, capsys):
+    aws, net = stack["aws"], stack["net"]
+    event = events.create_security_group(net.sg_notebook_ok, "x", net.vpc_id, aws.account, aws.region)
+    invoke(stack, "on_api_call", event)
+    lines = json_lines(engine_log)
+    processed = [line for line in lines if line.get("message") == "event processed"]
+    assert processed and processed[0]["correlation_id"] == event["id"]
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    assert {m["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"] for m in emf} >= {"evaluations"}
+    assert all(m["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "netguard" for m in emf)
+
+
+def test_slack_outage_is_recorded_in_the_ledger_not_lost(stack):
+    aws, net = stack["aws"], stack["net"]
+    stack["slack"].fail_next(500, count=10)
+    create_notebook(aws.client("sagemaker"), aws.account, "nb-x")
+    set_status(aws.account, aws.region, "nb-x", "InService")
+    import chalicelib.notify as n
+
+    rt = handlers.runtime()
+    rt.notifier.slack_sleep = lambda seconds: None
+    invoke(stack, "on_state_change", events.notebook_state_change("nb-x", "InService", aws.account, aws.region))
+    undelivered = [i for i in stack["aws"].client("dynamodb").scan(TableName=TABLE)["Items"]
+                   if i["pk"]["S"] == "alert#undelivered"]
+    assert {i["channel"]["S"] for i in undelivered} == {"slack"}
+    assert len(undelivered) == 2  # NB.1 and NB.2, each recorded with its error
+    assert all("500" in i["error"]["S"] for i in undelivered)
+    assert len(alerts(stack)) == 2  # SNS still delivered
+    assert n  # module kept importable
