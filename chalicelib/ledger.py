@@ -23,7 +23,7 @@ from typing import Any, Mapping, Protocol
 from botocore.exceptions import ClientError
 
 from .aws import Clients, error_code
-from .model import FAILED, Decision, EventContext, Finding, Outcome, ResourceRef, canonical_json
+from .model import DEFERRED, FAILED, REMEDIATE, Decision, EventContext, Finding, Outcome, ResourceRef, canonical_json
 
 
 def utcnow() -> dt.datetime:
@@ -39,7 +39,9 @@ def resource_pk(ref: ResourceRef) -> str:
 
 
 def claim_sk(finding: Finding, kind: str) -> str:
-    return f"claim#{finding.control.id}#{kind}#{finding.fingerprint}"
+    """Acting (or waiting to act) depends on the resource's lifecycle; telling does not."""
+    key = finding.versioned_fingerprint if kind in (REMEDIATE, DEFERRED) else finding.fingerprint
+    return f"claim#{finding.control.id}#{kind}#{key}"
 
 
 def new_action_id() -> str:

@@ -122,7 +122,12 @@ class Finding:
 
     @property
     def fingerprint(self) -> str:
-        """Same control, resource version and evidence -> same violation."""
+        """Same control, resource and evidence -> same violation (whatever the resource's lifecycle)."""
+        return digest([self.control.id, self.resource.ref.key, self.evidence])
+
+    @property
+    def versioned_fingerprint(self) -> str:
+        """The violation in this version of the resource: a notebook started again is a new case to stop."""
         return digest([self.control.id, self.resource.ref.key, self.resource.version, self.evidence])
 
 

@@ -1,0 +1,217 @@
+"""`netguard demo` (make demo): the whole flow against an embedded mock AWS, offline.
+
+A moto server runs in this process on a free loopback port; every AWS call netguard makes goes to
+it over HTTP (AWS_ENDPOINT_URL). The demo builds a small account with the field guide's bad habits
+next to a compliant notebook, sends real-shaped CloudTrail and state-change events through the
+Chalice handlers, plays SageMaker's part (Pending -> InService), and prints what netguard found,
+what it did, and the alerts as received: SNS read back through a subscribed SQS queue, Slack by a
+local webhook receiver. Then it runs a read-only `netguard scan` over the same account.
+Everything it starts is stopped before it returns.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Iterator, TextIO
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+ACCOUNT_REGION = "us-east-1"
+TABLE = "netguard-ledger-demo"
+
+
+@contextlib.contextmanager
+def moto_server() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer  # noqa: PLC0415
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no request log lines
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def demo_environment(endpoint: str) -> Iterator[None]:
+    """Fake credentials and the moto endpoint for every client (netguard's and the demo's)."""
+    values = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "demo", "AWS_SECRET_ACCESS_KEY": "demo",
+              "AWS_DEFAULT_REGION": ACCOUNT_REGION, "NETGUARD_MODE": "enforce", "POWERTOOLS_DEV": "false"}
+    removed = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("NETGUARD_") or k == "AWS_PROFILE"}
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+        for key in [k for k in os.environ if k.startswith("NETGUARD_")]:
+            os.environ.pop(key)
+        os.environ.update(removed)
+
+
+class Printer:
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def title(self, text: str) -> None:
+        self.out.write(f"\n== {text}\n")
+
+    def line(self, text: str = "") -> None:
+        self.out.write(f"{text}\n")
+
+    def decisions(self, result: dict[str, Any]) -> None:
+        if result.get("skipped"):
+            self.line(f"   skipped ({result['skipped']}): {result.get('reason')}")
+            return
+        if not result["decisions"]:
+            self.line(f"   {result['resources']} resource(s) evaluated: compliant, nothing to do")
+        for d in result["decisions"]:
+            action = f" [{d['action_id']}]" if d.get("action_id") else ""
+            self.line(f"   {d['control']:<5} {d['resource']:<24} {d['decision']:<10} -> {d['result']}{action}")
+
+
+def run_demo(out: TextIO) -> int:
+    import boto3  # noqa: PLC0415
+    from chalice.test import Client  # noqa: PLC0415
+
+    from netguard_demo import events  # noqa: PLC0415
+    from netguard_demo.moto_fidelity import attach_notebook_eni, aws_like_notebooks, set_status  # noqa: PLC0415
+    from netguard_demo.receiver import WebhookReceiver  # noqa: PLC0415
+    from netguard_demo.world import (build_network, create_alert_channels, create_ledger_table,  # noqa: PLC0415
+                                     create_notebook, drain_alerts, ingress_rule_ids)
+
+    show = Printer(out)
+    engine_output = io.StringIO()
+    with moto_server() as endpoint, WebhookReceiver() as slack, demo_environment(endpoint), aws_like_notebooks():
+        session = boto3.session.Session(region_name=ACCOUNT_REGION)
+        ec2, sm = session.client("ec2"), session.client("sagemaker")
+        account = session.client("sts").get_caller_identity()["Account"]
+        region = ACCOUNT_REGION
+        show.title(f"mock AWS account {account} in {region}, served over HTTP at {endpoint}")
+        net = build_network(ec2, account, region)
+        create_ledger_table(session.client("dynamodb"), TABLE)
+        topic, queue, param = create_alert_channels(session.client("sns"), session.client("sqs"),
+                                                    session.client("ssm"), slack.url, prefix="netguard-demo")
+        os.environ.update(NETGUARD_LEDGER_TABLE=TABLE, NETGUARD_ALERT_TOPIC_ARN=topic,
+                          NETGUARD_SLACK_WEBHOOK_PARAM=param)
+        show.line(f"VPC {net.vpc_id} {net.vpc_cidr}: private subnets {', '.join(net.private_subnets)}, "
+                  f"public subnet {net.public_subnet} (0.0.0.0/0 -> {net.igw_id})")
+        show.line(f"security groups: {net.sg_notebook_ok} 443 from the VPC (compliant), "
+                  f"{net.sg_ssh_open} 22 from 0.0.0.0/0, {net.sg_jupyter} 8888 from the VPC")
+        show.line(f"ledger table {TABLE}, alert topic {topic.rsplit(':', 1)[-1]}, Slack webhook in SSM {param}")
+
+        if str(PROJECT_DIR) not in sys.path:
+            sys.path.insert(0, str(PROJECT_DIR))  # app.py is the Chalice project's, not an installed module
+        from app import app  # noqa: PLC0415 - after the environment is set
+        from chalicelib import handlers  # noqa: PLC0415
+
+        handlers.runtime.cache_clear()
+        previous_stream = handlers.logger.registered_handler.setStream(engine_output)
+        try:
+            with Client(app, stage_name="demo") as client, contextlib.redirect_stdout(engine_output):
+                def send(handler: str, event: dict[str, Any], what: str) -> dict[str, Any]:
+                    result = client.lambda_.invoke(handler, event).payload
+                    with contextlib.redirect_stdout(out):
+                        show.line(f"-> {what} (event {event['id'][:8]}, {handler})")
+                        show.decisions(result)
+                    return result
+
+                with contextlib.redirect_stdout(out):
+                    show.title("1. A data scientist creates four notebooks (SageMaker starts them Pending)")
+                create_notebook(sm, account, "nb-public-internet", net.public_subnet, [net.sg_jupyter], "Enabled")
+                create_notebook(sm, account, "nb-no-vpc", direct_internet="Enabled")
+                create_notebook(sm, account, "nb-private", net.private_subnets[0], [net.sg_notebook_ok], "Disabled")
+                create_notebook(sm, account, "nb-lab", direct_internet="Enabled",
+                                tags={"netguard:exempt": "NB.1,NB.2", "netguard:exempt-until": "2099-12-31",
+                                      "netguard:exempt-reason": "isolated lab, ticket SEC-42"})
+                send("on_api_call", events.create_notebook("nb-public-internet", account, region, net.public_subnet,
+                                                           [net.sg_jupyter]), "CreateNotebookInstance nb-public-internet")
+                send("on_api_call", events.create_notebook("nb-no-vpc", account, region, None, []),
+                     "CreateNotebookInstance nb-no-vpc")
+                send("on_api_call", events.create_notebook("nb-private", account, region, net.private_subnets[0],
+                                                           [net.sg_notebook_ok], "Disabled"),
+                     "CreateNotebookInstance nb-private")
+                send("on_api_call", events.create_notebook("nb-lab", account, region, None, []),
+                     "CreateNotebookInstance nb-lab")
+
+                with contextlib.redirect_stdout(out):
+                    show.title("2. The notebooks reach InService: SageMaker sends its state-change events")
+                state_events = {}
+                for name, subnet, groups in (("nb-public-internet", net.public_subnet, [net.sg_jupyter]),
+                                             ("nb-no-vpc", None, []),
+                                             ("nb-private", net.private_subnets[0], [net.sg_notebook_ok]),
+                                             ("nb-lab", None, [])):
+                    set_status(account, region, name, "InService")
+                    state_events[name] = events.notebook_state_change(name, "InService", account, region, subnet, groups)
+                    send("on_state_change", state_events[name], f"Notebook Instance State Change {name} InService")
+                with contextlib.redirect_stdout(out):
+                    show.line("-> the nb-public-internet event delivered a second time (EventBridge is at-least-once):"
+                              " the stored result, no second stop, no alert")
+                    show.decisions(client.lambda_.invoke("on_state_change", state_events["nb-public-internet"]).payload)
+
+                with contextlib.redirect_stdout(out):
+                    show.title("3. Someone opens SSH to the world on a group used by a SageMaker network interface")
+                attach_notebook_eni(ec2, net.private_subnets[1], [net.sg_ssh_open], "nb-private")
+                open_rule = next(r for r in ingress_rule_ids(ec2, net.sg_ssh_open).values() if r["FromPort"] == 22)
+                send("on_api_call", events.authorize_ingress(net.sg_ssh_open, [{"IpProtocol": "tcp", "FromPort": 22,
+                                                                                "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}],
+                                                             account, region, rule_set=[open_rule]),
+                     f"AuthorizeSecurityGroupIngress {net.sg_ssh_open} tcp/22 from 0.0.0.0/0")
+                send("on_api_call", {"id": "forged-1", "source": "my.scripts", "detail-type": "AWS API Call via CloudTrail"},
+                     "a forged event that claims to be CloudTrail")
+        finally:
+            handlers.logger.registered_handler.setStream(previous_stream)
+            handlers.runtime.cache_clear()
+
+        show.title("4. What AWS looks like now")
+        for nb in sm.list_notebook_instances()["NotebookInstances"]:
+            tags = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=nb["NotebookInstanceArn"])["Tags"]}
+            quarantine = f"  netguard:quarantined={tags['netguard:quarantined']}" if "netguard:quarantined" in tags else ""
+            show.line(f"   notebook {nb['NotebookInstanceName']:<20} {nb['NotebookInstanceStatus']:<10}{quarantine}")
+        for group_id in (net.sg_jupyter, net.sg_ssh_open, net.sg_notebook_ok):
+            rules = [f"{r['IpProtocol']}/{r['FromPort']} from {r.get('CidrIpv4') or r.get('CidrIpv6')}"
+                     for r in ingress_rule_ids(ec2, group_id).values()]
+            show.line(f"   group {group_id:<22} ingress: {', '.join(rules) or 'none'}")
+
+        sns_alerts = drain_alerts(session.client("sqs"), queue)
+        show.title(f"5. Alerts: {len(sns_alerts)} on SNS (read back from a subscribed queue), "
+                   f"{len(slack.payloads)} on Slack (local webhook receiver)")
+        for alert in sns_alerts:
+            a = alert["attributes"]
+            show.line(f"   SNS  [{a['severity']:<8}] {a['control']:<5} action={a['action']:<10} {alert['subject']}")
+        for payload in slack.payloads[:3]:
+            show.line(f"   Slack: {payload['text'][:110]}")
+        if len(slack.payloads) > 3:
+            show.line(f"   Slack: ... and {len(slack.payloads) - 3} more, same facts as SNS")
+
+        items = session.client("dynamodb").scan(TableName=TABLE)["Items"]
+        kinds: dict[str, int] = {}
+        for item in items:
+            kind = item["sk"]["S"].split("#", 1)[0] if not item["pk"]["S"].startswith("idempotency#") else "idempotency"
+            kinds[kind] = kinds.get(kind, 0) + 1
+        show.title("6. Ledger " + TABLE + ": " + ", ".join(f"{v} {k}" for k, v in sorted(kinds.items())))
+        logs = [json.loads(line) for line in engine_output.getvalue().splitlines() if line.startswith("{")]
+        show.line(f"   engine output: {sum('_aws' not in x for x in logs)} JSON log lines, "
+                  f"{sum('_aws' in x for x in logs)} EMF metric lines (correlation id = event id)")
+
+        show.title("7. netguard scan --region us-east-1 (read-only) over the same account")
+        from chalicelib.cli import build_report, render_table  # noqa: PLC0415
+        from chalicelib.aws import Clients  # noqa: PLC0415
+        from chalicelib.scan import run_scan  # noqa: PLC0415
+
+        for key in ("NETGUARD_LEDGER_TABLE", "NETGUARD_ALERT_TOPIC_ARN", "NETGUARD_SLACK_WEBHOOK_PARAM"):
+            os.environ.pop(key, None)
+        result = run_scan(Clients(boto3.session.Session(region_name=region)), region)
+        render_table(build_report(result.rows, result.errors, False, result.account, region), out)
+    show.title("done: moto server, webhook receiver stopped; nothing left running")
+    return 0
