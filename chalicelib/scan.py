@@ -6,6 +6,7 @@ cost is the resource's own describe calls only. Read-only unless `enforce`.
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -18,6 +19,8 @@ from .notify import Notifier
 from .pipeline import Pipeline, RunReport
 from .policy import load_policy
 from .settings import Settings
+
+log = logging.getLogger("netguard.scan")
 
 
 @dataclass
@@ -57,8 +60,9 @@ def list_refs(collector: Collector, account: str, region: str) -> list[ResourceR
     for page in lookups.sagemaker.get_paginator("list_notebook_instances").paginate():
         refs += [ResourceRef(NOTEBOOK, nb["NotebookInstanceName"], account, region)
                  for nb in page.get("NotebookInstances", [])]
-    refs += [ResourceRef(SECURITY_GROUP, group_id, account, region) for group_id in group_ids]
-    return refs
+    groups = [ResourceRef(SECURITY_GROUP, group_id, account, region) for group_id in group_ids]
+    log.info("scanning %d notebooks and %d security groups in %s/%s", len(refs), len(groups), account, region)
+    return refs + groups
 
 
 def run_scan(clients: Clients, region: str, enforce: bool = False, ledger_file: str | None = None,
