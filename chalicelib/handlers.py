@@ -9,12 +9,14 @@ skipped: it never crashes the function and never leads to an action.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from chalice.app import CloudWatchEvent, EventSourceHandler
 
 from .aws import Clients
@@ -31,6 +33,9 @@ SERVICE = "netguard-engine"  # distinct from the Chalice app name, or every log 
 METRICS_NAMESPACE = "netguard"
 
 logger = Logger(service=SERVICE)
+# The stage modules log through standard loggers under "netguard": give them the same JSON format.
+logging.getLogger("netguard")
+copy_config_to_registered_loggers(source_logger=logger, include={"netguard"})
 
 
 def covered_types(policy: Policy) -> list[str]:

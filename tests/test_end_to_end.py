@@ -234,11 +234,15 @@ def test_failed_call_event_is_ignored(stack):
 
 def test_log_lines_are_json_with_the_event_id_as_correlation_id(stack, engine_log, capsys):
     aws, net = stack["aws"], stack["net"]
-    event = events.create_security_group(net.sg_notebook_ok, "x", net.vpc_id, aws.account, aws.region)
+    attach_notebook_eni(aws.client("ec2"), net.private_subnets[0], [net.sg_ssh_open], "nb")
+    event = events.create_security_group(net.sg_ssh_open, "x", net.vpc_id, aws.account, aws.region)
     invoke(stack, "on_api_call", event)
     lines = json_lines(engine_log)
     processed = [line for line in lines if line.get("message") == "event processed"]
     assert processed and processed[0]["correlation_id"] == event["id"]
+    # the stage modules' standard loggers print the same JSON, with the same correlation id
+    stage_lines = [line for line in lines if line.get("message", "").startswith("action ")]
+    assert stage_lines and stage_lines[0]["correlation_id"] == event["id"]
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
     assert {m["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"] for m in emf} >= {"evaluations"}
     assert all(m["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "netguard" for m in emf)
