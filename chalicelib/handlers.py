@@ -33,9 +33,6 @@ SERVICE = "netguard-engine"  # distinct from the Chalice app name, or every log 
 METRICS_NAMESPACE = "netguard"
 
 logger = Logger(service=SERVICE)
-# The stage modules log through standard loggers under "netguard": give them the same JSON format.
-logging.getLogger("netguard")
-copy_config_to_registered_loggers(source_logger=logger, include={"netguard"})
 
 
 def covered_types(policy: Policy) -> list[str]:
@@ -105,6 +102,9 @@ def runtime() -> Runtime:
     from aws_lambda_powertools.utilities.idempotency import (  # noqa: PLC0415 - first invocation only
         DynamoDBPersistenceLayer, IdempotencyConfig, idempotent_function)
 
+    # The stage modules log through standard loggers under "netguard": same JSON lines, same correlation id.
+    logging.getLogger("netguard")
+    copy_config_to_registered_loggers(source_logger=logger, include={"netguard"})
     settings = Settings.from_env()
     if not settings.ledger_table:
         raise ConfigError("NETGUARD_LEDGER_TABLE is not set: netguard will not act without its ledger")

@@ -145,3 +145,23 @@ def test_demo_runs_offline_and_shows_every_stage():
     for expected in ("deferred", "remediate  -> succeeded", "exempt", "skipped (ignored)",
                      "netguard:quarantined=NB.1,NB.3", "on SNS", "on Slack", "no second stop", "mode read-only"):
         assert expected in text, expected
+
+
+class _Tty(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self._tty = tty
+
+    def isatty(self) -> bool:
+        return self._tty
+
+
+def test_progress_goes_to_a_terminal_only():
+    from chalicelib.cli import Progress
+
+    for tty, expected in ((True, "\rscanned 3/10 resources\n"), (False, "")):
+        stream = _Tty(tty)
+        meter = Progress(10, stream)
+        meter.update(3)
+        meter.close()
+        assert stream.getvalue() == expected
