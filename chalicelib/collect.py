@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from botocore.exceptions import ClientError
 
@@ -112,15 +112,21 @@ class Lookups:
         self._primed = True
         return sorted(self._groups)
 
+    @staticmethod
+    def _describe_one(describe: Callable[[], dict[str, Any]], key: str) -> dict[str, Any] | None:
+        """The one item an EC2 describe-by-id returns, None when it does not exist."""
+        try:
+            found = describe()[key]
+        except ClientError as exc:
+            if not _missing(exc):
+                raise
+            return None
+        return found[0] if found else None
+
     def security_group(self, group_id: str) -> dict[str, Any] | None:
         if group_id not in self._groups and not self._primed:
-            try:
-                found = self.ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"]
-            except ClientError as exc:
-                if not _missing(exc):
-                    raise
-                found = []
-            self._groups[group_id] = found[0] if found else None
+            self._groups[group_id] = self._describe_one(
+                lambda: self.ec2.describe_security_groups(GroupIds=[group_id]), "SecurityGroups")
         return self._groups.get(group_id)
 
     def security_group_rules(self, group_id: str) -> list[dict[str, Any]]:
@@ -134,13 +140,8 @@ class Lookups:
 
     def subnet(self, subnet_id: str) -> dict[str, Any] | None:
         if subnet_id not in self._subnets and not self._primed:
-            try:
-                found = self.ec2.describe_subnets(SubnetIds=[subnet_id])["Subnets"]
-            except ClientError as exc:
-                if not _missing(exc):
-                    raise
-                found = []
-            self._subnets[subnet_id] = found[0] if found else None
+            self._subnets[subnet_id] = self._describe_one(
+                lambda: self.ec2.describe_subnets(SubnetIds=[subnet_id]), "Subnets")
         return self._subnets.get(subnet_id)
 
     def route_table_for_subnet(self, subnet_id: str, vpc_id: str) -> dict[str, Any] | None:
@@ -162,13 +163,8 @@ class Lookups:
 
     def vpc_cidrs(self, vpc_id: str) -> list[str]:
         if vpc_id not in self._vpc_cidrs:
-            try:
-                vpcs = self.ec2.describe_vpcs(VpcIds=[vpc_id])["Vpcs"]
-            except ClientError as exc:
-                if not _missing(exc):
-                    raise
-                vpcs = []
-            self._vpc_cidrs[vpc_id] = _vpc_cidrs(vpcs[0]) if vpcs else []
+            vpc = self._describe_one(lambda: self.ec2.describe_vpcs(VpcIds=[vpc_id]), "Vpcs")
+            self._vpc_cidrs[vpc_id] = _vpc_cidrs(vpc) if vpc else []
         return self._vpc_cidrs[vpc_id]
 
     def subnet_view(self, subnet_id: str) -> dict[str, Any] | None:
