@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
@@ -19,8 +18,21 @@ from .decide import decide
 from .errors import RemediationError
 from .evaluate import evaluate
 from .ledger import Ledger, new_action_id
-from .model import (ALREADY_DONE, DUPLICATE, FAILED, NO_ACTION, NON_COMPLIANT, REMEDIATE, REPORT_ONLY, SUCCEEDED, Decision,
-                    EventContext, Finding, Outcome, ResourceRef, Trigger)
+from .model import (
+    ALREADY_DONE,
+    DUPLICATE,
+    FAILED,
+    NO_ACTION,
+    NON_COMPLIANT,
+    REMEDIATE,
+    REPORT_ONLY,
+    Decision,
+    EventContext,
+    Finding,
+    Outcome,
+    ResourceRef,
+    Trigger,
+)
 from .notify import build_alert
 from .policy import Policy
 from .remediate import ACTIONS
@@ -69,7 +81,6 @@ class Pipeline:
         self.today = today or (lambda: dt.datetime.now(dt.timezone.utc).date())
         self.report_only = report_only
         self.collector = collector  # shared lookups for a scan; otherwise fresh per run
-
 
     def run(self, trigger: Trigger) -> RunReport:
         context = trigger.context
@@ -181,7 +192,3 @@ class Pipeline:
         if self.notifier is not None and outcome.result != ALREADY_DONE:
             report.deliveries.append(self.notifier.send(build_alert(context, outcome)))
 
-
-def summarize(outcomes: list[Outcome]) -> dict[str, int]:
-    counts = Counter(o.result for o in outcomes)
-    return {"remediated": counts[SUCCEEDED], **{k: v for k, v in counts.items() if k != SUCCEEDED}}

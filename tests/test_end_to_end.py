@@ -2,6 +2,7 @@
 (DynamoDB), SNS (read back through a subscribed SQS queue) and Slack (a local webhook receiver)."""
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 from typing import Any, Iterator
@@ -10,13 +11,24 @@ import pytest
 from chalice.test import Client
 
 from chalicelib import handlers, notify
-from chalicelib.model import DUPLICATE, NOT_ACTIONABLE, Outcome
+from chalicelib.collect import Collector
+from chalicelib.decide import decide
+from chalicelib.evaluate import evaluate
+from chalicelib.model import DUPLICATE
+from chalicelib.pipeline import Pipeline
 from chalicelib.remediate import QUARANTINE_TAG
+from chalicelib.triggers import from_api_call
 from netguard_demo import events
 from netguard_demo.moto_fidelity import attach_notebook_eni, notebook_status, set_status
 from netguard_demo.receiver import WebhookReceiver
-from netguard_demo.world import (create_alert_channels, create_ledger_table, create_notebook, drain_alerts,
-                                 ingress_rule_ids, tcp)
+from netguard_demo.world import (
+    create_alert_channels,
+    create_ledger_table,
+    create_notebook,
+    drain_alerts,
+    ingress_rule_ids,
+    tcp,
+)
 
 TABLE = "netguard-ledger-test"
 
@@ -143,19 +155,12 @@ def test_open_ssh_rule_on_a_notebook_group_is_revoked_by_rule_id(stack):
 
 def test_two_events_for_one_violation_cause_one_remediation(stack):
     """Two invocations that both read the violation before either acted: the ledger claim lets one act."""
-    from chalicelib.pipeline import Pipeline
-    from chalicelib.triggers import from_api_call
-
     aws, net = stack["aws"], stack["net"]
     rt = handlers.runtime()
     ev1 = events.authorize_ingress(net.sg_ssh_open, [tcp(22, "0.0.0.0/0")], aws.account, aws.region)
     ev2 = events.modify_rules(net.sg_ssh_open, "sgr-x", {}, aws.account, aws.region)
     attach_notebook_eni(aws.client("ec2"), net.private_subnets[0], [net.sg_ssh_open], "nb")
     first, second = (Pipeline(rt.policy, rt.settings, rt.clients, rt.ledger, None) for _ in range(2))
-    from chalicelib.collect import Collector
-    from chalicelib.decide import decide
-    from chalicelib.evaluate import evaluate
-    import datetime as dt
 
     def decisions(trigger):
         resources = Collector(rt.clients).collect(trigger.refs).resources
@@ -249,12 +254,10 @@ def test_log_lines_are_json_with_the_event_id_as_correlation_id(stack, engine_lo
 
 
 def test_slack_outage_is_recorded_in_the_ledger_not_lost(stack):
-    aws, net = stack["aws"], stack["net"]
+    aws = stack["aws"]
     stack["slack"].fail_next(500, count=10)
     create_notebook(aws.client("sagemaker"), aws.account, "nb-x")
     set_status(aws.account, aws.region, "nb-x", "InService")
-    import chalicelib.notify as n
-
     rt = handlers.runtime()
     rt.notifier.slack_sleep = lambda seconds: None
     invoke(stack, "on_state_change", events.notebook_state_change("nb-x", "InService", aws.account, aws.region))
@@ -264,4 +267,3 @@ def test_slack_outage_is_recorded_in_the_ledger_not_lost(stack):
     assert len(undelivered) == 2  # NB.1 and NB.2, each recorded with its error
     assert all("500" in i["error"]["S"] for i in undelivered)
     assert len(alerts(stack)) == 2  # SNS still delivered
-    assert n  # module kept importable
