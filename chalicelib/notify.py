@@ -628,6 +628,9 @@ def resolve_webhook_url(
 # ---------------------------------------------------------------------------------------- Notifier
 
 
+CHANNEL_PAUSE_SECONDS = 60.0
+
+
 class Notifier:
     """Delivers alerts to every configured channel, independently, never losing a failure silently."""
 
@@ -638,12 +641,17 @@ class Notifier:
         ledger: Any = None,
         slack_sleep: Callable[[float], Any] = time.sleep,
         logger: Any = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.clients = clients
         self.ledger = ledger
         self.slack_sleep = slack_sleep
         self.log = logger or log
+        self.clock = clock
+        # A channel that just failed (after its own bounded retries) is not tried again for a while:
+        # an outage must not spend the function's time limit on retries, alert after alert.
+        self._down: dict[str, tuple[float, str]] = {}
 
     def send(self, alert: Mapping[str, Any]) -> dict[str, str]:
         """{"sns": ..., "slack": ...}, each "delivered", "failed: <error>" or "not-configured"."""
@@ -663,6 +671,11 @@ class Notifier:
         SlackWebhook(url, sleep=self.slack_sleep, logger=self.log).post(slack_blocks(alert))
 
     def _deliver(self, channel: str, alert: Mapping[str, Any], send: Callable[[Mapping[str, Any]], None]) -> str:
+        down = self._down.get(channel)
+        if down is not None and self.clock() < down[0]:
+            error = f"not attempted: {channel} failed {CHANNEL_PAUSE_SECONDS:.0f} s ago or less ({down[1]})"
+            self._undelivered(alert, channel, error)
+            return f"failed: {error}"
         try:
             send(alert)
         except DeliveryError as exc:
@@ -670,7 +683,9 @@ class Notifier:
         except Exception as exc:  # noqa: BLE001 - isolation boundary: one channel's bug must not stop the other
             error = redact_urls(f"unexpected {type(exc).__name__}: {exc}")
         else:
+            self._down.pop(channel, None)
             return DELIVERED
+        self._down[channel] = (self.clock() + CHANNEL_PAUSE_SECONDS, error[:200])
         self._undelivered(alert, channel, error)
         return f"failed: {error}"
 

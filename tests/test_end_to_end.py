@@ -266,4 +266,5 @@ def test_slack_outage_is_recorded_in_the_ledger_not_lost(stack):
     assert {i["channel"]["S"] for i in undelivered} == {"slack"}
     assert len(undelivered) == 2  # NB.1 and NB.2, each recorded with its error
     assert all("500" in i["error"]["S"] for i in undelivered)
+    assert stack["slack"].attempts == 4  # one alert's bounded retries; the second is not retried into the outage
     assert len(alerts(stack)) == 2  # SNS still delivered

@@ -751,3 +751,26 @@ def test_receiver_answers_like_slack_and_stops_cleanly() -> None:
         assert receiver.running
     assert not receiver.running
     assert receiver.payloads == [{"text": "hi"}]
+
+
+def test_a_failed_channel_is_paused_then_tried_again(hook: WebhookReceiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    """During an outage the second alert is recorded undelivered without spending retries; after the
+    pause the channel is tried again."""
+    monkeypatch.setattr(notify, "resolve_webhook_url", lambda *a, **k: hook.url)
+    now = [1000.0]
+    recorded: list[tuple[str, str]] = []
+
+    class Ledger:
+        def record_undelivered(self, alert: Any, channel: str, error: str) -> None:
+            recorded.append((channel, error))
+
+    notifier = notify.Notifier(Settings(slack_webhook_param="/p"), Clients(), ledger=Ledger(),
+                               slack_sleep=lambda s: None, clock=lambda: now[0])
+    hook.fail_next(503, count=4)
+    assert notifier.send(make_alert())["slack"].startswith("failed")
+    assert hook.attempts == 4
+    assert notifier.send(make_alert())["slack"].startswith("failed: not attempted")
+    assert hook.attempts == 4 and len(recorded) == 2
+    now[0] += notify.CHANNEL_PAUSE_SECONDS + 1
+    assert notifier.send(make_alert())["slack"] == "delivered"
+    assert len(hook.payloads) == 1
