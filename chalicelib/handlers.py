@@ -119,7 +119,7 @@ def runtime() -> Runtime:
     idempotent = functools.partial(idempotent_function, data_keyword_argument="event",
                                    persistence_store=persistence, config=config)
     return Runtime(settings, load_policy(settings.policy_dir), clients, ledger,
-                   Notifier(settings, clients, ledger=ledger), lambda fn: idempotent(fn), config)
+                   Notifier(settings, clients, ledger=ledger), idempotent, config)
 
 
 def summary(report: RunReport) -> dict[str, Any]:
@@ -176,8 +176,11 @@ def _handle(kind: str, event: CloudWatchEvent) -> dict[str, Any]:
     try:
         return rt.idempotent(process)(event=raw)
     except IdempotencyAlreadyInProgressError:
-        logger.info("event already being processed by another invocation", extra={"event_id": event_id})
-        return {"skipped": "in-progress", "event_id": event_id}
+        # Another invocation holds this event. Fail this one so that Lambda retries it later: by then
+        # the other has stored its result, or has died and its in-progress record has expired.
+        logger.info("event already being processed by another invocation; failing for a retry",
+                    extra={"event_id": event_id})
+        raise
     finally:
         telemetry.flush()
 

@@ -268,3 +268,29 @@ def test_slack_outage_is_recorded_in_the_ledger_not_lost(stack):
     assert all("500" in i["error"]["S"] for i in undelivered)
     assert stack["slack"].attempts == 4  # one alert's bounded retries; the second is not retried into the outage
     assert len(alerts(stack)) == 2  # SNS still delivered
+
+
+def test_an_event_another_invocation_is_processing_fails_for_a_retry_without_acting(stack):
+    """Powertools idempotency: while an in-progress record exists, a second delivery does nothing and
+    raises, so that Lambda retries it after the first has stored its result."""
+    from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
+
+    aws, net = stack["aws"], stack["net"]
+    attach_notebook_eni(aws.client("ec2"), net.private_subnets[0], [net.sg_ssh_open], "nb")
+    event = events.authorize_ingress(net.sg_ssh_open, [tcp(22, "0.0.0.0/0")], aws.account, aws.region)
+    rt = handlers.runtime()
+    original = rt.ledger.claim
+    seen = []
+
+    def claim_while_a_second_delivery_arrives(*args, **kwargs):
+        if not seen:
+            seen.append(True)
+            with pytest.raises(IdempotencyAlreadyInProgressError):
+                invoke(stack, "on_api_call", event)
+        return original(*args, **kwargs)
+
+    rt.ledger.claim = claim_while_a_second_delivery_arrives
+    result = invoke(stack, "on_api_call", event)
+    assert seen and {d["result"] for d in result["decisions"]} == {"succeeded"}
+    assert aws.calls.writes() == ["ec2:RevokeSecurityGroupIngress"]
+    assert invoke(stack, "on_api_call", event) == result  # the retry gets the stored result
