@@ -14,7 +14,8 @@ from typing import Any, Callable, Iterable
 from botocore.exceptions import ClientError
 
 from .aws import Clients, error_code, error_message
-from .model import NOTEBOOK, SECURITY_GROUP, Resource, ResourceRef
+from .model import (JOB_TYPES, NOTEBOOK, PROCESSING_JOB, SECURITY_GROUP, SUBNET, TRAINING_JOB, TRANSFORM_JOB,
+                    TUNING_JOB, VPC, Resource, ResourceRef)
 
 log = logging.getLogger("netguard.collect")
 
@@ -27,6 +28,7 @@ NOT_FOUND_CODES = {
 USED_BY_NOTEBOOK = "notebook"
 USED_BY_SAGEMAKER = "sagemaker"
 USED_BY_VPC_ENDPOINT = "vpc-endpoint"
+USED_BY_TRAINING = "training"  # training, processing, tuning and transform jobs
 USED_BY_OTHER = "other"
 
 
@@ -66,10 +68,14 @@ class Lookups:
         self._subnets: dict[str, dict[str, Any] | None] = {}
         self._route_tables: dict[str, dict[str, Any] | None] = {}
         self._main_tables: dict[str, dict[str, Any] | None] = {}
-        self._vpc_cidrs: dict[str, list[str]] = {}
+        self._vpcs: dict[str, dict[str, Any] | None] = {}
         self._sg_users: dict[str, set[str]] = {}
         self._groups: dict[str, dict[str, Any] | None] = {}
         self._rules: dict[str, list[dict[str, Any]]] = {}
+        self._subnet_users: dict[str, set[str]] = {}
+        self._flow_logs: dict[str, list[dict[str, Any]]] = {}
+        self._vpc_attributes: dict[str, dict[str, bool]] = {}
+        self._models: dict[str, dict[str, Any] | None] = {}
         self._primed = False
 
     @property
@@ -96,16 +102,24 @@ class Lookups:
                 if assoc.get("Main"):
                     self._main_tables[table["VpcId"]] = table
         for vpc in pages("describe_vpcs", "Vpcs"):
-            self._vpc_cidrs[vpc["VpcId"]] = _vpc_cidrs(vpc)
+            self._vpcs[vpc["VpcId"]] = vpc
         for group in pages("describe_security_groups", "SecurityGroups"):
             self._groups[group["GroupId"]] = group
             self._rules[group["GroupId"]] = []
             self._sg_users[group["GroupId"]] = set()
         for rule in pages("describe_security_group_rules", "SecurityGroupRules"):
             self._rules.setdefault(rule["GroupId"], []).append(normalize_rule(rule))
+        for subnet_id in self._subnets:
+            self._subnet_users[subnet_id] = set()
         for eni in pages("describe_network_interfaces", "NetworkInterfaces"):
             for group in eni.get("Groups", []):
                 self._sg_users.setdefault(group["GroupId"], set()).update(classify_eni(eni))
+            if eni.get("SubnetId"):
+                self._subnet_users.setdefault(eni["SubnetId"], set()).update(classify_eni(eni))
+        for vpc_id in self._vpcs:
+            self._flow_logs[vpc_id] = []
+        for flow_log in pages("describe_flow_logs", "FlowLogs"):
+            self._flow_logs.setdefault(flow_log.get("ResourceId", ""), []).append(_flow_log_view(flow_log))
         for subnet_id in self._subnets:
             if subnet_id not in self._route_tables:
                 self._route_tables[subnet_id] = self._main_tables.get(self._subnets[subnet_id]["VpcId"])
@@ -161,11 +175,14 @@ class Lookups:
             self._main_tables[vpc_id] = tables[0] if tables else None
         return self._main_tables[vpc_id]
 
+    def vpc(self, vpc_id: str) -> dict[str, Any] | None:
+        if vpc_id not in self._vpcs and not self._primed:
+            self._vpcs[vpc_id] = self._describe_one(lambda: self.ec2.describe_vpcs(VpcIds=[vpc_id]), "Vpcs")
+        return self._vpcs.get(vpc_id)
+
     def vpc_cidrs(self, vpc_id: str) -> list[str]:
-        if vpc_id not in self._vpc_cidrs:
-            vpc = self._describe_one(lambda: self.ec2.describe_vpcs(VpcIds=[vpc_id]), "Vpcs")
-            self._vpc_cidrs[vpc_id] = _vpc_cidrs(vpc) if vpc else []
-        return self._vpc_cidrs[vpc_id]
+        vpc = self.vpc(vpc_id)
+        return _vpc_cidrs(vpc) if vpc else []
 
     def subnet_view(self, subnet_id: str) -> dict[str, Any] | None:
         """Subnet facts the checks need: VPC, AZ, public-IP mapping and its effective route table."""
@@ -188,16 +205,53 @@ class Lookups:
             },
         }
 
-    def security_group_users(self, group_id: str) -> set[str]:
-        """Kinds of resources whose network interfaces carry this group (one filtered call)."""
-        if group_id not in self._sg_users and not self._primed:
+    def _users(self, cache: dict[str, set[str]], filter_name: str, value: str) -> set[str]:
+        """Kinds of resources whose network interfaces match one filter (one paginated call, cached)."""
+        if value not in cache and not self._primed:
             users: set[str] = set()
             paginator = self.ec2.get_paginator("describe_network_interfaces")
-            for page in paginator.paginate(Filters=[{"Name": "group-id", "Values": [group_id]}]):
+            for page in paginator.paginate(Filters=[{"Name": filter_name, "Values": [value]}]):
                 for eni in page.get("NetworkInterfaces", []):
                     users |= classify_eni(eni)
-            self._sg_users[group_id] = users
-        return self._sg_users.get(group_id, set())
+            cache[value] = users
+        return cache.get(value, set())
+
+    def subnet_users(self, subnet_id: str) -> set[str]:
+        return self._users(self._subnet_users, "subnet-id", subnet_id)
+
+    def vpc_attributes(self, vpc_id: str) -> dict[str, bool]:
+        """enableDnsSupport and enableDnsHostnames (one call each: the API takes one attribute)."""
+        if vpc_id not in self._vpc_attributes:
+            values = {}
+            for attribute, key in (("enableDnsSupport", "EnableDnsSupport"),
+                                   ("enableDnsHostnames", "EnableDnsHostnames")):
+                answer = self.ec2.describe_vpc_attribute(VpcId=vpc_id, Attribute=attribute)
+                values[key] = bool(answer.get(key, {}).get("Value"))
+            self._vpc_attributes[vpc_id] = values
+        return self._vpc_attributes[vpc_id]
+
+    def flow_logs(self, vpc_id: str) -> list[dict[str, Any]]:
+        if vpc_id not in self._flow_logs:
+            logs: list[dict[str, Any]] = []
+            paginator = self.ec2.get_paginator("describe_flow_logs")
+            for page in paginator.paginate(Filters=[{"Name": "resource-id", "Values": [vpc_id]}]):
+                logs.extend(_flow_log_view(f) for f in page.get("FlowLogs", []))
+            self._flow_logs[vpc_id] = logs
+        return self._flow_logs[vpc_id]
+
+    def model(self, name: str) -> dict[str, Any] | None:
+        if name not in self._models:
+            try:
+                self._models[name] = self.sagemaker.describe_model(ModelName=name)
+            except ClientError as exc:
+                if not _missing(exc):
+                    raise
+                self._models[name] = None
+        return self._models[name]
+
+    def security_group_users(self, group_id: str) -> set[str]:
+        """Kinds of resources whose network interfaces carry this group (one filtered call)."""
+        return self._users(self._sg_users, "group-id", group_id)
 
 
 def _vpc_cidrs(vpc: dict[str, Any]) -> list[str]:
@@ -209,6 +263,11 @@ def _vpc_cidrs(vpc: dict[str, Any]) -> list[str]:
     if not cidrs and vpc.get("CidrBlock"):
         cidrs.append(vpc["CidrBlock"])
     return sorted(set(cidrs))
+
+
+def _flow_log_view(flow_log: dict[str, Any]) -> dict[str, Any]:
+    return {k: flow_log[k] for k in ("FlowLogId", "ResourceId", "TrafficType", "FlowLogStatus", "DeliverLogsStatus",
+                                     "LogDestinationType", "LogDestination", "LogGroupName") if k in flow_log}
 
 
 def _tags_from_list(items: Iterable[dict[str, Any]] | None) -> dict[str, str]:
@@ -223,10 +282,7 @@ def collect_notebook(lookups: Lookups, ref: ResourceRef) -> Resource | None:
             return None
         raise
     arn = nb["NotebookInstanceArn"]
-    tags: dict[str, str] = {}
-    paginator = lookups.sagemaker.get_paginator("list_tags")
-    for page in paginator.paginate(ResourceArn=arn):
-        tags.update(_tags_from_list(page.get("Tags")))
+    tags = _sagemaker_tags(lookups, arn)
     subnet_id = nb.get("SubnetId")
     state: dict[str, Any] = {
         "NotebookInstanceName": nb["NotebookInstanceName"],
@@ -243,7 +299,114 @@ def collect_notebook(lookups: Lookups, ref: ResourceRef) -> Resource | None:
     return Resource(ref, arn, state, tags, version)
 
 
-def collect_security_group(lookups: Lookups, ref: ResourceRef, known_users: set[str]) -> Resource | None:
+def _sagemaker_tags(lookups: Lookups, arn: str) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    for page in lookups.sagemaker.get_paginator("list_tags").paginate(ResourceArn=arn):
+        tags.update(_tags_from_list(page.get("Tags")))
+    return tags
+
+
+def _describe_job(lookups: Lookups, ref: ResourceRef) -> dict[str, Any] | None:
+    sm, name = lookups.sagemaker, ref.resource_id
+    try:
+        if ref.resource_type == TRAINING_JOB:
+            return sm.describe_training_job(TrainingJobName=name)
+        if ref.resource_type == PROCESSING_JOB:
+            return sm.describe_processing_job(ProcessingJobName=name)
+        if ref.resource_type == TUNING_JOB:
+            return sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+        return sm.describe_transform_job(TransformJobName=name)
+    except ClientError as exc:
+        if _missing(exc):
+            return None
+        raise
+
+
+def job_view(kind: str, job: dict[str, Any], model: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every kind of job as one shape: isolation, VPC, encryption, instance count, status."""
+    if kind == TRAINING_JOB:
+        status, settings = job.get("TrainingJobStatus"), job
+        count = (job.get("ResourceConfig") or {}).get("InstanceCount")
+    elif kind == PROCESSING_JOB:
+        status, settings = job.get("ProcessingJobStatus"), job.get("NetworkConfig") or {}
+        count = ((job.get("ProcessingResources") or {}).get("ClusterConfig") or {}).get("InstanceCount")
+    elif kind == TUNING_JOB:
+        status = job.get("HyperParameterTuningJobStatus")
+        definitions = [job["TrainingJobDefinition"]] if job.get("TrainingJobDefinition") else []
+        definitions += job.get("TrainingJobDefinitions") or []
+        # every training job the tuner starts must comply: the least isolated definition decides
+        vpcs = [d.get("VpcConfig") for d in definitions]
+        settings = {
+            "EnableNetworkIsolation": bool(definitions) and all(d.get("EnableNetworkIsolation") for d in definitions),
+            "EnableInterContainerTrafficEncryption":
+                bool(definitions) and all(d.get("EnableInterContainerTrafficEncryption") for d in definitions),
+            "VpcConfig": {"Subnets": sorted({s for v in vpcs for s in v.get("Subnets", [])}),
+                          "SecurityGroupIds": sorted({g for v in vpcs for g in v.get("SecurityGroupIds", [])})}
+            if definitions and all(vpcs) else None,
+        }
+        count = max(((d.get("ResourceConfig") or {}).get("InstanceCount") or 1 for d in definitions), default=None)
+    else:  # transform: isolation and VPC are the model's
+        status, settings = job.get("TransformJobStatus"), model or {}
+        count = (job.get("TransformResources") or {}).get("InstanceCount")
+    name_key = {TRAINING_JOB: "TrainingJobName", PROCESSING_JOB: "ProcessingJobName",
+                TUNING_JOB: "HyperParameterTuningJobName", TRANSFORM_JOB: "TransformJobName"}[kind]
+    view = {
+        "JobName": job.get(name_key),
+        "JobKind": kind,
+        "JobStatus": status,
+        "EnableNetworkIsolation": bool(settings.get("EnableNetworkIsolation")),
+        "VpcConfig": settings.get("VpcConfig") or None,
+        "InstanceCount": count,
+    }
+    if kind == TRANSFORM_JOB:
+        view["ModelName"] = job.get("ModelName")
+    else:
+        view["EnableInterContainerTrafficEncryption"] = bool(settings.get("EnableInterContainerTrafficEncryption"))
+    return view
+
+
+def collect_job(lookups: Lookups, ref: ResourceRef) -> Resource | None:
+    job = _describe_job(lookups, ref)
+    if job is None:
+        return None
+    model = lookups.model(job["ModelName"]) if ref.resource_type == TRANSFORM_JOB and job.get("ModelName") else None
+    state = job_view(ref.resource_type, job, model)
+    subnets = (state.get("VpcConfig") or {}).get("Subnets", [])
+    state["SubnetViews"] = [lookups.subnet_view(s) for s in subnets]
+    state["AvailabilityZones"] = sorted({v["AvailabilityZone"] for v in state["SubnetViews"]
+                                         if v and v.get("AvailabilityZone")})
+    arn_key = {TRAINING_JOB: "TrainingJobArn", PROCESSING_JOB: "ProcessingJobArn",
+               TUNING_JOB: "HyperParameterTuningJobArn", TRANSFORM_JOB: "TransformJobArn"}[ref.resource_type]
+    arn = job[arn_key]
+    return Resource(ref, arn, state, _sagemaker_tags(lookups, arn), version=f"{state['JobStatus']}")
+
+
+def collect_subnet(lookups: Lookups, ref: ResourceRef, hints: frozenset) -> Resource | None:
+    view = lookups.subnet_view(ref.resource_id)
+    if view is None:
+        return None
+    subnet = lookups.subnet(ref.resource_id) or {}
+    state = {**view, "UsedBy": sorted(set(hints) | lookups.subnet_users(ref.resource_id))}
+    arn = subnet.get("SubnetArn") or f"arn:aws:ec2:{ref.region}:{ref.account}:subnet/{ref.resource_id}"
+    return Resource(ref, arn, state, _tags_from_list(subnet.get("Tags")))
+
+
+def collect_vpc(lookups: Lookups, ref: ResourceRef) -> Resource | None:
+    vpc = lookups.vpc(ref.resource_id)
+    if vpc is None:
+        return None
+    state = {
+        "VpcId": ref.resource_id,
+        "IsDefault": bool(vpc.get("IsDefault")),
+        "CidrBlocks": _vpc_cidrs(vpc),
+        **lookups.vpc_attributes(ref.resource_id),
+        "FlowLogs": lookups.flow_logs(ref.resource_id),
+    }
+    arn = f"arn:aws:ec2:{ref.region}:{vpc.get('OwnerId', ref.account)}:vpc/{ref.resource_id}"
+    return Resource(ref, arn, state, _tags_from_list(vpc.get("Tags")))
+
+
+def collect_security_group(lookups: Lookups, ref: ResourceRef, known_users: frozenset) -> Resource | None:
     group = lookups.security_group(ref.resource_id)
     if group is None:
         return None
@@ -270,11 +433,49 @@ class Collected:
     errors: list[tuple[ResourceRef, str]] = field(default_factory=list)
 
 
+# A collector reads one resource; `hints` are what the resources that use it told us (kinds of users).
+CollectFn = Callable[[Lookups, ResourceRef, frozenset], "Resource | None"]
+COLLECTORS: dict[str, CollectFn] = {
+    NOTEBOOK: lambda lookups, ref, hints: collect_notebook(lookups, ref),
+    TRAINING_JOB: lambda lookups, ref, hints: collect_job(lookups, ref),
+    PROCESSING_JOB: lambda lookups, ref, hints: collect_job(lookups, ref),
+    TUNING_JOB: lambda lookups, ref, hints: collect_job(lookups, ref),
+    TRANSFORM_JOB: lambda lookups, ref, hints: collect_job(lookups, ref),
+    SUBNET: collect_subnet,
+    VPC: lambda lookups, ref, hints: collect_vpc(lookups, ref),
+    SECURITY_GROUP: collect_security_group,
+}
+# Users before what they use, so that hints are known when the used resource is read.
+ORDER = (NOTEBOOK, *JOB_TYPES, SUBNET, VPC, SECURITY_GROUP)
+
+
+def related(resource: Resource) -> list[tuple[ResourceRef, set[str]]]:
+    """The network resources a SageMaker resource uses, with what kind of user it is."""
+    ref, state = resource.ref, resource.state
+    if ref.resource_type == NOTEBOOK:
+        kinds = {USED_BY_NOTEBOOK, USED_BY_SAGEMAKER}
+        groups, subnets = state.get("SecurityGroups", []), [state["SubnetId"]] if state.get("SubnetId") else []
+        vpc_id = (state.get("Subnet") or {}).get("VpcId")
+    elif ref.resource_type in JOB_TYPES:
+        kinds = {USED_BY_TRAINING, USED_BY_SAGEMAKER}
+        vpc_config = state.get("VpcConfig") or {}
+        groups, subnets = vpc_config.get("SecurityGroupIds", []), vpc_config.get("Subnets", [])
+        vpc_id = next((s.get("VpcId") for s in state.get("SubnetViews", []) if s), None)
+    else:
+        return []
+    out = [(ResourceRef(SECURITY_GROUP, g, ref.account, ref.region), kinds) for g in groups]
+    out += [(ResourceRef(SUBNET, s, ref.account, ref.region), kinds) for s in subnets]
+    if vpc_id:
+        out.append((ResourceRef(VPC, vpc_id, ref.account, ref.region), set()))
+    return out
+
+
 class Collector:
     """Collects refs with one `Lookups` per (account, region), kept for the whole run."""
 
-    def __init__(self, clients: Clients) -> None:
+    def __init__(self, clients: Clients, types: Iterable[str] | None = None) -> None:
         self.clients = clients
+        self.types = set(types) if types is not None else set(COLLECTORS)  # what the controls cover
         self._lookups: dict[tuple[str, str], Lookups] = {}
         self.on_progress: Any = None  # called with the count of resources read so far
 
@@ -285,27 +486,24 @@ class Collector:
         return self._lookups[key]
 
     def collect(self, refs: Iterable[ResourceRef]) -> Collected:
-        """Read every ref; a notebook also brings in its security groups (known to be notebook SGs)."""
+        """Read every ref, and the network resources the SageMaker ones use (each once)."""
         out = Collected()
         pending: dict[ResourceRef, set[str]] = {}
         for ref in refs:
             pending.setdefault(ref, set())
-        notebooks = [r for r in pending if r.resource_type == NOTEBOOK]
-        for ref in notebooks:
-            resource = self._guarded(ref, out, lambda r=ref: collect_notebook(self.lookups(r.account, r.region), r))
-            if resource is None:
-                continue
-            out.resources.append(resource)
-            for group_id in resource.state.get("SecurityGroups", []):
-                sg_ref = ResourceRef(SECURITY_GROUP, group_id, ref.account, ref.region)
-                pending.setdefault(sg_ref, set()).update({USED_BY_NOTEBOOK, USED_BY_SAGEMAKER})
-        for ref, users in pending.items():
-            if ref.resource_type != SECURITY_GROUP:
-                continue
-            resource = self._guarded(
-                ref, out, lambda r=ref, u=users: collect_security_group(self.lookups(r.account, r.region), r, u))
-            if resource is not None:
+        for ref in [r for r in pending if r.resource_type not in COLLECTORS]:
+            out.errors.append((ref, f"unsupported resource type {ref.resource_type}"))
+        for rtype in ORDER:
+            for ref in [r for r in pending if r.resource_type == rtype]:
+                hints = frozenset(pending[ref])
+                resource = self._guarded(
+                    ref, out, lambda r=ref, h=hints: COLLECTORS[rtype](self.lookups(r.account, r.region), r, h))
+                if resource is None:
+                    continue
                 out.resources.append(resource)
+                for used, kinds in related(resource):
+                    if used.resource_type in self.types:
+                        pending.setdefault(used, set()).update(kinds)
         return out
 
     def _guarded(self, ref: ResourceRef, out: Collected, read: Any) -> Resource | None:

@@ -24,7 +24,7 @@ def evaluate(controls: Iterable[Control], resources: Iterable[Resource],
     findings = []
     for resource in resources:
         for control in controls:
-            if control.resource_type != resource.ref.resource_type:
+            if resource.ref.resource_type not in control.resource_types:
                 continue
             status, evidence, targets = evaluate_state(control, resource.state)
             findings.append(Finding(control, resource, status, evidence, targets))

@@ -36,7 +36,7 @@ logger = Logger(service=SERVICE)
 
 
 def covered_types(policy: Policy) -> list[str]:
-    return sorted({c.resource_type for c in policy.controls if c.mode != "off"})
+    return sorted({t for c in policy.controls if c.mode != "off" for t in c.resource_types})
 
 
 def event_patterns(policy: Policy) -> dict[str, dict[str, Any]]:

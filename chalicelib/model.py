@@ -10,8 +10,16 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 NOTEBOOK = "AWS::SageMaker::NotebookInstance"
+# Jobs: AWS Config does not record them (events and scans cover them); the names follow the others.
+TRAINING_JOB = "AWS::SageMaker::TrainingJob"
+PROCESSING_JOB = "AWS::SageMaker::ProcessingJob"
+TUNING_JOB = "AWS::SageMaker::HyperParameterTuningJob"
+TRANSFORM_JOB = "AWS::SageMaker::TransformJob"
+JOB_TYPES = (TRAINING_JOB, PROCESSING_JOB, TUNING_JOB, TRANSFORM_JOB)
+VPC = "AWS::EC2::VPC"
+SUBNET = "AWS::EC2::Subnet"
 SECURITY_GROUP = "AWS::EC2::SecurityGroup"
-RESOURCE_TYPES = (NOTEBOOK, SECURITY_GROUP)
+RESOURCE_TYPES = (NOTEBOOK, *JOB_TYPES, VPC, SUBNET, SECURITY_GROUP)
 
 COMPLIANT = "COMPLIANT"
 NON_COMPLIANT = "NON_COMPLIANT"
@@ -94,7 +102,7 @@ class Control:
     id: str
     title: str
     severity: str
-    resource_type: str
+    resource_types: tuple[str, ...]
     mode: str
     check: str
     params: Mapping[str, Any]

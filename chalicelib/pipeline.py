@@ -85,7 +85,8 @@ class Pipeline:
     def run(self, trigger: Trigger) -> RunReport:
         context = trigger.context
         report = RunReport(context)
-        collector = self.collector or Collector(self.clients)
+        collector = self.collector or Collector(
+            self.clients, {t for c in self.policy.controls for t in c.resource_types})
         collected = collector.collect(trigger.refs)
         report.missing, report.errors = collected.missing, collected.errors
         for ref in collected.missing:

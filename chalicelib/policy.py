@@ -61,7 +61,7 @@ class Policy:
         raise KeyError(control_id)
 
     def for_type(self, resource_type: str) -> list[Control]:
-        return [c for c in self.controls if c.resource_type == resource_type]
+        return [c for c in self.controls if resource_type in c.resource_types]
 
 
 def _fail(source: str, control_id: str | None, reason: str) -> PolicyError:
@@ -79,15 +79,17 @@ def _parse_control(raw: Any, source: str) -> tuple[Control, list[Example]]:
     unknown = raw.keys() - REQUIRED_KEYS - OPTIONAL_KEYS
     if unknown:
         raise _fail(source, cid, f"unknown keys: {', '.join(sorted(unknown))}")
-    for key in ("id", "title", "guidance", "check", "resource_type"):
+    for key in ("id", "title", "guidance", "check"):
         if not isinstance(raw[key], str) or not raw[key].strip():
             raise _fail(source, cid, f"{key} must be a non-empty string")
+    rtypes = raw["resource_type"] if isinstance(raw["resource_type"], list) else [raw["resource_type"]]
     if raw["severity"] not in SEVERITIES:
         raise _fail(source, cid, f"severity {raw['severity']!r} is not one of {', '.join(SEVERITIES)}")
     if raw["mode"] not in MODES:
         raise _fail(source, cid, f"mode {raw['mode']!r} is not one of {', '.join(MODES)}")
-    if raw["resource_type"] not in RESOURCE_TYPES:
-        raise _fail(source, cid, f"unsupported resource_type {raw['resource_type']!r}")
+    unsupported = [t for t in rtypes if t not in RESOURCE_TYPES]
+    if not rtypes or unsupported:
+        raise _fail(source, cid, f"unsupported resource_type {unsupported or rtypes!r} (known: {', '.join(RESOURCE_TYPES)})")
     spec = CHECKS.get(raw["check"])
     if spec is None:
         raise _fail(source, cid, f"unknown check {raw['check']!r} (known: {', '.join(sorted(CHECKS))})")
@@ -104,8 +106,10 @@ def _parse_control(raw: Any, source: str) -> tuple[Control, list[Example]]:
         action = ACTIONS.get(remediation)
         if action is None:
             raise _fail(source, cid, f"unknown remediation {remediation!r} (known: {', '.join(sorted(ACTIONS))})")
-        if action.resource_type != raw["resource_type"]:
-            raise _fail(source, cid, f"remediation {remediation} acts on {action.resource_type}, not {raw['resource_type']}")
+        foreign = [t for t in rtypes if t not in action.resource_types]
+        if foreign:
+            raise _fail(source, cid, f"remediation {remediation} acts on {', '.join(action.resource_types)}, "
+                                     f"not {', '.join(foreign)}")
     applies_when = raw.get("applies_when")
     if applies_when is not None and (
         not isinstance(applies_when, dict) or set(applies_when) != {"field", "any_of"}
@@ -116,7 +120,7 @@ def _parse_control(raw: Any, source: str) -> tuple[Control, list[Example]]:
     if not isinstance(peers, list) or not all(isinstance(p, str) for p in peers):
         raise _fail(source, cid, "peers must be a list of strings")
     control = Control(
-        id=raw["id"], title=raw["title"].strip(), severity=raw["severity"], resource_type=raw["resource_type"],
+        id=raw["id"], title=raw["title"].strip(), severity=raw["severity"], resource_types=tuple(rtypes),
         mode=raw["mode"], check=raw["check"], params=params, remediation=remediation,
         guidance=" ".join(raw["guidance"].split()), peers=tuple(peers), applies_when=applies_when, source=source,
     )

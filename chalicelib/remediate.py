@@ -30,7 +30,7 @@ class ActionResult:
 @dataclass(frozen=True)
 class ActionSpec:
     name: str
-    resource_type: str
+    resource_types: tuple[str, ...]
     permissions: tuple[str, ...]
     describe: str  # what it does, for people (alerts, README)
     run: Callable[[Clients, Resource, tuple[str, ...], tuple[str, ...]], ActionResult]
@@ -149,7 +149,7 @@ def revoke_ingress_rules(clients: Clients, resource: Resource, targets: tuple[st
 ACTIONS: dict[str, ActionSpec] = {
     "quarantine_notebook": ActionSpec(
         name="quarantine_notebook",
-        resource_type=NOTEBOOK,
+        resource_types=(NOTEBOOK,),
         permissions=("sagemaker:StopNotebookInstance", "sagemaker:AddTags", "sagemaker:DescribeNotebookInstance"),
         describe=f"stop the notebook instance and tag it {QUARANTINE_TAG}; the owner must recreate it",
         run=quarantine_notebook,
@@ -161,7 +161,7 @@ ACTIONS: dict[str, ActionSpec] = {
     ),
     "revoke_ingress_rules": ActionSpec(
         name="revoke_ingress_rules",
-        resource_type=SECURITY_GROUP,
+        resource_types=(SECURITY_GROUP,),
         permissions=("ec2:RevokeSecurityGroupIngress",),
         describe="revoke exactly the offending ingress rules (by rule id), recorded for restore",
         run=revoke_ingress_rules,

@@ -123,7 +123,7 @@ class RecordingClients:
 
 def make_control(**overrides: Any) -> Control:
     values: dict[str, Any] = dict(
-        id="NB.1", title="Notebook has no direct internet access", severity="high", resource_type=NOTEBOOK,
+        id="NB.1", title="Notebook has no direct internet access", severity="high", resource_types=(NOTEBOOK,),
         mode="enforce", check="notebook_direct_internet", params={}, remediation="stop-notebook",
         guidance="Recreate the notebook with DirectInternetAccess=Disabled & a private subnet.",
         peers=("SageMaker.1",), applies_when=None, source="policies/notebook.yaml",
