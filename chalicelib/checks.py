@@ -66,23 +66,84 @@ def internet_routes(route_table: Mapping[str, Any] | None) -> list[dict[str, Any
     return found
 
 
-def subnet_private(state: Mapping[str, Any], params: Mapping[str, Any]) -> CheckResult:
-    """The resource's subnet has no default route to an IGW and does not map public IPs."""
-    subnet_field = params.get("subnet_field", "Subnet")
-    subnet = get_field(state, subnet_field)
-    if subnet is _MISSING or not subnet:
-        return CheckResult(NOT_APPLICABLE, {"reason": "not in a VPC subnet"})
-    evidence: dict[str, Any] = {"SubnetId": subnet.get("SubnetId")}
+def subnet_problems(subnet: Mapping[str, Any]) -> dict[str, Any]:
+    """Why a subnet is public ({} when it is private): an IGW default route, public IPs on launch."""
+    problems: dict[str, Any] = {}
     route_table = subnet.get("RouteTable") or {}
     routes = internet_routes(route_table)
     if routes:
-        evidence["RouteTableId"] = route_table.get("RouteTableId")
-        evidence["InternetGatewayRoutes"] = routes
+        problems["RouteTableId"] = route_table.get("RouteTableId")
+        problems["InternetGatewayRoutes"] = routes
     if subnet.get("MapPublicIpOnLaunch"):
-        evidence["MapPublicIpOnLaunch"] = True
-    if len(evidence) > 1:
-        return CheckResult(NON_COMPLIANT, evidence)
-    return CheckResult(COMPLIANT, evidence)
+        problems["MapPublicIpOnLaunch"] = True
+    return problems
+
+
+def subnet_private(state: Mapping[str, Any], params: Mapping[str, Any]) -> CheckResult:
+    """The resource's subnet has no default route to an IGW and does not map public IPs."""
+    subnet = get_field(state, params.get("subnet_field", "Subnet"))
+    if subnet is _MISSING or not subnet:
+        return CheckResult(NOT_APPLICABLE, {"reason": "not in a VPC subnet"})
+    problems = subnet_problems(subnet)
+    status = NON_COMPLIANT if problems else COMPLIANT
+    return CheckResult(status, {"SubnetId": subnet.get("SubnetId"), **problems})
+
+
+def vpc_private_subnets(state: Mapping[str, Any], params: Mapping[str, Any]) -> CheckResult:
+    """A VpcConfig is set and every one of its subnets is private."""
+    subnets = (state.get("VpcConfig") or {}).get("Subnets") or []
+    if not subnets:
+        return CheckResult(NON_COMPLIANT, {"VpcConfig": None, "expected": "a VpcConfig with private subnets"})
+    views = {v["SubnetId"]: v for v in state.get("SubnetViews", []) if v}
+    public = {}
+    for subnet_id in subnets:
+        view = views.get(subnet_id)
+        problems = subnet_problems(view) if view else {"reason": "subnet not found"}
+        if problems:
+            public[subnet_id] = problems
+    if public:
+        return CheckResult(NON_COMPLIANT, {"PublicSubnets": public})
+    return CheckResult(COMPLIANT, {"Subnets": list(subnets)})
+
+
+def multi_instance_encryption(state: Mapping[str, Any], params: Mapping[str, Any]) -> CheckResult:
+    """Inter-container traffic encryption on, for jobs with at least `min_instances` instances."""
+    count = state.get("InstanceCount") or 1
+    if "EnableInterContainerTrafficEncryption" not in state:
+        return CheckResult(NOT_APPLICABLE, {"reason": "this kind of job has no inter-container traffic setting"})
+    if count < int(params.get("min_instances", 2)):
+        return CheckResult(NOT_APPLICABLE, {"reason": f"{count} instance: no inter-container traffic"})
+    if state.get("EnableInterContainerTrafficEncryption"):
+        return CheckResult(COMPLIANT, {"InstanceCount": count, "EnableInterContainerTrafficEncryption": True})
+    return CheckResult(NON_COMPLIANT, {"InstanceCount": count, "EnableInterContainerTrafficEncryption": False,
+                                       "expected": True})
+
+
+def subnets_span_azs(state: Mapping[str, Any], params: Mapping[str, Any]) -> CheckResult:
+    """The VpcConfig subnets are in at least `min_azs` Availability Zones."""
+    if not (state.get("VpcConfig") or {}).get("Subnets"):
+        return CheckResult(NOT_APPLICABLE, {"reason": "no VpcConfig (JOB.2's finding)"})
+    zones = list(state.get("AvailabilityZones", []))
+    wanted = int(params.get("min_azs", 2))
+    status = COMPLIANT if len(zones) >= wanted else NON_COMPLIANT
+    return CheckResult(status, {"AvailabilityZones": zones, "expected": f"at least {wanted}"})
+
+
+def flow_log_all(state: Mapping[str, Any], params: Mapping[str, Any]) -> CheckResult:
+    """An active flow log capturing ALL traffic (REJECT-only or ACCEPT-only is not enough)."""
+    logs = list(state.get("FlowLogs", []))
+    if any(f.get("TrafficType") == "ALL" and f.get("FlowLogStatus", "ACTIVE") == "ACTIVE" for f in logs):
+        return CheckResult(COMPLIANT, {"FlowLogs": logs})
+    return CheckResult(NON_COMPLIANT, {"FlowLogs": logs, "expected": "an ACTIVE flow log with TrafficType ALL"})
+
+
+def tags_present(state: Mapping[str, Any], params: Mapping[str, Any]) -> CheckResult:
+    """Every required tag key is present with a value; the targets are the missing keys."""
+    tags = state.get("Tags") or {}
+    missing = [k for k in params["keys"] if not tags.get(k)]
+    if missing:
+        return CheckResult(NON_COMPLIANT, {"MissingTags": missing}, tuple(missing))
+    return CheckResult(COMPLIANT, {"Tags": sorted(params["keys"])})
 
 
 def rule_summary(rule: Mapping[str, Any]) -> dict[str, Any]:
@@ -107,6 +168,26 @@ def sg_no_internet_ingress(state: Mapping[str, Any], params: Mapping[str, Any]) 
         {"OpenIngressRules": [rule_summary(r) for r in bad]},
         tuple(r["SecurityGroupRuleId"] for r in bad),
     )
+
+
+def sg_egress_restricted(state: Mapping[str, Any], params: Mapping[str, Any]) -> CheckResult:
+    """No egress rule to the whole internet on all protocols."""
+    bad = [r for r in state.get("Rules", []) if r.get("IsEgress") and str(r.get("IpProtocol")) == "-1"
+           and (r.get("CidrIpv4") in INTERNET_CIDRS or r.get("CidrIpv6") in INTERNET_CIDRS)]
+    if bad:
+        return CheckResult(NON_COMPLIANT, {"UnrestrictedEgressRules": [rule_summary(r) for r in bad]},
+                           tuple(r["SecurityGroupRuleId"] for r in bad))
+    return CheckResult(COMPLIANT, {"EgressRules": sum(1 for r in state.get("Rules", []) if r.get("IsEgress"))})
+
+
+def sg_no_rules(state: Mapping[str, Any], params: Mapping[str, Any]) -> CheckResult:
+    """The group has no rule at all, in either direction (for VPC default groups)."""
+    rules = list(state.get("Rules", []))
+    if rules:
+        return CheckResult(NON_COMPLIANT, {"Rules": [{**rule_summary(r), "IsEgress": bool(r.get("IsEgress"))}
+                                                     for r in rules]},
+                           tuple(r["SecurityGroupRuleId"] for r in rules))
+    return CheckResult(COMPLIANT, {"Rules": []})
 
 
 def _within(cidr: str, allowed: list[str]) -> bool:
@@ -166,7 +247,14 @@ CHECKS: dict[str, CheckSpec] = {
     "field_equals": CheckSpec(field_equals, frozenset({"field", "expected"})),
     "field_present": CheckSpec(field_present, frozenset({"field"})),
     "subnet_private": CheckSpec(subnet_private, optional=frozenset({"subnet_field"})),
+    "vpc_private_subnets": CheckSpec(vpc_private_subnets),
+    "multi_instance_encryption": CheckSpec(multi_instance_encryption, optional=frozenset({"min_instances"})),
+    "subnets_span_azs": CheckSpec(subnets_span_azs, optional=frozenset({"min_azs"})),
+    "flow_log_all": CheckSpec(flow_log_all),
+    "tags_present": CheckSpec(tags_present, frozenset({"keys"})),
     "sg_no_internet_ingress": CheckSpec(sg_no_internet_ingress),
+    "sg_egress_restricted": CheckSpec(sg_egress_restricted),
+    "sg_no_rules": CheckSpec(sg_no_rules),
     "sg_ingress_restricted": CheckSpec(
         sg_ingress_restricted,
         optional=frozenset({"protocol", "port", "allowed_cidrs", "allowed_prefix_lists",

@@ -14,8 +14,19 @@ from typing import Any, Callable, Iterable
 from botocore.exceptions import ClientError
 
 from .aws import Clients, error_code, error_message
-from .model import (JOB_TYPES, NOTEBOOK, PROCESSING_JOB, SECURITY_GROUP, SUBNET, TRAINING_JOB, TRANSFORM_JOB,
-                    TUNING_JOB, VPC, Resource, ResourceRef)
+from .model import (
+    JOB_TYPES,
+    NOTEBOOK,
+    PROCESSING_JOB,
+    SECURITY_GROUP,
+    SUBNET,
+    TRAINING_JOB,
+    TRANSFORM_JOB,
+    TUNING_JOB,
+    VPC,
+    Resource,
+    ResourceRef,
+)
 
 log = logging.getLogger("netguard.collect")
 
@@ -86,9 +97,9 @@ class Lookups:
     def sagemaker(self) -> Any:
         return self.clients.client("sagemaker", self.region, self.account)
 
-    def prime(self) -> list[str]:
+    def prime(self) -> dict[str, list[str]]:
         """Scan mode: read the region's shared network state in a few paginated calls, so that
-        collecting each resource afterwards costs no network lookup. Returns the security group ids."""
+        collecting each resource afterwards costs no network lookup. Returns the ids by type."""
         def pages(operation: str, key: str) -> Iterable[dict[str, Any]]:
             for page in self.ec2.get_paginator(operation).paginate():
                 yield from page.get(key, [])
@@ -124,7 +135,7 @@ class Lookups:
             if subnet_id not in self._route_tables:
                 self._route_tables[subnet_id] = self._main_tables.get(self._subnets[subnet_id]["VpcId"])
         self._primed = True
-        return sorted(self._groups)
+        return {VPC: sorted(self._vpcs), SUBNET: sorted(self._subnets), SECURITY_GROUP: sorted(self._groups)}
 
     @staticmethod
     def _describe_one(describe: Callable[[], dict[str, Any]], key: str) -> dict[str, Any] | None:

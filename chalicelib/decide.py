@@ -8,15 +8,26 @@ from __future__ import annotations
 
 import datetime as dt
 
-from .model import (ALERT_ONLY, DEFERRED, DRY_RUN, EXEMPT, NON_COMPLIANT, NOT_ACTIONABLE, REMEDIATE,
-                    REPORT_ONLY, Decision, Finding)
+from .model import (
+    ALERT_ONLY,
+    DEFERRED,
+    DRY_RUN,
+    EXEMPT,
+    NON_COMPLIANT,
+    NOT_ACTIONABLE,
+    REMEDIATE,
+    REPORT_ONLY,
+    Decision,
+    EventContext,
+    Finding,
+)
 from .policy import Policy, exemption_for
 from .remediate import ACTIONS
 from .settings import Settings
 
 
 def decide(finding: Finding, policy: Policy, settings: Settings, today: dt.date,
-           report_only: bool = False) -> Decision | None:
+           report_only: bool = False, context: EventContext | None = None) -> Decision | None:
     """The decision for a NON_COMPLIANT finding (None for compliant / not applicable ones)."""
     if finding.status != NON_COMPLIANT:
         return None
@@ -31,6 +42,15 @@ def decide(finding: Finding, policy: Policy, settings: Settings, today: dt.date,
         return Decision(finding, REPORT_ONLY, f"read-only scan: {planned}{note}", control.remediation)
     if action is None:
         return Decision(finding, NOT_ACTIONABLE, f"no automatic remediation for {control.id}: see guidance{note}")
+    if action.handles_targets is not None and not set(finding.targets) & action.handles_targets:
+        return Decision(finding, NOT_ACTIONABLE,
+                        f"no automatic remediation for {', '.join(finding.targets) or 'this'}: see guidance{note}")
+    missing = action.unconfigured(control.params)
+    if missing:
+        return Decision(finding, NOT_ACTIONABLE, f"cannot {action.describe}: {missing}{note}")
+    if action.needs_principal and not (context and context.principal):
+        return Decision(finding, NOT_ACTIONABLE,
+                        f"cannot {action.describe}: this trigger names no principal (only CloudTrail events do){note}")
     mode = settings.control_modes.get(control.id, control.mode)
     if settings.mode == "dry-run":
         return Decision(finding, DRY_RUN, f"dry-run: would {action.describe}{note}", action.name)

@@ -26,6 +26,6 @@ def evaluate(controls: Iterable[Control], resources: Iterable[Resource],
         for control in controls:
             if resource.ref.resource_type not in control.resource_types:
                 continue
-            status, evidence, targets = evaluate_state(control, resource.state)
+            status, evidence, targets = evaluate_state(control, {**resource.state, "Tags": dict(resource.tags)})
             findings.append(Finding(control, resource, status, evidence, targets))
     return findings

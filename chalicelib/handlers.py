@@ -27,7 +27,12 @@ from .notify import Notifier
 from .pipeline import Pipeline, RunReport
 from .policy import Policy, load_policy
 from .settings import Settings
-from .triggers import api_call_pattern, from_api_call, from_state_change, state_change_pattern
+from .triggers import (
+    api_call_pattern,
+    from_api_call,
+    from_state_change,
+    state_change_pattern,
+)
 
 SERVICE = "netguard-engine"  # distinct from the Chalice app name, or every log line prints twice
 METRICS_NAMESPACE = "netguard"
@@ -41,7 +46,8 @@ def covered_types(policy: Policy) -> list[str]:
 
 def event_patterns(policy: Policy) -> dict[str, dict[str, Any]]:
     """The EventBridge pattern of each event handler, derived from the controls."""
-    return {"on_api_call": api_call_pattern(covered_types(policy)), "on_state_change": state_change_pattern()}
+    types = covered_types(policy)
+    return {"on_api_call": api_call_pattern(types), "on_state_change": state_change_pattern(types)}
 
 
 class TolerantEvent(CloudWatchEvent):
@@ -100,7 +106,10 @@ class Runtime:
 def runtime() -> Runtime:
     """Everything an invocation needs, built once per container on first use."""
     from aws_lambda_powertools.utilities.idempotency import (  # noqa: PLC0415 - first invocation only
-        DynamoDBPersistenceLayer, IdempotencyConfig, idempotent_function)
+        DynamoDBPersistenceLayer,
+        IdempotencyConfig,
+        idempotent_function,
+    )
 
     # The stage modules log through standard loggers under "netguard": same JSON lines, same correlation id.
     logging.getLogger("netguard")
@@ -169,7 +178,8 @@ def _handle(kind: str, event: CloudWatchEvent) -> dict[str, Any]:
         return result
 
     from aws_lambda_powertools.utilities.idempotency.exceptions import (  # noqa: PLC0415
-        IdempotencyAlreadyInProgressError)
+        IdempotencyAlreadyInProgressError,
+    )
 
     if context is not None and hasattr(context, "get_remaining_time_in_millis"):
         rt.idempotency_config.register_lambda_context(context)

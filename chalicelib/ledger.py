@@ -23,7 +23,17 @@ from typing import Any, Mapping, Protocol
 from botocore.exceptions import ClientError
 
 from .aws import Clients, error_code
-from .model import DEFERRED, FAILED, REMEDIATE, Decision, EventContext, Finding, Outcome, ResourceRef, canonical_json
+from .model import (
+    DEFERRED,
+    FAILED,
+    REMEDIATE,
+    Decision,
+    EventContext,
+    Finding,
+    Outcome,
+    ResourceRef,
+    canonical_json,
+)
 
 
 def utcnow() -> dt.datetime:

@@ -5,6 +5,7 @@ trigger -> collect -> evaluate -> decide -> act (claimed once, before-state reco
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from .model import (
 )
 from .notify import build_alert
 from .policy import Policy
-from .remediate import ACTIONS
+from .remediate import ACTIONS, ActionRequest
 from .settings import Settings
 
 log = logging.getLogger("netguard.pipeline")
@@ -96,12 +97,16 @@ class Pipeline:
             log.error("could not read %s: %s", ref.key, message)
         report.findings = evaluate(self.policy.controls, collected.resources, self.settings.control_modes)
         today = self.today()
+        # The event's principal changed the resources it names, not the ones they use (a notebook's VPC).
+        anonymous = dataclasses.replace(context, principal=None)
         decisions: list[Decision] = []
         for finding in report.findings:
             self.telemetry.count("evaluations", finding.control.id)
             if finding.status == NON_COMPLIANT:
                 self.telemetry.count("violations", finding.control.id)
-            decision = decide(finding, self.policy, self.settings, today, self.report_only)
+            named = finding.resource.ref in trigger.refs
+            decision = decide(finding, self.policy, self.settings, today, self.report_only,
+                              context if named else anonymous)
             if decision is not None:
                 decisions.append(decision)
         report.outcomes = self.act(context, decisions)
@@ -144,13 +149,14 @@ class Pipeline:
         action = ACTIONS[action_name]
         resource = group[0].finding.resource
         targets = tuple(sorted({t for d in group for t in d.finding.targets}))
-        controls = tuple(sorted({d.finding.control.id for d in group}))
+        controls = tuple({d.finding.control.id: d.finding.control for d in group}.values())
+        control_ids = tuple(sorted(c.id for c in controls))
         action_id = new_action_id()
         before = action.before(resource, targets)
         try:
             if self.ledger is not None:
-                self.ledger.record_action(action_id, action_name, resource.ref, controls, before, context)
-            result = action.run(self.clients, resource, targets, controls)
+                self.ledger.record_action(action_id, action_name, resource.ref, control_ids, before, context)
+            result = action.run(ActionRequest(self.clients, resource, targets, controls, context))
             status, detail = result.result, result.detail
         except RemediationError as exc:
             status, detail = FAILED, str(exc)

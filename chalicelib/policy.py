@@ -14,7 +14,14 @@ from typing import Any, Mapping
 
 from .checks import CHECKS
 from .errors import PolicyError
-from .model import COMPLIANT, NON_COMPLIANT, NOT_APPLICABLE, RESOURCE_TYPES, Control, Resource
+from .model import (
+    COMPLIANT,
+    NON_COMPLIANT,
+    NOT_APPLICABLE,
+    RESOURCE_TYPES,
+    Control,
+    Resource,
+)
 from .remediate import ACTIONS
 
 DEFAULT_POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
@@ -98,10 +105,8 @@ def _parse_control(raw: Any, source: str) -> tuple[Control, list[Example]]:
         raise _fail(source, cid, "params must be a table")
     if spec.required - params.keys():
         raise _fail(source, cid, f"check {raw['check']} needs params: {', '.join(sorted(spec.required - params.keys()))}")
-    if params.keys() - spec.required - spec.optional:
-        bad = params.keys() - spec.required - spec.optional
-        raise _fail(source, cid, f"check {raw['check']} does not take params: {', '.join(sorted(bad))}")
     remediation = raw.get("remediation")
+    action = None
     if remediation is not None:
         action = ACTIONS.get(remediation)
         if action is None:
@@ -110,6 +115,10 @@ def _parse_control(raw: Any, source: str) -> tuple[Control, list[Example]]:
         if foreign:
             raise _fail(source, cid, f"remediation {remediation} acts on {', '.join(action.resource_types)}, "
                                      f"not {', '.join(foreign)}")
+    unknown_params = params.keys() - spec.required - spec.optional - (action.params if action else frozenset())
+    if unknown_params:
+        raise _fail(source, cid, f"check {raw['check']}{' and remediation ' + remediation if action else ''} "
+                                 f"do not take params: {', '.join(sorted(unknown_params))}")
     applies_when = raw.get("applies_when")
     if applies_when is not None and (
         not isinstance(applies_when, dict) or set(applies_when) != {"field", "any_of"}

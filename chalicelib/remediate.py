@@ -1,24 +1,66 @@
 """Act: named, idempotent remediations. The only module that writes to the resources we guard.
 
-Each action declares the resource type it acts on, the IAM permissions it needs, the resource
-states it can act from (and those in which it must be deferred, or is already done), and a pure
-`before` that says what it is about to remove so the ledger can record it first (for restore).
-"Already stopped", "already revoked", "already tagged" count as success.
+Each action declares the resource types it acts on, the IAM permissions it needs, the resource
+states it can act from (and those in which it must be deferred, or is already done), what it
+needs to be able to act at all (a configured destination, a CloudTrail principal), and a pure
+`before` that says what it is about to change so the ledger can record it first (for restore).
+"Already stopped", "already revoked", "already enabled", "already exists" count as success.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from botocore.exceptions import ClientError
 
 from .aws import Clients, error_code, error_message
 from .errors import RemediationError
-from .model import ALREADY_DONE, NOTEBOOK, SECURITY_GROUP, SUCCEEDED, Resource
+from .model import (
+    ALREADY_DONE,
+    JOB_TYPES,
+    NOTEBOOK,
+    PROCESSING_JOB,
+    RESOURCE_TYPES,
+    SECURITY_GROUP,
+    SUBNET,
+    SUCCEEDED,
+    TRAINING_JOB,
+    TUNING_JOB,
+    VPC,
+    Control,
+    EventContext,
+    Resource,
+    digest,
+)
 
 QUARANTINE_TAG = "netguard:quarantined"
 # What EC2 answers when a rule id is no longer in the group (moto says InvalidPermission.NotFound).
 RULE_GONE = ("InvalidSecurityGroupRuleId.NotFound", "InvalidPermission.NotFound")
+
+
+@dataclass(frozen=True)
+class ActionRequest:
+    """One execution: the resource as read, what to act on, and why (the controls and the event)."""
+
+    clients: Clients
+    resource: Resource
+    targets: tuple[str, ...]
+    controls: tuple[Control, ...]
+    context: EventContext
+
+    @property
+    def control_ids(self) -> tuple[str, ...]:
+        return tuple(sorted(c.id for c in self.controls))
+
+    def param(self, name: str, default: Any = None) -> Any:
+        for control in self.controls:
+            if control.params.get(name) not in (None, ""):
+                return control.params[name]
+        return default
+
+    def client(self, service: str) -> Any:
+        ref = self.resource.ref
+        return self.clients.client(service, ref.region, ref.account)
 
 
 @dataclass(frozen=True)
@@ -33,12 +75,17 @@ class ActionSpec:
     resource_types: tuple[str, ...]
     permissions: tuple[str, ...]
     describe: str  # what it does, for people (alerts, README)
-    run: Callable[[Clients, Resource, tuple[str, ...], tuple[str, ...]], ActionResult]
+    run: Callable[[ActionRequest], ActionResult]
     before: Callable[[Resource, tuple[str, ...]], Mapping[str, Any]]
     state_field: str | None = None
     act_states: frozenset[str] = frozenset()  # states it can act from
     defer_states: frozenset[str] = frozenset()  # states that will become actable: wait
     done_states: frozenset[str] = frozenset()  # states where the containment already holds
+    # None when the action can run with these control parameters, else what is missing.
+    unconfigured: Callable[[Mapping[str, Any]], str | None] = field(default=lambda params: None)
+    params: frozenset[str] = frozenset()  # control parameters the action reads
+    needs_principal: bool = False  # acts on who made the change (CloudTrail userIdentity)
+    handles_targets: frozenset[str] | None = None  # only these targets (None: all)
 
     def readiness(self, resource: Resource) -> str:
         """'act', 'defer', 'done' or 'cannot' for the resource's current state."""
@@ -58,6 +105,12 @@ def _fail(action: str, exc: ClientError) -> RemediationError:
     return RemediationError(f"{action}: {error_code(exc)}: {error_message(exc)}")
 
 
+def _state_before(*fields: str) -> Callable[[Resource, tuple[str, ...]], Mapping[str, Any]]:
+    def before(resource: Resource, targets: tuple[str, ...]) -> Mapping[str, Any]:
+        return {f: resource.state.get(f) for f in fields}
+    return before
+
+
 # --- notebooks ---------------------------------------------------------------------------------
 
 def _notebook_before(resource: Resource, targets: tuple[str, ...]) -> Mapping[str, Any]:
@@ -67,25 +120,24 @@ def _notebook_before(resource: Resource, targets: tuple[str, ...]) -> Mapping[st
     }
 
 
-def quarantine_notebook(clients: Clients, resource: Resource, targets: tuple[str, ...],
-                        controls: tuple[str, ...]) -> ActionResult:
+def quarantine_notebook(req: ActionRequest) -> ActionResult:
     """Stop the notebook if it runs, and tag it `netguard:quarantined` with the failed controls.
 
     Its network settings cannot be changed: the owner must recreate it (said in the alert).
     """
-    ref = resource.ref
-    sm = clients.client("sagemaker", ref.region, ref.account)
+    resource = req.resource
+    sm = req.client("sagemaker")
     done: list[str] = []
     if resource.state.get("NotebookInstanceStatus") == "InService":
         try:
-            sm.stop_notebook_instance(NotebookInstanceName=ref.resource_id)
+            sm.stop_notebook_instance(NotebookInstanceName=resource.ref.resource_id)
             done.append("stopped")
         except ClientError as exc:
             # Someone (or a concurrent invocation) stopped it between our read and our call.
-            current = _notebook_status(sm, ref.resource_id)
+            current = _notebook_status(sm, resource.ref.resource_id)
             if current not in ("Stopping", "Stopped"):
                 raise _fail("StopNotebookInstance", exc) from exc
-    tag_value = ",".join(sorted(controls))
+    tag_value = ",".join(req.control_ids)
     if resource.tags.get(QUARANTINE_TAG) != tag_value:
         try:
             sm.add_tags(ResourceArn=resource.arn, Tags=[{"Key": QUARANTINE_TAG, "Value": tag_value}])
@@ -104,6 +156,129 @@ def _notebook_status(sm: Any, name: str) -> str | None:
         return None
 
 
+# --- jobs --------------------------------------------------------------------------------------
+
+def _stop_calls(sm: Any, kind: str, name: str) -> tuple[Callable[[], Any], Callable[[], str | None]]:
+    """(stop it, read its status) for one kind of job."""
+    if kind == TRAINING_JOB:
+        return (lambda: sm.stop_training_job(TrainingJobName=name),
+                lambda: sm.describe_training_job(TrainingJobName=name).get("TrainingJobStatus"))
+    if kind == PROCESSING_JOB:
+        return (lambda: sm.stop_processing_job(ProcessingJobName=name),
+                lambda: sm.describe_processing_job(ProcessingJobName=name).get("ProcessingJobStatus"))
+    if kind == TUNING_JOB:
+        return (lambda: sm.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=name),
+                lambda: sm.describe_hyper_parameter_tuning_job(
+                    HyperParameterTuningJobName=name).get("HyperParameterTuningJobStatus"))
+    return (lambda: sm.stop_transform_job(TransformJobName=name),
+            lambda: sm.describe_transform_job(TransformJobName=name).get("TransformJobStatus"))
+
+
+def stop_job(req: ActionRequest) -> ActionResult:
+    """Stop a running job: its network settings cannot be changed. A finished job is left alone."""
+    if req.resource.state.get("JobStatus") != "InProgress":
+        return ActionResult(ALREADY_DONE, f"job is {req.resource.state.get('JobStatus')}: nothing to stop")
+    stop, status = _stop_calls(req.client("sagemaker"), req.resource.ref.resource_type, req.resource.ref.resource_id)
+    try:
+        stop()
+    except ClientError as exc:
+        try:
+            current = status()
+        except ClientError:
+            current = None
+        if current in ("Stopping", "Stopped", "Completed", "Failed"):
+            return ActionResult(ALREADY_DONE, f"job already {current}")
+        raise _fail("Stop*Job", exc) from exc
+    return ActionResult(SUCCEEDED, "stopped the job; its network settings are immutable: run it again compliant")
+
+
+# --- VPCs and subnets --------------------------------------------------------------------------
+
+def _modify_vpc_attribute(req: ActionRequest, attribute: str) -> None:
+    try:
+        req.client("ec2").modify_vpc_attribute(VpcId=req.resource.ref.resource_id, **{attribute: {"Value": True}})
+    except ClientError as exc:
+        raise _fail(f"ModifyVpcAttribute({attribute})", exc) from exc
+
+
+def enable_dns_support(req: ActionRequest) -> ActionResult:
+    if req.resource.state.get("EnableDnsSupport"):
+        return ActionResult(ALREADY_DONE, "DNS support already enabled")
+    _modify_vpc_attribute(req, "EnableDnsSupport")
+    return ActionResult(SUCCEEDED, "enabled DNS support")
+
+
+def enable_dns_hostnames(req: ActionRequest) -> ActionResult:
+    """DNS hostnames can only be enabled once DNS support is: one attribute per call, in that order."""
+    done = []
+    if not req.resource.state.get("EnableDnsSupport"):
+        _modify_vpc_attribute(req, "EnableDnsSupport")
+        done.append("enabled DNS support")
+    if not req.resource.state.get("EnableDnsHostnames"):
+        _modify_vpc_attribute(req, "EnableDnsHostnames")
+        done.append("enabled DNS hostnames")
+    if not done:
+        return ActionResult(ALREADY_DONE, "DNS hostnames already enabled")
+    return ActionResult(SUCCEEDED, ", then ".join(done))
+
+
+def _flow_log_destination(params: Mapping[str, Any]) -> str | None:
+    if params.get("destination_type", "cloud-watch-logs") == "s3":
+        return None if params.get("s3_bucket_arn") else "set s3_bucket_arn for VPC.3 in policies/vpc.toml"
+    if params.get("log_group_name") and params.get("deliver_logs_role_arn"):
+        return None
+    return "set log_group_name and deliver_logs_role_arn (or destination_type = \"s3\") for VPC.3 in policies/vpc.toml"
+
+
+def _expand(template: str, req: ActionRequest) -> str:
+    ref = req.resource.ref
+    return template.format(account=ref.account, region=ref.region, vpc_id=ref.resource_id)
+
+
+def create_flow_log_all(req: ActionRequest) -> ActionResult:
+    """Flow logs cannot be modified: add an ALL flow log to the configured destination."""
+    if any(f.get("TrafficType") == "ALL" and f.get("FlowLogStatus", "ACTIVE") == "ACTIVE"
+           for f in req.resource.state.get("FlowLogs", [])):
+        return ActionResult(ALREADY_DONE, "an ALL flow log already exists")
+    vpc_id = req.resource.ref.resource_id
+    params: dict[str, Any] = {
+        "ResourceIds": [vpc_id], "ResourceType": "VPC", "TrafficType": "ALL",
+        # the same violation retried gives the same token: EC2 creates one flow log
+        "ClientToken": f"netguard-{digest([vpc_id, req.context.event_id], 24)}",
+        "TagSpecifications": [{"ResourceType": "vpc-flow-log", "Tags": [
+            {"Key": "netguard:created-by", "Value": ",".join(req.control_ids)}]}],
+    }
+    if req.param("destination_type", "cloud-watch-logs") == "s3":
+        params.update(LogDestinationType="s3", LogDestination=_expand(req.param("s3_bucket_arn"), req))
+    else:
+        params.update(LogDestinationType="cloud-watch-logs",
+                      LogGroupName=_expand(req.param("log_group_name"), req),
+                      DeliverLogsPermissionArn=_expand(req.param("deliver_logs_role_arn"), req))
+    try:
+        answer = req.client("ec2").create_flow_logs(**params)
+    except ClientError as exc:
+        raise _fail("CreateFlowLogs", exc) from exc
+    failed = answer.get("Unsuccessful") or []
+    if failed:
+        error = (failed[0].get("Error") or {})
+        if error.get("Code") == "FlowLogAlreadyExists":
+            return ActionResult(ALREADY_DONE, "the flow log already exists")
+        raise RemediationError(f"CreateFlowLogs: {error.get('Code')}: {error.get('Message')}")
+    ids = ", ".join(answer.get("FlowLogIds", []))
+    return ActionResult(SUCCEEDED, f"created ALL flow log {ids} to {params.get('LogDestination') or params['LogGroupName']}")
+
+
+def disable_public_ip_on_launch(req: ActionRequest) -> ActionResult:
+    if not req.resource.state.get("MapPublicIpOnLaunch"):
+        return ActionResult(ALREADY_DONE, "public IPs on launch already off")
+    try:
+        req.client("ec2").modify_subnet_attribute(SubnetId=req.resource.ref.resource_id,
+                                                 MapPublicIpOnLaunch={"Value": False})
+    except ClientError as exc:
+        raise _fail("ModifySubnetAttribute", exc) from exc
+    return ActionResult(SUCCEEDED, "turned off public IPs on launch")
+
+
 # --- security groups ---------------------------------------------------------------------------
 
 def _rules_before(resource: Resource, targets: tuple[str, ...]) -> Mapping[str, Any]:
@@ -114,36 +289,73 @@ def _rules_before(resource: Resource, targets: tuple[str, ...]) -> Mapping[str, 
     }
 
 
-def revoke_ingress_rules(clients: Clients, resource: Resource, targets: tuple[str, ...],
-                         controls: tuple[str, ...]) -> ActionResult:
-    """Revoke exactly these ingress rules by rule id; rules already gone count as revoked."""
-    ref = resource.ref
-    ec2 = clients.client("ec2", ref.region, ref.account)
-    rule_ids = sorted(set(targets))
+def _revoke(ec2: Any, group_id: str, rule_ids: list[str], egress: bool) -> tuple[list[str], list[str]]:
+    """(revoked, already gone). The call is all-or-nothing: when a rule is gone, go one by one."""
+    def revoke(GroupId: str, SecurityGroupRuleIds: list[str]) -> None:  # noqa: N803 - the API's names
+        if egress:
+            ec2.revoke_security_group_egress(GroupId=GroupId, SecurityGroupRuleIds=SecurityGroupRuleIds)
+        else:
+            ec2.revoke_security_group_ingress(GroupId=GroupId, SecurityGroupRuleIds=SecurityGroupRuleIds)
+
+    name = "RevokeSecurityGroupEgress" if egress else "RevokeSecurityGroupIngress"
     if not rule_ids:
-        return ActionResult(ALREADY_DONE, "no rule to revoke")
+        return [], []
     try:
-        ec2.revoke_security_group_ingress(GroupId=ref.resource_id, SecurityGroupRuleIds=rule_ids)
-        return ActionResult(SUCCEEDED, f"revoked ingress rules {', '.join(rule_ids)}")
+        revoke(GroupId=group_id, SecurityGroupRuleIds=rule_ids)
+        return rule_ids, []
     except ClientError as exc:
         code = error_code(exc)
         if code == "InvalidGroup.NotFound":
-            return ActionResult(ALREADY_DONE, "security group no longer exists")
+            return [], rule_ids
         if code not in RULE_GONE:
-            raise _fail("RevokeSecurityGroupIngress", exc) from exc
-    # Some rules were already gone: the call is all-or-nothing, so revoke the rest one by one.
+            raise _fail(name, exc) from exc
     revoked, gone = [], []
     for rule_id in rule_ids:
         try:
-            ec2.revoke_security_group_ingress(GroupId=ref.resource_id, SecurityGroupRuleIds=[rule_id])
+            revoke(GroupId=group_id, SecurityGroupRuleIds=[rule_id])
             revoked.append(rule_id)
         except ClientError as exc:
             if error_code(exc) not in RULE_GONE + ("InvalidGroup.NotFound",):
-                raise _fail("RevokeSecurityGroupIngress", exc) from exc
+                raise _fail(name, exc) from exc
             gone.append(rule_id)
+    return revoked, gone
+
+
+def revoke_rules(req: ActionRequest) -> ActionResult:
+    """Revoke exactly these rules by rule id (ingress or egress); rules already gone count as revoked."""
+    wanted = set(req.targets)
+    egress = {r["SecurityGroupRuleId"] for r in req.resource.state.get("Rules", []) if r.get("IsEgress")}
+    ec2 = req.client("ec2")
+    group_id = req.resource.ref.resource_id
+    in_revoked, in_gone = _revoke(ec2, group_id, sorted(wanted - egress), egress=False)
+    out_revoked, out_gone = _revoke(ec2, group_id, sorted(wanted & egress), egress=True)
+    revoked, gone = in_revoked + out_revoked, in_gone + out_gone
     if not revoked:
-        return ActionResult(ALREADY_DONE, f"rules already revoked: {', '.join(gone)}")
-    return ActionResult(SUCCEEDED, f"revoked ingress rules {', '.join(revoked)} (already gone: {', '.join(gone)})")
+        return ActionResult(ALREADY_DONE, f"rules already revoked: {', '.join(gone)}" if gone else "no rule to revoke")
+    detail = f"revoked rules {', '.join(revoked)}"
+    return ActionResult(SUCCEEDED, detail + (f" (already gone: {', '.join(gone)})" if gone else ""))
+
+
+# --- tags --------------------------------------------------------------------------------------
+
+OWNER_TAG = "Owner"
+
+
+def tag_owner(req: ActionRequest) -> ActionResult:
+    """Add the Owner tag from the CloudTrail principal that made the change."""
+    if req.resource.tags.get(OWNER_TAG):
+        return ActionResult(ALREADY_DONE, "Owner tag already present")
+    owner = str(req.context.principal)
+    resource = req.resource
+    try:
+        if resource.ref.resource_type in (NOTEBOOK, *JOB_TYPES):
+            req.client("sagemaker").add_tags(ResourceArn=resource.arn, Tags=[{"Key": OWNER_TAG, "Value": owner}])
+        else:
+            req.client("ec2").create_tags(Resources=[resource.ref.resource_id],
+                                          Tags=[{"Key": OWNER_TAG, "Value": owner}])
+    except ClientError as exc:
+        raise _fail("AddTags/CreateTags", exc) from exc
+    return ActionResult(SUCCEEDED, f"tagged {OWNER_TAG}={owner}")
 
 
 ACTIONS: dict[str, ActionSpec] = {
@@ -159,12 +371,53 @@ ACTIONS: dict[str, ActionSpec] = {
         defer_states=frozenset({"Pending", "Updating"}),
         done_states=frozenset({"Stopping", "Stopped"}),
     ),
-    "revoke_ingress_rules": ActionSpec(
-        name="revoke_ingress_rules",
+    "stop_job": ActionSpec(
+        name="stop_job",
+        resource_types=JOB_TYPES,
+        permissions=("sagemaker:StopTrainingJob", "sagemaker:StopProcessingJob",
+                     "sagemaker:StopHyperParameterTuningJob", "sagemaker:StopTransformJob"),
+        describe="stop the job (its network settings cannot be changed); a finished job is left alone",
+        run=stop_job,
+        before=_state_before("JobStatus"),
+        state_field="JobStatus",
+        act_states=frozenset({"InProgress"}),
+        done_states=frozenset({"Stopping", "Stopped"}),
+    ),
+    "enable_dns_support": ActionSpec(
+        name="enable_dns_support", resource_types=(VPC,), permissions=("ec2:ModifyVpcAttribute",),
+        describe="enable DNS support on the VPC", run=enable_dns_support,
+        before=_state_before("EnableDnsSupport", "EnableDnsHostnames"),
+    ),
+    "enable_dns_hostnames": ActionSpec(
+        name="enable_dns_hostnames", resource_types=(VPC,), permissions=("ec2:ModifyVpcAttribute",),
+        describe="enable DNS hostnames on the VPC (DNS support first if it is off)", run=enable_dns_hostnames,
+        before=_state_before("EnableDnsSupport", "EnableDnsHostnames"),
+    ),
+    "create_flow_log_all": ActionSpec(
+        name="create_flow_log_all", resource_types=(VPC,),
+        permissions=("ec2:CreateFlowLogs", "ec2:CreateTags", "iam:PassRole", "logs:CreateLogDelivery"),
+        describe="create a flow log with traffic type ALL to the configured destination",
+        run=create_flow_log_all, before=_state_before("FlowLogs"), unconfigured=_flow_log_destination,
+        params=frozenset({"destination_type", "log_group_name", "deliver_logs_role_arn", "s3_bucket_arn"}),
+    ),
+    "disable_public_ip_on_launch": ActionSpec(
+        name="disable_public_ip_on_launch", resource_types=(SUBNET,), permissions=("ec2:ModifySubnetAttribute",),
+        describe="turn off MapPublicIpOnLaunch on the subnet", run=disable_public_ip_on_launch,
+        before=_state_before("MapPublicIpOnLaunch"),
+    ),
+    "revoke_rules": ActionSpec(
+        name="revoke_rules",
         resource_types=(SECURITY_GROUP,),
-        permissions=("ec2:RevokeSecurityGroupIngress",),
-        describe="revoke exactly the offending ingress rules (by rule id), recorded for restore",
-        run=revoke_ingress_rules,
+        permissions=("ec2:RevokeSecurityGroupIngress", "ec2:RevokeSecurityGroupEgress"),
+        describe="revoke exactly the offending rules (by rule id), recorded for restore",
+        run=revoke_rules,
         before=_rules_before,
+    ),
+    "tag_owner": ActionSpec(
+        name="tag_owner", resource_types=RESOURCE_TYPES,
+        permissions=("sagemaker:AddTags", "ec2:CreateTags"),
+        describe="add the Owner tag from the CloudTrail principal that made the change",
+        run=tag_owner, before=lambda resource, targets: {OWNER_TAG: resource.tags.get(OWNER_TAG)},
+        needs_principal=True, handles_targets=frozenset({OWNER_TAG}),
     ),
 }

@@ -14,7 +14,15 @@ from typing import Any, Callable
 from .aws import Clients
 from .collect import Collector
 from .ledger import DynamoLedger, MemoryLedger
-from .model import NOTEBOOK, SECURITY_GROUP, EventContext, Finding, Outcome, ResourceRef, Trigger
+from .model import (
+    NOTEBOOK,
+    SECURITY_GROUP,
+    EventContext,
+    Finding,
+    Outcome,
+    ResourceRef,
+    Trigger,
+)
 from .notify import Notifier
 from .pipeline import Pipeline, RunReport
 from .policy import load_policy
@@ -54,15 +62,32 @@ def finding_row(finding: Finding, outcome: Outcome | None) -> dict[str, Any]:
 
 
 def list_refs(collector: Collector, account: str, region: str) -> list[ResourceRef]:
+    """Every resource to evaluate in the region: notebooks, running jobs, VPCs, subnets, security groups."""
     lookups = collector.lookups(account, region)
-    group_ids = lookups.prime()
-    refs = []
-    for page in lookups.sagemaker.get_paginator("list_notebook_instances").paginate():
-        refs += [ResourceRef(NOTEBOOK, nb["NotebookInstanceName"], account, region)
-                 for nb in page.get("NotebookInstances", [])]
-    groups = [ResourceRef(SECURITY_GROUP, group_id, account, region) for group_id in group_ids]
-    log.info("scanning %d notebooks and %d security groups in %s/%s", len(refs), len(groups), account, region)
-    return refs + groups
+    network = lookups.prime()
+    sm = lookups.sagemaker
+    refs = [ResourceRef(NOTEBOOK, nb["NotebookInstanceName"], account, region)
+            for page in sm.get_paginator("list_notebook_instances").paginate()
+            for nb in page.get("NotebookInstances", [])]
+    # Jobs whose network settings matter now: the running ones (a finished job cannot be stopped).
+    running = {"StatusEquals": "InProgress"}
+    refs += [ResourceRef(TRAINING_JOB, j["TrainingJobName"], account, region)
+             for page in sm.get_paginator("list_training_jobs").paginate(**running)
+             for j in page.get("TrainingJobSummaries", [])]
+    refs += [ResourceRef(PROCESSING_JOB, j["ProcessingJobName"], account, region)
+             for page in sm.get_paginator("list_processing_jobs").paginate(**running)
+             for j in page.get("ProcessingJobSummaries", [])]
+    refs += [ResourceRef(TUNING_JOB, j["HyperParameterTuningJobName"], account, region)
+             for page in sm.get_paginator("list_hyper_parameter_tuning_jobs").paginate(**running)
+             for j in page.get("HyperParameterTuningJobSummaries", [])]
+    refs += [ResourceRef(TRANSFORM_JOB, j["TransformJobName"], account, region)
+             for page in sm.get_paginator("list_transform_jobs").paginate(**running)
+             for j in page.get("TransformJobSummaries", [])]
+    sagemaker_count = len(refs)
+    refs += [ResourceRef(rtype, rid, account, region) for rtype, ids in network.items() for rid in ids]
+    log.info("scanning %d SageMaker resources and %s in %s/%s", sagemaker_count,
+             ", ".join(f"{len(ids)} {rtype.rsplit('::', 1)[-1]}" for rtype, ids in network.items()), account, region)
+    return refs
 
 
 def run_scan(clients: Clients, region: str, enforce: bool = False, ledger_file: str | None = None,

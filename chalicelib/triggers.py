@@ -11,24 +11,51 @@ import re
 from typing import Any, Iterable, Mapping
 
 from .errors import IgnoredEvent, InvalidEvent
-from .model import NOTEBOOK, SECURITY_GROUP, EventContext, ResourceRef, Trigger
+from .model import (NOTEBOOK, PROCESSING_JOB, SECURITY_GROUP, SUBNET, TRAINING_JOB, TRANSFORM_JOB, TUNING_JOB, VPC,
+                    EventContext, ResourceRef, Trigger)
 
 API_CALL = "AWS API Call via CloudTrail"
-NOTEBOOK_STATE_CHANGE = "SageMaker Notebook Instance State Change"
 
 # CloudTrail calls that can introduce a violation, per resource type the controls cover.
 API_CALLS: dict[str, dict[str, tuple[str, ...]]] = {
     NOTEBOOK: {"aws.sagemaker": ("CreateNotebookInstance", "UpdateNotebookInstance", "StartNotebookInstance")},
-    SECURITY_GROUP: {"aws.ec2": ("CreateSecurityGroup", "AuthorizeSecurityGroupIngress", "ModifySecurityGroupRules")},
+    TRAINING_JOB: {"aws.sagemaker": ("CreateTrainingJob",)},
+    PROCESSING_JOB: {"aws.sagemaker": ("CreateProcessingJob",)},
+    TUNING_JOB: {"aws.sagemaker": ("CreateHyperParameterTuningJob",)},
+    TRANSFORM_JOB: {"aws.sagemaker": ("CreateTransformJob",)},
+    VPC: {"aws.ec2": ("CreateVpc", "ModifyVpcAttribute", "CreateFlowLogs")},
+    SUBNET: {"aws.ec2": ("CreateSubnet", "ModifySubnetAttribute")},
+    SECURITY_GROUP: {"aws.ec2": ("CreateSecurityGroup", "AuthorizeSecurityGroupIngress", "AuthorizeSecurityGroupEgress",
+                                 "ModifySecurityGroupRules")},
 }
 EVENT_SOURCES = {"aws.sagemaker": "sagemaker.amazonaws.com", "aws.ec2": "ec2.amazonaws.com"}
-# Notebook states in which netguard has something to do: defer (Pending) or stop (InService).
-NOTEBOOK_STATES = ("Pending", "InService")
+# The request field that names the SageMaker resource a Create*/Update*/Start* call is about.
+NAME_FIELDS = {
+    "CreateNotebookInstance": "notebookInstanceName", "UpdateNotebookInstance": "notebookInstanceName",
+    "StartNotebookInstance": "notebookInstanceName", "CreateTrainingJob": "trainingJobName",
+    "CreateProcessingJob": "processingJobName", "CreateHyperParameterTuningJob": "hyperParameterTuningJobName",
+    "CreateTransformJob": "transformJobName",
+}
+
+# Native SageMaker state-change events: (resource type, name field, status field, statuses that need work).
+# Notebooks: defer (Pending) or stop (InService); jobs: stop while InProgress.
+STATE_CHANGES: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
+    "SageMaker Notebook Instance State Change": (NOTEBOOK, "NotebookInstanceName", "NotebookInstanceStatus",
+                                                 ("Pending", "InService")),
+    "SageMaker Training Job State Change": (TRAINING_JOB, "TrainingJobName", "TrainingJobStatus", ("InProgress",)),
+    "SageMaker Processing Job State Change": (PROCESSING_JOB, "ProcessingJobName", "ProcessingJobStatus",
+                                              ("InProgress",)),
+    "SageMaker HyperParameter Tuning Job State Change": (TUNING_JOB, "HyperParameterTuningJobName",
+                                                         "HyperParameterTuningJobStatus", ("InProgress",)),
+    "SageMaker Transform Job State Change": (TRANSFORM_JOB, "TransformJobName", "TransformJobStatus", ("InProgress",)),
+}
+NOTEBOOK_STATE_CHANGE = "SageMaker Notebook Instance State Change"
 
 ACCOUNT_RE = re.compile(r"^\d{12}$")
 REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
-NOTEBOOK_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
-SG_ID_RE = re.compile(r"^sg-[0-9a-f]{8,17}$")
+SAGEMAKER_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+EC2_ID_RE = {SECURITY_GROUP: re.compile(r"^sg-[0-9a-f]{8,17}$"), VPC: re.compile(r"^vpc-[0-9a-f]{8,17}$"),
+             SUBNET: re.compile(r"^subnet-[0-9a-f]{8,17}$")}
 
 
 def api_call_pattern(resource_types: Iterable[str]) -> dict[str, Any]:
@@ -48,16 +75,18 @@ def api_call_pattern(resource_types: Iterable[str]) -> dict[str, Any]:
     }
 
 
-def state_change_pattern() -> dict[str, Any]:
+def state_change_pattern(resource_types: Iterable[str]) -> dict[str, Any]:
+    """The pattern of on_state_change: the covered types' native events (statuses are filtered in code:
+    one pattern cannot give each detail-type its own status field without $or)."""
+    wanted = set(resource_types)
     return {
         "source": ["aws.sagemaker"],
-        "detail-type": [NOTEBOOK_STATE_CHANGE],
-        "detail": {"NotebookInstanceStatus": list(NOTEBOOK_STATES)},
+        "detail-type": sorted(dtype for dtype, spec in STATE_CHANGES.items() if spec[0] in wanted),
     }
 
 
-def _envelope(event: Any, detail_type: str) -> tuple[str, str, str, Mapping[str, Any]]:
-    """(event id, account, region, detail) of a valid EventBridge envelope of `detail_type`."""
+def _envelope(event: Any, detail_types: Iterable[str]) -> tuple[str, str, str, Mapping[str, Any]]:
+    """(event id, account, region, detail) of a valid EventBridge envelope of one of `detail_types`."""
     if not isinstance(event, Mapping):
         raise InvalidEvent(f"event is a {type(event).__name__}, not an object")
     event_id = event.get("id")
@@ -68,8 +97,8 @@ def _envelope(event: Any, detail_type: str) -> tuple[str, str, str, Mapping[str,
         raise InvalidEvent("missing 'source' or 'detail-type'", event_id)
     if not source.startswith("aws."):
         raise IgnoredEvent(f"source {source[:64]!r} is not an AWS service", event_id)
-    if dtype != detail_type:
-        raise IgnoredEvent(f"detail-type {dtype[:64]!r} is not {detail_type!r}", event_id)
+    if dtype not in detail_types:
+        raise IgnoredEvent(f"detail-type {dtype[:64]!r} is not handled here", event_id)
     account, region, detail = event.get("account"), event.get("region"), event.get("detail")
     if not isinstance(account, str) or not ACCOUNT_RE.match(account):
         raise InvalidEvent("missing or invalid 'account'", event_id)
@@ -84,16 +113,30 @@ def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _notebook_ref(name: Any, account: str, region: str, event_id: str) -> ResourceRef:
-    if not isinstance(name, str) or not NOTEBOOK_NAME_RE.match(name):
-        raise InvalidEvent("missing or invalid notebook instance name", event_id)
-    return ResourceRef(NOTEBOOK, name, account, region)
+def _name_ref(rtype: str, name: Any, account: str, region: str, event_id: str) -> ResourceRef:
+    if not isinstance(name, str) or not SAGEMAKER_NAME_RE.match(name):
+        raise InvalidEvent(f"missing or invalid {rtype.rsplit('::', 1)[-1]} name", event_id)
+    return ResourceRef(rtype, name, account, region)
 
 
-def _sg_ref(group_id: Any, account: str, region: str, event_id: str) -> ResourceRef:
-    if not isinstance(group_id, str) or not SG_ID_RE.match(group_id):
-        raise InvalidEvent("missing or invalid security group id", event_id)
-    return ResourceRef(SECURITY_GROUP, group_id, account, region)
+def _id_ref(rtype: str, resource_id: Any, account: str, region: str, event_id: str) -> ResourceRef:
+    if not isinstance(resource_id, str) or not EC2_ID_RE[rtype].match(resource_id):
+        raise InvalidEvent(f"missing or invalid {rtype.rsplit('::', 1)[-1]} id", event_id)
+    return ResourceRef(rtype, resource_id, account, region)
+
+
+def _ids_in(value: Any, pattern: re.Pattern[str], depth: int = 0) -> list[str]:
+    """Every string matching `pattern` anywhere in a CloudTrail request or response (EC2 wraps its
+    parameters differently from call to call); bounded in depth."""
+    if depth > 8:
+        return []
+    if isinstance(value, str):
+        return [value] if pattern.match(value) else []
+    if isinstance(value, Mapping):
+        return [i for v in value.values() for i in _ids_in(v, pattern, depth + 1)]
+    if isinstance(value, list):
+        return [i for v in value[:100] for i in _ids_in(v, pattern, depth + 1)]
+    return []
 
 
 def _group_ids_of(name: str, request: Mapping[str, Any], response: Mapping[str, Any]) -> list[Any]:
@@ -113,9 +156,9 @@ def _group_ids_of(name: str, request: Mapping[str, Any], response: Mapping[str, 
     return ids
 
 
-def from_api_call(event: Any, resource_types: Iterable[str] = (NOTEBOOK, SECURITY_GROUP)) -> Trigger:
+def from_api_call(event: Any, resource_types: Iterable[str] = tuple(API_CALLS)) -> Trigger:
     """An EventBridge 'AWS API Call via CloudTrail' event -> the resources it created or changed."""
-    event_id, account, region, detail = _envelope(event, API_CALL)
+    event_id, account, region, detail = _envelope(event, (API_CALL,))
     if detail.get("errorCode") is not None:
         raise IgnoredEvent(f"the call failed ({str(detail.get('errorCode'))[:64]}): nothing changed", event_id)
     name = detail.get("eventName")
@@ -128,10 +171,15 @@ def from_api_call(event: Any, resource_types: Iterable[str] = (NOTEBOOK, SECURIT
     response = detail.get("responseElements")
     request = request if isinstance(request, Mapping) else {}
     response = response if isinstance(response, Mapping) else {}
-    if rtype == NOTEBOOK:
-        refs = [_notebook_ref(request.get("notebookInstanceName"), account, region, event_id)]
-    else:
-        refs = [_sg_ref(g, account, region, event_id) for g in _group_ids_of(name, request, response)]
+    if name in NAME_FIELDS:
+        refs = [_name_ref(rtype, request.get(NAME_FIELDS[name]), account, region, event_id)]
+    elif rtype == SECURITY_GROUP:
+        refs = [_id_ref(rtype, g, account, region, event_id) for g in _group_ids_of(name, request, response)]
+    else:  # VPC and subnet calls: the ids are in the request, or in the response of a Create*
+        ids = _ids_in(request, EC2_ID_RE[rtype]) or _ids_in(response, EC2_ID_RE[rtype])
+        if not ids:
+            raise InvalidEvent(f"no {rtype.rsplit('::', 1)[-1]} id in the {name} record", event_id)
+        refs = [_id_ref(rtype, i, account, region, event_id) for i in ids]
     identity = detail.get("userIdentity")
     principal = _str(identity.get("arn")) if isinstance(identity, Mapping) else None
     context = EventContext(event_id, "api-call", name, principal, _str(detail.get("eventTime")))
@@ -139,12 +187,15 @@ def from_api_call(event: Any, resource_types: Iterable[str] = (NOTEBOOK, SECURIT
 
 
 def from_state_change(event: Any) -> Trigger:
-    """A 'SageMaker Notebook Instance State Change' event -> the notebook (re-read, not trusted)."""
-    event_id, account, region, detail = _envelope(event, NOTEBOOK_STATE_CHANGE)
-    status = detail.get("NotebookInstanceStatus")
+    """A native SageMaker state-change event -> the resource (re-read, not trusted), when its new
+    status is one where netguard has something to do."""
+    event_id, account, region, detail = _envelope(event, STATE_CHANGES)
+    rtype, name_field, status_field, statuses = STATE_CHANGES[event["detail-type"]]
+    status = detail.get(status_field)
     if not isinstance(status, str):
-        raise InvalidEvent("missing 'detail.NotebookInstanceStatus'", event_id)
-    ref = _notebook_ref(detail.get("NotebookInstanceName"), account, region, event_id)
-    context = EventContext(event_id, "state-change", f"NotebookInstanceStatus={status[:32]}", None,
-                           _str(event.get("time")))
+        raise InvalidEvent(f"missing 'detail.{status_field}'", event_id)
+    ref = _name_ref(rtype, detail.get(name_field), account, region, event_id)
+    if status not in statuses:
+        raise IgnoredEvent(f"{status_field}={status[:32]} needs nothing", event_id)
+    context = EventContext(event_id, "state-change", f"{status_field}={status[:32]}", None, _str(event.get("time")))
     return Trigger(context, (ref,))

@@ -82,7 +82,7 @@ from moto.core.utils import utcnow
 from moto.ec2.models.elastic_network_interfaces import NetworkInterface
 from moto.ec2.models.vpcs import VPCBackend
 from moto.ec2.responses.vpcs import VPCs
-from moto.ec2.utils import random_private_ip
+from moto.ec2.utils import generate_dns_from_ip, random_private_ip
 from moto.sagemaker.exceptions import ResourceInUseException, ResourceNotFound, ValidationError
 from moto.sagemaker.models import (
     Domain,
@@ -356,6 +356,9 @@ def _endpoint_enis_like_aws(backend: Any, endpoint: Any) -> None:
             ip = random_private_ip(eni.subnet.cidr_block)
             eni.private_ip_address = ip
             eni.private_ip_addresses = [{"Primary": True, "PrivateIpAddress": ip}]
+            if getattr(eni, "private_dns_name", None):
+                eni.private_dns_name = generate_dns_from_ip(ip)
+                eni.private_ip_addresses[0]["PrivateDnsName"] = eni.private_dns_name
 
 
 def _in_subnet(ip: str | None, cidr: str) -> bool:

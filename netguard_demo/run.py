@@ -88,7 +88,7 @@ def run_demo(out: TextIO) -> int:
     from netguard_demo.moto_fidelity import attach_notebook_eni, aws_like_notebooks, set_status  # noqa: PLC0415
     from netguard_demo.receiver import WebhookReceiver  # noqa: PLC0415
     from netguard_demo.world import (build_network, create_alert_channels, create_ledger_table,  # noqa: PLC0415
-                                     create_notebook, drain_alerts, ingress_rule_ids)
+                                     create_notebook, drain_alerts, ingress_rule_ids, remove_default_vpc)
 
     show = Printer(out)
     engine_output = io.StringIO()
@@ -98,6 +98,7 @@ def run_demo(out: TextIO) -> int:
         account = session.client("sts").get_caller_identity()["Account"]
         region = ACCOUNT_REGION
         show.title(f"mock AWS account {account} in {region}, served over HTTP at {endpoint}")
+        remove_default_vpc(ec2)
         net = build_network(ec2, account, region)
         create_ledger_table(session.client("dynamodb"), TABLE)
         topic, queue, param = create_alert_channels(session.client("sns"), session.client("sqs"),
@@ -172,6 +173,9 @@ def run_demo(out: TextIO) -> int:
         finally:
             handlers.logger.registered_handler.setStream(previous_stream)
             handlers.runtime.cache_clear()
+            from chalicelib.cli import configure_logging  # noqa: PLC0415
+
+            configure_logging(verbose=False)  # the handlers' JSON logging is for Lambda, not this terminal
 
         show.title("4. What AWS looks like now")
         for nb in sm.list_notebook_instances()["NotebookInstances"]:

@@ -10,6 +10,41 @@ from dataclasses import dataclass
 from typing import Any
 
 ROLE = "arn:aws:iam::{account}:role/sagemaker-notebook"
+# Everything in the demo account carries the baseline's tags (TAG.1), unless a test says otherwise.
+TAGS = {"Environment": "demo", "Project": "netguard-demo", "Owner": "platform-team@example.com",
+        "CostCenter": "cc-0000", "Compliance": "internal"}
+
+
+def tag_spec(resource_type: str, tags: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    return [{"ResourceType": resource_type, "Tags": [{"Key": k, "Value": v} for k, v in (tags or TAGS).items()]}]
+
+
+def remove_default_vpc(ec2: Any) -> None:
+    """moto, like a new AWS account, starts with a default VPC; well-run accounts delete it."""
+    for vpc in ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"]:
+        vpc_id = vpc["VpcId"]
+        for subnet in ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["Subnets"]:
+            ec2.delete_subnet(SubnetId=subnet["SubnetId"])
+        for igw in ec2.describe_internet_gateways(
+                Filters=[{"Name": "attachment.vpc-id", "Values": [vpc_id]}])["InternetGateways"]:
+            ec2.detach_internet_gateway(InternetGatewayId=igw["InternetGatewayId"], VpcId=vpc_id)
+            ec2.delete_internet_gateway(InternetGatewayId=igw["InternetGatewayId"])
+        ec2.delete_vpc(VpcId=vpc_id)
+
+
+def close_default_group(ec2: Any, vpc_id: str) -> None:
+    """Revoke every rule of the VPC's default security group (SG.5)."""
+    group = ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpc_id]},
+                                                  {"Name": "group-name", "Values": ["default"]}])["SecurityGroups"][0]
+    rules = ec2.describe_security_group_rules(
+        Filters=[{"Name": "group-id", "Values": [group["GroupId"]]}])["SecurityGroupRules"]
+    ec2.create_tags(Resources=[group["GroupId"]], Tags=tag_spec("security-group")[0]["Tags"])
+    ingress = [r["SecurityGroupRuleId"] for r in rules if not r["IsEgress"]]
+    egress = [r["SecurityGroupRuleId"] for r in rules if r["IsEgress"]]
+    if ingress:
+        ec2.revoke_security_group_ingress(GroupId=group["GroupId"], SecurityGroupRuleIds=ingress)
+    if egress:
+        ec2.revoke_security_group_egress(GroupId=group["GroupId"], SecurityGroupRuleIds=egress)
 
 
 @dataclass(frozen=True)
@@ -26,10 +61,15 @@ class Network:
     sg_jupyter: str
 
 
-def _group(ec2: Any, vpc_id: str, name: str, ingress: list[dict[str, Any]]) -> str:
-    group_id = ec2.create_security_group(GroupName=name, Description=name, VpcId=vpc_id)["GroupId"]
+def _group(ec2: Any, vpc_id: str, name: str, ingress: list[dict[str, Any]], vpc_cidr: str) -> str:
+    """A dedicated group: the given ingress, egress only HTTPS within the VPC (SG.3)."""
+    group_id = ec2.create_security_group(GroupName=name, Description=name, VpcId=vpc_id,
+                                         TagSpecifications=tag_spec("security-group"))["GroupId"]
     if ingress:
         ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=ingress)
+    ec2.revoke_security_group_egress(GroupId=group_id, IpPermissions=[{"IpProtocol": "-1",
+                                                                       "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    ec2.authorize_security_group_egress(GroupId=group_id, IpPermissions=[tcp(443, vpc_cidr)])
     return group_id
 
 
@@ -40,16 +80,25 @@ def tcp(port: int, cidr: str) -> dict[str, Any]:
 
 def build_network(ec2: Any, account: str, region: str) -> Network:
     cidr = "10.0.0.0/16"
-    vpc_id = ec2.create_vpc(CidrBlock=cidr)["Vpc"]["VpcId"]
+    vpc_id = ec2.create_vpc(CidrBlock=cidr, TagSpecifications=tag_spec("vpc"))["Vpc"]["VpcId"]
+    ec2.modify_vpc_attribute(VpcId=vpc_id, EnableDnsSupport={"Value": True})
+    ec2.modify_vpc_attribute(VpcId=vpc_id, EnableDnsHostnames={"Value": True})
+    ec2.create_flow_logs(ResourceIds=[vpc_id], ResourceType="VPC", TrafficType="ALL",
+                         LogDestinationType="cloud-watch-logs", LogGroupName=f"/demo/flow-logs/{vpc_id}",
+                         DeliverLogsPermissionArn=f"arn:aws:iam::{account}:role/netguard-flow-logs")
+    close_default_group(ec2, vpc_id)
     azs = [z["ZoneName"] for z in ec2.describe_availability_zones()["AvailabilityZones"]][:2]
     private = []
     private_rt = ec2.create_route_table(VpcId=vpc_id)["RouteTable"]["RouteTableId"]
     for index, az in enumerate(azs):
-        subnet_id = ec2.create_subnet(VpcId=vpc_id, CidrBlock=f"10.0.{index + 1}.0/24",
-                                      AvailabilityZone=az)["Subnet"]["SubnetId"]
+        subnet_id = ec2.create_subnet(VpcId=vpc_id, CidrBlock=f"10.0.{index + 1}.0/24", AvailabilityZone=az,
+                                      TagSpecifications=tag_spec("subnet"))["Subnet"]["SubnetId"]
         ec2.associate_route_table(RouteTableId=private_rt, SubnetId=subnet_id)
+        # moto maps public IPs on some new subnets; AWS does not on non-default subnets: be explicit
+        ec2.modify_subnet_attribute(SubnetId=subnet_id, MapPublicIpOnLaunch={"Value": False})
         private.append(subnet_id)
-    public = ec2.create_subnet(VpcId=vpc_id, CidrBlock="10.0.100.0/24", AvailabilityZone=azs[0])["Subnet"]["SubnetId"]
+    public = ec2.create_subnet(VpcId=vpc_id, CidrBlock="10.0.100.0/24", AvailabilityZone=azs[0],
+                               TagSpecifications=tag_spec("subnet"))["Subnet"]["SubnetId"]
     igw = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
     ec2.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc_id)
     public_rt = ec2.create_route_table(VpcId=vpc_id)["RouteTable"]["RouteTableId"]
@@ -58,22 +107,23 @@ def build_network(ec2: Any, account: str, region: str) -> Network:
     return Network(
         account=account, region=region, vpc_id=vpc_id, vpc_cidr=cidr,
         private_subnets=(private[0], private[1]), public_subnet=public, igw_id=igw,
-        sg_notebook_ok=_group(ec2, vpc_id, "notebook-https", [tcp(443, cidr)]),
-        sg_ssh_open=_group(ec2, vpc_id, "ssh-from-anywhere", [tcp(22, "0.0.0.0/0")]),
-        sg_jupyter=_group(ec2, vpc_id, "notebook-jupyter", [tcp(8888, cidr)]),
+        sg_notebook_ok=_group(ec2, vpc_id, "notebook-https", [tcp(443, cidr)], cidr),
+        sg_ssh_open=_group(ec2, vpc_id, "ssh-from-anywhere", [tcp(22, "0.0.0.0/0")], cidr),
+        sg_jupyter=_group(ec2, vpc_id, "notebook-jupyter", [tcp(8888, cidr)], cidr),
     )
 
 
 def create_notebook(sagemaker: Any, account: str, name: str, subnet_id: str | None = None,
                     group_ids: list[str] | None = None, direct_internet: str = "Enabled",
-                    root_access: str = "Disabled", tags: dict[str, str] | None = None) -> str:
+                    root_access: str = "Disabled", tags: dict[str, str | None] | None = None) -> str:
+    """A notebook with the baseline's tags (a tag set to None in `tags` is left out)."""
     params: dict[str, Any] = {"NotebookInstanceName": name, "InstanceType": "ml.t3.medium",
                               "RoleArn": ROLE.format(account=account), "DirectInternetAccess": direct_internet,
                               "RootAccess": root_access}
     if subnet_id:
         params.update(SubnetId=subnet_id, SecurityGroupIds=group_ids or [])
-    if tags:
-        params["Tags"] = [{"Key": k, "Value": v} for k, v in tags.items()]
+    all_tags = {**TAGS, **(tags or {})}
+    params["Tags"] = [{"Key": k, "Value": v} for k, v in all_tags.items() if v is not None]
     return sagemaker.create_notebook_instance(**params)["NotebookInstanceArn"]
 
 

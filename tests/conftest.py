@@ -12,7 +12,7 @@ from moto import mock_aws
 
 from chalicelib.aws import Clients
 from netguard_demo.moto_fidelity import aws_like_notebooks
-from netguard_demo.world import Network, build_network
+from netguard_demo.world import Network, build_network, remove_default_vpc
 
 REGION = "us-east-1"
 READ_PREFIXES = ("Describe", "List", "Get")
@@ -70,4 +70,6 @@ def aws() -> Iterator[Account]:
 
 @pytest.fixture
 def net(aws: Account) -> Network:
+    """The demo network, in an account without moto's default VPC."""
+    remove_default_vpc(aws.client("ec2"))
     return build_network(aws.client("ec2"), aws.account, aws.region)

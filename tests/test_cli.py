@@ -14,7 +14,7 @@ import pytest
 
 from chalicelib.cli import EXIT_CLEAN, EXIT_ERROR, EXIT_USAGE, EXIT_VIOLATIONS, main
 from netguard_demo.moto_fidelity import set_status
-from netguard_demo.world import build_network, create_notebook, ingress_rule_ids
+from netguard_demo.world import build_network, create_notebook, ingress_rule_ids, remove_default_vpc
 
 ROOT = Path(__file__).resolve().parent.parent
 FINDING_KEYS = {"control", "resource_type", "resource_id", "arn", "account", "region", "status", "evidence", "decision"}
@@ -121,6 +121,7 @@ def test_the_installed_command_over_http_against_a_moto_server(moto_http):
     ec2 = session.client("ec2", endpoint_url=moto_http)
     sm = session.client("sagemaker", endpoint_url=moto_http)
     account = session.client("sts", endpoint_url=moto_http).get_caller_identity()["Account"]
+    remove_default_vpc(ec2)
     net = build_network(ec2, account, "us-east-1")
     create_notebook(sm, account, "nb-http", direct_internet="Enabled")
     env = {k: v for k, v in os.environ.items() if not k.startswith("NETGUARD_")}
@@ -133,7 +134,7 @@ def test_the_installed_command_over_http_against_a_moto_server(moto_http):
     assert bad == {("NB.1", "nb-http"), ("NB.2", "nb-http")}
     ssh = next(f for f in report["findings"] if f["control"] == "SG.1" and f["resource_id"] == net.sg_ssh_open)
     assert ssh["status"] == "NOT_APPLICABLE"  # open to the world, but no SageMaker resource uses it
-    assert "INFO netguard.scan: scanning 1 notebooks and 5 security groups" in proc.stderr
+    assert "INFO netguard.scan: scanning 1 SageMaker resources and 1 VPC, 3 Subnet, 4 SecurityGroup" in proc.stderr
 
 
 def test_demo_runs_offline_and_shows_every_stage():

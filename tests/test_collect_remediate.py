@@ -6,10 +6,25 @@ from botocore.stub import Stubber
 
 from chalicelib.collect import Collector
 from chalicelib.errors import RemediationError
-from chalicelib.model import ALREADY_DONE, NOTEBOOK, SECURITY_GROUP, SUCCEEDED, ResourceRef
-from chalicelib.remediate import ACTIONS, QUARANTINE_TAG
+from chalicelib.model import (
+    ALREADY_DONE,
+    NOTEBOOK,
+    SECURITY_GROUP,
+    SUCCEEDED,
+    EventContext,
+    ResourceRef,
+)
+from chalicelib.policy import load_policy
+from chalicelib.remediate import ACTIONS, QUARANTINE_TAG, ActionRequest
 from netguard_demo.moto_fidelity import attach_notebook_eni, notebook_status, set_status
 from netguard_demo.world import create_notebook, ingress_rule_ids, tcp
+
+
+def run_action(aws, name, resource, targets=(), controls=("NB.1",), principal=None):
+    policy = load_policy()
+    request = ActionRequest(aws.clients, resource, tuple(targets), tuple(policy.control(c) for c in controls),
+                            EventContext("evt-test", "api-call", principal=principal))
+    return ACTIONS[name].run(request)
 
 
 def collect_one(aws, rtype, rid):
@@ -87,16 +102,15 @@ def test_quarantine_stops_and_tags_once_and_is_idempotent(aws, net):
     sm = aws.client("sagemaker")
     create_notebook(sm, aws.account, "nb-open", net.private_subnets[0], [net.sg_notebook_ok])
     set_status(aws.account, aws.region, "nb-open", "InService")
-    action = ACTIONS["quarantine_notebook"]
     notebook = collect_one(aws, NOTEBOOK, "nb-open").resources[0]
-    first = action.run(aws.clients, notebook, (), ("NB.1",))
+    first = run_action(aws, "quarantine_notebook", notebook)
     assert first.result == SUCCEEDED and "stopped" in first.detail and "recreate" in first.detail
     assert notebook_status(aws.account, aws.region, "nb-open") == "Stopping"
     tags = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=notebook.arn)["Tags"]}
     assert tags[QUARANTINE_TAG] == "NB.1"
     # run again on a fresh read: nothing left to do, and no write call
     aws.calls.calls.clear()
-    again = action.run(aws.clients, collect_one(aws, NOTEBOOK, "nb-open").resources[0], (), ("NB.1",))
+    again = run_action(aws, "quarantine_notebook", collect_one(aws, NOTEBOOK, "nb-open").resources[0])
     assert again.result == ALREADY_DONE
     assert aws.calls.writes() == []
 
@@ -107,7 +121,7 @@ def test_quarantine_on_a_stale_read_treats_already_stopping_as_done(aws, net):
     set_status(aws.account, aws.region, "nb-race", "InService")
     stale = collect_one(aws, NOTEBOOK, "nb-race").resources[0]
     sm.stop_notebook_instance(NotebookInstanceName="nb-race")  # someone else got there first
-    result = ACTIONS["quarantine_notebook"].run(aws.clients, stale, (), ("NB.1",))
+    result = run_action(aws, "quarantine_notebook", stale)
     assert result.result == SUCCEEDED and "stopped" not in result.detail.split(";")[0]
 
 
@@ -122,7 +136,7 @@ def test_stop_refused_by_aws_is_a_failure_with_the_error(aws, net):
         stub.add_client_error("stop_notebook_instance", "AccessDeniedException", "not authorized to StopNotebookInstance")
         stub.add_response("describe_notebook_instance", {"NotebookInstanceStatus": "InService"})
         with pytest.raises(RemediationError, match="AccessDeniedException: not authorized"):
-            ACTIONS["quarantine_notebook"].run(aws.clients, notebook, (), ("NB.1",))
+            run_action(aws, "quarantine_notebook", notebook)
 
 
 def test_revoke_removes_exactly_the_offending_rules_by_id_and_is_idempotent(aws, net):
@@ -133,13 +147,12 @@ def test_revoke_removes_exactly_the_offending_rules_by_id_and_is_idempotent(aws,
     open_ids = tuple(r["SecurityGroupRuleId"] for r in group.state["Rules"]
                      if not r["IsEgress"] and (r.get("CidrIpv4") == "0.0.0.0/0" or r.get("CidrIpv6") == "::/0"))
     assert len(open_ids) == 2
-    action = ACTIONS["revoke_ingress_rules"]
-    before = action.before(group, open_ids)
+    before = ACTIONS["revoke_rules"].before(group, open_ids)
     assert sorted(r["SecurityGroupRuleId"] for r in before["Rules"]) == sorted(open_ids)
-    assert action.run(aws.clients, group, open_ids, ("SG.1",)).result == SUCCEEDED
+    assert run_action(aws, "revoke_rules", group, open_ids, ("SG.1",)).result == SUCCEEDED
     left = ingress_rule_ids(ec2, net.sg_ssh_open)
     assert [r["FromPort"] for r in left.values()] == [443]
-    again = action.run(aws.clients, group, open_ids, ("SG.1",))
+    again = run_action(aws, "revoke_rules", group, open_ids, ("SG.1",))
     assert again.result == ALREADY_DONE and "already" in again.detail
 
 
@@ -149,6 +162,6 @@ def test_revoke_with_one_rule_already_gone_still_revokes_the_rest(aws, net):
     group = collect_one(aws, SECURITY_GROUP, net.sg_ssh_open).resources[0]
     ids = tuple(sorted(ingress_rule_ids(ec2, net.sg_ssh_open)))
     ec2.revoke_security_group_ingress(GroupId=net.sg_ssh_open, SecurityGroupRuleIds=[ids[0]])
-    result = ACTIONS["revoke_ingress_rules"].run(aws.clients, group, ids, ("SG.1",))
+    result = run_action(aws, "revoke_rules", group, ids, ("SG.1",))
     assert result.result == SUCCEEDED and ids[1] in result.detail and "already gone" in result.detail
     assert ingress_rule_ids(ec2, net.sg_ssh_open) == {}

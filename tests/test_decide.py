@@ -7,8 +7,21 @@ import datetime as dt
 import pytest
 
 from chalicelib.decide import decide
-from chalicelib.model import (ALERT_ONLY, COMPLIANT, DEFERRED, DRY_RUN, EXEMPT, NON_COMPLIANT, NOT_ACTIONABLE,
-                              NOTEBOOK, REMEDIATE, REPORT_ONLY, Finding, Resource, ResourceRef)
+from chalicelib.model import (
+    ALERT_ONLY,
+    COMPLIANT,
+    DEFERRED,
+    DRY_RUN,
+    EXEMPT,
+    NON_COMPLIANT,
+    NOT_ACTIONABLE,
+    NOTEBOOK,
+    REMEDIATE,
+    REPORT_ONLY,
+    Finding,
+    Resource,
+    ResourceRef,
+)
 from chalicelib.policy import Exemption, load_policy
 from chalicelib.settings import Settings
 

@@ -273,7 +273,9 @@ def test_slack_outage_is_recorded_in_the_ledger_not_lost(stack):
 def test_an_event_another_invocation_is_processing_fails_for_a_retry_without_acting(stack):
     """Powertools idempotency: while an in-progress record exists, a second delivery does nothing and
     raises, so that Lambda retries it after the first has stored its result."""
-    from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
+    from aws_lambda_powertools.utilities.idempotency.exceptions import (
+        IdempotencyAlreadyInProgressError,
+    )
 
     aws, net = stack["aws"], stack["net"]
     attach_notebook_eni(aws.client("ec2"), net.private_subnets[0], [net.sg_ssh_open], "nb")

@@ -51,7 +51,8 @@ NO_PERMISSION_NEEDED = {"sts:GetCallerIdentity"}
 # What Powertools' DynamoDBPersistenceLayer (idempotency) calls; checked against its source below.
 POWERTOOLS_IDEMPOTENCY = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
 # Writes that IAM cannot scope to a resource, so they may (must) be granted on "*".
-UNSCOPABLE_WRITES = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+# Writes IAM cannot scope to a resource (the service authorization reference lists no resource type).
+UNSCOPABLE_WRITES = {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "logs:CreateLogDelivery"}
 READ_PREFIXES = ("Describe", "List", "Get")
 
 
@@ -555,8 +556,12 @@ def test_policy_is_least_privilege(stage: str) -> None:
 def test_policy_grants_nothing_the_code_does_not_need(stage: str) -> None:
     policy = load_policy_doc(stage)
     granted = {a for st in statements(policy) for a in _as_list(st["Action"])}
+    from chalicelib.remediate import ACTIONS
+
     support = {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "kms:Decrypt"} | UNSCOPABLE_WRITES
-    unused = granted - required_actions() - support
+    # what AWS checks besides the call itself (iam:PassRole for a flow log's delivery role...), as declared
+    implied = {p for spec in ACTIONS.values() for p in spec.permissions}
+    unused = granted - required_actions() - support - implied
     assert not unused, f"granted but never called: {sorted(unused)}"
 
 
@@ -616,14 +621,20 @@ def test_functions_can_write_their_logs(stage: str) -> None:
                       "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/other-function:log-stream:x")
 
 
-def test_quarantine_tagging_is_limited_to_the_quarantine_tag() -> None:
-    from chalicelib.remediate import QUARANTINE_TAG
+def test_tagging_is_limited_to_the_tags_netguard_writes() -> None:
+    from chalicelib.remediate import OWNER_TAG, QUARANTINE_TAG
 
     for stage in stages():
-        tagging = [st for st in statements(load_policy_doc(stage)) if "sagemaker:AddTags" in _as_list(st["Action"])]
+        doc = load_policy_doc(stage)
+        tagging = [st for st in statements(doc) if "sagemaker:AddTags" in _as_list(st["Action"])]
         assert len(tagging) == 1
         condition = tagging[0].get("Condition", {}).get("ForAllValues:StringEquals", {})
-        assert condition.get("aws:TagKeys") == [QUARANTINE_TAG]
+        assert sorted(condition.get("aws:TagKeys")) == sorted([QUARANTINE_TAG, OWNER_TAG])
+        for st in statements(doc):
+            if "ec2:CreateTags" in _as_list(st["Action"]):
+                cond = st.get("Condition", {})
+                assert (cond.get("ForAllValues:StringEquals", {}).get("aws:TagKeys") == [OWNER_TAG]
+                        or cond.get("StringEquals", {}).get("ec2:CreateAction") == "CreateFlowLogs"), st
 
 
 def test_kms_decrypt_only_through_ssm_or_secrets_manager() -> None:

@@ -58,8 +58,8 @@ guidance = "g"
 @pytest.mark.parametrize("change, message", [
     (("mode = \"enforce\"", "mode = \"sometimes\""), "mode 'sometimes'"),
     (("check = \"field_equals\"", "check = \"no_such_check\""), "unknown check 'no_such_check'"),
-    (("expected = \"Disabled\"", "expected = \"Disabled\", colour = 1"), "does not take params: colour"),
-    (("remediation = \"quarantine_notebook\"", "remediation = \"revoke_ingress_rules\""), "acts on AWS::EC2::SecurityGroup"),
+    (("expected = \"Disabled\"", "expected = \"Disabled\", colour = 1"), "do not take params: colour"),
+    (("remediation = \"quarantine_notebook\"", "remediation = \"revoke_rules\""), "acts on AWS::EC2::SecurityGroup"),
     (("remediation = \"quarantine_notebook\"", "remediation = \"delete_everything\""), "unknown remediation"),
     (("guidance = \"g\"", "guidance = \"g\"\nfavourite = true"), "unknown keys: favourite"),
     (("severity = \"high\"", "severity = \"urgent\""), "severity 'urgent'"),

@@ -11,7 +11,8 @@ from moto import mock_aws
 
 from chalicelib.errors import IgnoredEvent, InvalidEvent
 from chalicelib.handlers import event_patterns
-from chalicelib.model import NOTEBOOK, SECURITY_GROUP, ResourceRef
+from chalicelib.model import (NOTEBOOK, PROCESSING_JOB, SECURITY_GROUP, SUBNET, TRAINING_JOB, TRANSFORM_JOB,
+                              TUNING_JOB, VPC, ResourceRef)
 from chalicelib.policy import load_policy
 from chalicelib.triggers import from_api_call, from_state_change
 from netguard_demo import events
@@ -48,6 +49,30 @@ API_CASES = [
         SG, [{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}], ACCT, REGION,
         rule_set=[{"SecurityGroupRuleId": "sgr-0abc", "IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
                    "CidrIpv4": "0.0.0.0/0"}]), [sg(SG)]),
+    ("CreateTrainingJob", events.api_call("CreateTrainingJob", "aws.sagemaker", {"trainingJobName": "train-1"},
+                                          {"trainingJobArn": "arn"}, ACCT, REGION), [ResourceRef(TRAINING_JOB, "train-1", ACCT, REGION)]),
+    ("CreateProcessingJob", events.api_call("CreateProcessingJob", "aws.sagemaker", {"processingJobName": "prep-1"},
+                                            None, ACCT, REGION), [ResourceRef(PROCESSING_JOB, "prep-1", ACCT, REGION)]),
+    ("CreateHyperParameterTuningJob", events.api_call("CreateHyperParameterTuningJob", "aws.sagemaker",
+                                                      {"hyperParameterTuningJobName": "hpo-1"}, None, ACCT, REGION),
+     [ResourceRef(TUNING_JOB, "hpo-1", ACCT, REGION)]),
+    ("CreateTransformJob", events.api_call("CreateTransformJob", "aws.sagemaker", {"transformJobName": "batch-1"},
+                                           None, ACCT, REGION), [ResourceRef(TRANSFORM_JOB, "batch-1", ACCT, REGION)]),
+    ("ModifyVpcAttribute", events.api_call("ModifyVpcAttribute", "aws.ec2", {"vpcId": "vpc-0123456789abcdef0",
+                                                                             "enableDnsSupport": {"value": False}},
+                                           {"_return": True}, ACCT, REGION),
+     [ResourceRef(VPC, "vpc-0123456789abcdef0", ACCT, REGION)]),
+    ("CreateVpc (id only in the response)", events.api_call("CreateVpc", "aws.ec2", {"cidrBlock": "10.0.0.0/16"},
+                                                            {"vpc": {"vpcId": "vpc-0123456789abcdef1"}}, ACCT, REGION),
+     [ResourceRef(VPC, "vpc-0123456789abcdef1", ACCT, REGION)]),
+    ("CreateFlowLogs (wrapped request)", events.api_call(
+        "CreateFlowLogs", "aws.ec2", {"CreateFlowLogsRequest": {"ResourceId": {"tag": 1, "content": "vpc-0123456789abcdef0"},
+                                                                "ResourceType": "VPC", "TrafficType": "REJECT"}},
+        None, ACCT, REGION), [ResourceRef(VPC, "vpc-0123456789abcdef0", ACCT, REGION)]),
+    ("ModifySubnetAttribute", events.api_call("ModifySubnetAttribute", "aws.ec2",
+                                              {"subnetId": "subnet-0123456789abcdef0", "mapPublicIpOnLaunch": {"value": True}},
+                                              None, ACCT, REGION),
+     [ResourceRef(SUBNET, "subnet-0123456789abcdef0", ACCT, REGION)]),
     ("ModifySecurityGroupRules", events.modify_rules(SG2, "sgr-0abc", {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
                                                                        "CidrIpv4": "0.0.0.0/0"}, ACCT, REGION), [sg(SG2)]),
 ]
@@ -111,6 +136,8 @@ REJECTS = [
     ("another detail-type", _with(CREATE, "Scheduled Event", "detail-type"), IgnoredEvent),
     ("the call failed", _with(CREATE, "ValidationException", "detail", "errorCode"), IgnoredEvent),
     ("a call we do not watch", _with(CREATE, "DeleteNotebookInstance", "detail", "eventName"), IgnoredEvent),
+    ("a VPC call naming no VPC", events.api_call("ModifyVpcAttribute", "aws.ec2", {"vpcId": "not-a-vpc"}, None,
+                                                 ACCT, REGION), InvalidEvent),
 ]
 
 
@@ -176,11 +203,45 @@ def test_api_call_pattern_is_derived_from_the_controls():
     assert pattern["source"] == ["aws.ec2", "aws.sagemaker"]
     assert set(pattern["detail"]["eventName"]) == {
         "CreateNotebookInstance", "UpdateNotebookInstance", "StartNotebookInstance",
-        "CreateSecurityGroup", "AuthorizeSecurityGroupIngress", "ModifySecurityGroupRules"}
+        "CreateTrainingJob", "CreateProcessingJob", "CreateHyperParameterTuningJob", "CreateTransformJob",
+        "CreateVpc", "ModifyVpcAttribute", "CreateFlowLogs", "CreateSubnet", "ModifySubnetAttribute",
+        "CreateSecurityGroup", "AuthorizeSecurityGroupIngress", "AuthorizeSecurityGroupEgress",
+        "ModifySecurityGroupRules"}
+    only_notebooks = event_patterns(load_policy_only("NB.1"))["on_api_call"]
+    assert only_notebooks["source"] == ["aws.sagemaker"]
+    assert set(only_notebooks["detail"]["eventName"]) == {
+        "CreateNotebookInstance", "UpdateNotebookInstance", "StartNotebookInstance"}
 
 
-def test_state_change_pattern_takes_pending_and_inservice_notebooks_only():
+def load_policy_only(*ids):
+    import dataclasses
+
+    policy = load_policy()
+    return dataclasses.replace(policy, controls=tuple(c for c in policy.controls if c.id in ids))
+
+
+def test_state_change_pattern_takes_the_covered_types_and_code_takes_the_statuses_that_need_work():
     states = ["Pending", "InService", "Stopping", "Stopped", "Failed", "Deleting", "Updating"]
-    candidates = [events.notebook_state_change(f"nb-{s.lower()}", s, ACCT, REGION) for s in states]
-    got = _delivered(PATTERNS["on_state_change"], candidates + [CREATE])
-    assert sorted(e["detail"]["NotebookInstanceStatus"] for e in got) == ["InService", "Pending"]
+    notebooks = [events.notebook_state_change(f"nb-{s.lower()}", s, ACCT, REGION) for s in states]
+    training = events.sample("eventbridge-sagemaker-training-job-state-change.awsdocs.json")
+    endpoint = events.sample("eventbridge-sagemaker-endpoint-state-change.awsdocs.json")
+    got = _delivered(PATTERNS["on_state_change"], notebooks + [training, endpoint, CREATE])
+    assert sorted(e["detail-type"] for e in got) == sorted(
+        ["SageMaker Notebook Instance State Change"] * len(states) + ["SageMaker Training Job State Change"])
+    acted = []
+    for event in notebooks:
+        try:
+            acted.append(from_state_change(event).context.event_name)
+        except IgnoredEvent:
+            pass
+    assert acted == ["NotebookInstanceStatus=Pending", "NotebookInstanceStatus=InService"]
+
+
+def test_published_training_job_state_change_names_the_job_when_it_runs():
+    event = copy.deepcopy(events.sample("eventbridge-sagemaker-training-job-state-change.awsdocs.json"))
+    with pytest.raises(IgnoredEvent, match="Completed needs nothing"):
+        from_state_change(event)  # the published sample is a Completed job: nothing to stop
+    event["detail"]["TrainingJobStatus"] = "InProgress"
+    trigger = from_state_change(event)
+    assert trigger.refs == (ResourceRef(TRAINING_JOB, "89c96cc8-dded-4739-afcc-6f1dc936701d", "123456789012",
+                                        "us-east-1"),)
