@@ -1,0 +1,229 @@
+"""The field guide's secure production architecture is compliant; one deviation at a time makes
+exactly the expected controls fail on exactly the expected resources, and `scan --enforce` fixes
+it where a remediation exists.
+
+Controls of this release (issue 3 is under way): NB.1-4, JOB.1-4, VPC.1-3, VPC.9, SG.1-3, SG.5, TAG.1.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from chalicelib.aws import Clients
+from chalicelib.scan import run_scan
+from netguard_demo.moto_fidelity import aws_like_notebooks, notebook_status, set_status
+from netguard_demo.moto_sagemaker import aws_like_sagemaker, job_status
+from netguard_demo.secure_world import SecureWorld, build_secure_world
+from netguard_demo.world import remove_default_vpc, tcp
+
+REGION = "us-east-1"
+
+
+@dataclass
+class World:
+    session: Any
+    w: SecureWorld
+
+    def client(self, service: str) -> Any:
+        return self.session.client(service, region_name=REGION)
+
+    def scan(self, enforce: bool = False, tmp_path=None) -> list[dict[str, Any]]:
+        ledger = str(tmp_path / "ledger.jsonl") if tmp_path else None
+        result = run_scan(Clients(self.session), REGION, enforce=enforce, ledger_file=ledger)
+        assert not result.errors, result.errors
+        return result.rows
+
+
+@pytest.fixture
+def world() -> Iterator[World]:
+    with mock_aws(), aws_like_notebooks(), aws_like_sagemaker():
+        session = boto3.session.Session(region_name=REGION)
+        remove_default_vpc(session.client("ec2"))
+        account = session.client("sts").get_caller_identity()["Account"]
+        yield World(session, build_secure_world(session, account, REGION, with_public_subnet=True))
+
+
+def failing(rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    return {(r["control"], r["resource_id"]) for r in rows if r["status"] == "NON_COMPLIANT"}
+
+
+def test_the_secure_architecture_has_no_violation(world):
+    rows = world.scan()
+    assert failing(rows) == set()
+    kinds = {r["resource_type"].rsplit("::", 1)[-1] for r in rows}
+    assert kinds >= {"NotebookInstance", "TrainingJob", "ProcessingJob", "HyperParameterTuningJob", "TransformJob",
+                     "VPC", "Subnet", "SecurityGroup"}
+    evaluated = {r["control"] for r in rows if r["status"] == "COMPLIANT"}
+    assert evaluated >= {"NB.1", "NB.2", "NB.3", "NB.4", "JOB.1", "JOB.2", "JOB.3", "JOB.4", "VPC.1", "VPC.2",
+                         "VPC.3", "VPC.9", "SG.1", "SG.2", "SG.3", "SG.5", "TAG.1"}
+
+
+# --- one deviation per control -----------------------------------------------------------------
+
+def _notebook(x: World, name: str, subnet: str | None, **kw: Any) -> str:
+    params = {"NotebookInstanceName": name, "InstanceType": "ml.t3.medium", "RoleArn": x.w.sagemaker_role_arn,
+              "DirectInternetAccess": "Disabled", "RootAccess": "Disabled", "Tags": x.w.tag_list, **kw}
+    if subnet:
+        params.update(SubnetId=subnet, SecurityGroupIds=[x.w.sg_notebook])
+    x.client("sagemaker").create_notebook_instance(**params)
+    set_status(x.w.account, REGION, name, "InService")
+    return name
+
+
+def _training(x: World, name: str, **changes: Any) -> str:
+    params = {
+        "TrainingJobName": name, "RoleArn": x.w.sagemaker_role_arn,
+        "AlgorithmSpecification": {"TrainingImage": "123.dkr.ecr.us-east-1.amazonaws.com/x:1", "TrainingInputMode": "File"},
+        "OutputDataConfig": {"S3OutputPath": "s3://b/out"},
+        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 2, "VolumeSizeInGB": 10},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+        "VpcConfig": {"SecurityGroupIds": [x.w.sg_training], "Subnets": list(x.w.private_subnet_ids)},
+        "EnableNetworkIsolation": True, "EnableInterContainerTrafficEncryption": True, "Tags": x.w.tag_list,
+    }
+    for key, value in changes.items():
+        if value is None:
+            params.pop(key)
+        else:
+            params[key] = value
+    x.client("sagemaker").create_training_job(**params)
+    return name
+
+
+def dev_nb1(x):
+    return {("NB.1", _notebook(x, "nb-internet", x.w.private_subnet_ids[0], DirectInternetAccess="Enabled"))}
+
+
+def dev_nb2(x):  # AWS only allows DirectInternetAccess=Disabled with a subnet: NB.1 comes with NB.2
+    name = _notebook(x, "nb-novpc", None, DirectInternetAccess="Enabled")
+    return {("NB.1", name), ("NB.2", name)}
+
+
+def dev_nb3(x):
+    return {("NB.3", _notebook(x, "nb-public", x.w.public_subnet_id))}
+
+
+def dev_nb4(x):
+    return {("NB.4", _notebook(x, "nb-root", x.w.private_subnet_ids[0], RootAccess="Enabled"))}
+
+
+def dev_job1(x):
+    return {("JOB.1", _training(x, "train-open", EnableNetworkIsolation=False))}
+
+
+def dev_job2(x):  # without a VPC there are no zones to count: JOB.4 is not applicable
+    return {("JOB.2", _training(x, "train-novpc", VpcConfig=None))}
+
+
+def dev_job3(x):
+    return {("JOB.3", _training(x, "train-clear", EnableInterContainerTrafficEncryption=False))}
+
+
+def dev_job4(x):
+    one_az = {"SecurityGroupIds": [x.w.sg_training], "Subnets": [x.w.private_subnet_ids[0]]}
+    return {("JOB.4", _training(x, "train-one-az", VpcConfig=one_az))}
+
+
+def dev_vpc1(x):
+    x.client("ec2").modify_vpc_attribute(VpcId=x.w.vpc_id, EnableDnsSupport={"Value": False})
+    return {("VPC.1", x.w.vpc_id)}
+
+
+def dev_vpc2(x):
+    x.client("ec2").modify_vpc_attribute(VpcId=x.w.vpc_id, EnableDnsHostnames={"Value": False})
+    return {("VPC.2", x.w.vpc_id)}
+
+
+def dev_vpc3(x):
+    x.client("ec2").delete_flow_logs(FlowLogIds=[x.w.flow_log_id])
+    return {("VPC.3", x.w.vpc_id)}
+
+
+def dev_vpc9(x):  # a public-IP subnet is also a public subnet for everything in it
+    subnet = x.w.private_subnet_ids[1]
+    x.client("ec2").modify_subnet_attribute(SubnetId=subnet, MapPublicIpOnLaunch={"Value": True})
+    return {("VPC.9", subnet), ("JOB.2", x.w.training_job_name), ("JOB.2", x.w.processing_job_name),
+            ("JOB.2", x.w.tuning_job_name), ("JOB.2", x.w.transform_job_name)}
+
+
+def dev_sg1(x):
+    x.client("ec2").authorize_security_group_ingress(GroupId=x.w.sg_endpoint, IpPermissions=[tcp(22, "0.0.0.0/0")])
+    return {("SG.1", x.w.sg_endpoint)}
+
+
+def dev_sg2(x):
+    x.client("ec2").authorize_security_group_ingress(GroupId=x.w.sg_notebook, IpPermissions=[tcp(8888, x.w.vpc_cidr)])
+    return {("SG.2", x.w.sg_notebook)}
+
+
+def dev_sg3(x):
+    x.client("ec2").authorize_security_group_egress(
+        GroupId=x.w.sg_training, IpPermissions=[{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    return {("SG.3", x.w.sg_training)}
+
+
+def dev_sg5(x):
+    x.client("ec2").authorize_security_group_ingress(GroupId=x.w.default_security_group_id,
+                                                     IpPermissions=[tcp(443, x.w.vpc_cidr)])
+    return {("SG.5", x.w.default_security_group_id)}
+
+
+def dev_tag1(x):
+    subnet = x.w.private_subnet_ids[0]
+    x.client("ec2").delete_tags(Resources=[subnet], Tags=[{"Key": "CostCenter"}])
+    return {("TAG.1", subnet)}
+
+
+# (deviation, check that --enforce fixed it, or None where the control is alert-only or cannot fix this)
+def _nb_stopped(name):
+    return lambda x: notebook_status(x.w.account, REGION, name) == "Stopping"
+
+
+def _job_stopped(name):
+    return lambda x: job_status(x.w.account, REGION, "training", name) == "Stopping"
+
+
+DEVIATIONS: list[tuple[str, Callable, Callable | None]] = [
+    ("NB.1", dev_nb1, _nb_stopped("nb-internet")),
+    ("NB.2", dev_nb2, _nb_stopped("nb-novpc")),
+    ("NB.3", dev_nb3, _nb_stopped("nb-public")),
+    ("NB.4", dev_nb4, None),  # alert by default
+    ("JOB.1", dev_job1, _job_stopped("train-open")),
+    ("JOB.2", dev_job2, _job_stopped("train-novpc")),
+    ("JOB.3", dev_job3, _job_stopped("train-clear")),
+    ("JOB.4", dev_job4, None),  # alert-only: no remediation
+    ("VPC.1", dev_vpc1, "fixed"),
+    ("VPC.2", dev_vpc2, "fixed"),
+    ("VPC.3", dev_vpc3, "fixed"),
+    ("VPC.9", dev_vpc9, None),  # the subnet is fixed, the jobs in it were stopped: checked below
+    ("SG.1", dev_sg1, "fixed"),
+    ("SG.2", dev_sg2, "fixed"),
+    ("SG.3", dev_sg3, None),  # alert-only
+    ("SG.5", dev_sg5, "fixed"),
+    ("TAG.1", dev_tag1, None),  # a scan names no principal to take the Owner from; the key is not Owner anyway
+]
+
+
+@pytest.mark.parametrize("control, deviate, fixed", DEVIATIONS, ids=[d[0] for d in DEVIATIONS])
+def test_one_deviation_fails_exactly_the_expected_control_and_enforce_fixes_it(world, tmp_path, control, deviate,
+                                                                               fixed):
+    expected = deviate(world)
+    assert failing(world.scan()) == expected
+    after = world.scan(enforce=True, tmp_path=tmp_path)
+    if fixed == "fixed":  # the resource itself was repaired: a fresh scan finds nothing
+        assert failing(world.scan()) == set()
+    elif callable(fixed):  # contained: the job or notebook was stopped (its settings are immutable)
+        assert fixed(world)
+        acted = {(r["control"], r["resource_id"]) for r in after if (r["decision"] or {}).get("result") == "succeeded"}
+        assert acted == expected
+    else:
+        results = {(r["decision"] or {}).get("result") for r in after if r["status"] == "NON_COMPLIANT"
+                   and r["control"] == control}
+        assert "succeeded" not in results or control == "VPC.9"
+    if control == "VPC.9":
+        assert world.client("ec2").describe_subnets(SubnetIds=[world.w.private_subnet_ids[1]])["Subnets"][0][
+            "MapPublicIpOnLaunch"] is False
+        assert job_status(world.w.account, REGION, "training", world.w.training_job_name) == "Stopping"
