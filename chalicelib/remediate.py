@@ -201,24 +201,20 @@ def _modify_vpc_attribute(req: ActionRequest, attribute: str) -> None:
         raise _fail(f"ModifyVpcAttribute({attribute})", exc) from exc
 
 
-def enable_dns_support(req: ActionRequest) -> ActionResult:
-    if req.resource.state.get("EnableDnsSupport"):
-        return ActionResult(ALREADY_DONE, "DNS support already enabled")
-    _modify_vpc_attribute(req, "EnableDnsSupport")
-    return ActionResult(SUCCEEDED, "enabled DNS support")
-
-
-def enable_dns_hostnames(req: ActionRequest) -> ActionResult:
-    """DNS hostnames can only be enabled once DNS support is: one attribute per call, in that order."""
+def enable_vpc_dns(req: ActionRequest) -> ActionResult:
+    """Turn on the DNS attributes the failing controls check (their `field`), one per call, DNS
+    support first: DNS hostnames can only be enabled once DNS support is."""
+    wanted = {c.params.get("field") for c in req.controls}
+    state = req.resource.state
     done = []
-    if not req.resource.state.get("EnableDnsSupport"):
+    if not state.get("EnableDnsSupport") and wanted & {"EnableDnsSupport", "EnableDnsHostnames"}:
         _modify_vpc_attribute(req, "EnableDnsSupport")
         done.append("enabled DNS support")
-    if not req.resource.state.get("EnableDnsHostnames"):
+    if not state.get("EnableDnsHostnames") and "EnableDnsHostnames" in wanted:
         _modify_vpc_attribute(req, "EnableDnsHostnames")
         done.append("enabled DNS hostnames")
     if not done:
-        return ActionResult(ALREADY_DONE, "DNS hostnames already enabled")
+        return ActionResult(ALREADY_DONE, "DNS attributes already enabled")
     return ActionResult(SUCCEEDED, ", then ".join(done))
 
 
@@ -383,14 +379,9 @@ ACTIONS: dict[str, ActionSpec] = {
         act_states=frozenset({"InProgress"}),
         done_states=frozenset({"Stopping", "Stopped"}),
     ),
-    "enable_dns_support": ActionSpec(
-        name="enable_dns_support", resource_types=(VPC,), permissions=("ec2:ModifyVpcAttribute",),
-        describe="enable DNS support on the VPC", run=enable_dns_support,
-        before=_state_before("EnableDnsSupport", "EnableDnsHostnames"),
-    ),
-    "enable_dns_hostnames": ActionSpec(
-        name="enable_dns_hostnames", resource_types=(VPC,), permissions=("ec2:ModifyVpcAttribute",),
-        describe="enable DNS hostnames on the VPC (DNS support first if it is off)", run=enable_dns_hostnames,
+    "enable_vpc_dns": ActionSpec(
+        name="enable_vpc_dns", resource_types=(VPC,), permissions=("ec2:ModifyVpcAttribute",),
+        describe="enable DNS support, then DNS hostnames, on the VPC (one attribute per call)", run=enable_vpc_dns,
         before=_state_before("EnableDnsSupport", "EnableDnsHostnames"),
     ),
     "create_flow_log_all": ActionSpec(

@@ -12,6 +12,7 @@ from moto import mock_aws
 
 from chalicelib.aws import Clients
 from netguard_demo.moto_fidelity import aws_like_notebooks
+from netguard_demo.moto_sagemaker import aws_like_sagemaker
 from netguard_demo.world import Network, build_network, remove_default_vpc
 
 REGION = "us-east-1"
@@ -59,7 +60,7 @@ class Account:
 @pytest.fixture
 def aws() -> Iterator[Account]:
     """An in-process moto account; `calls` records what netguard's clients (not the fixtures) call."""
-    with mock_aws(), aws_like_notebooks():
+    with mock_aws(), aws_like_notebooks(), aws_like_sagemaker():
         setup = boto3.session.Session(region_name=REGION)
         account = setup.client("sts").get_caller_identity()["Account"]
         netguard_session = boto3.session.Session(region_name=REGION)

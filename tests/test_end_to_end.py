@@ -2,6 +2,7 @@
 (DynamoDB), SNS (read back through a subscribed SQS queue) and Slack (a local webhook receiver)."""
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import io
 import json
@@ -20,8 +21,9 @@ from chalicelib.remediate import QUARANTINE_TAG
 from chalicelib.triggers import from_api_call
 from netguard_demo import events
 from netguard_demo.moto_fidelity import attach_notebook_eni, notebook_status, set_status
+from netguard_demo.moto_sagemaker import job_status, set_job_status
 from netguard_demo.receiver import WebhookReceiver
-from netguard_demo.world import (
+from netguard_demo.world import (TAGS, 
     create_alert_channels,
     create_ledger_table,
     create_notebook,
@@ -296,3 +298,73 @@ def test_an_event_another_invocation_is_processing_fails_for_a_retry_without_act
     assert seen and {d["result"] for d in result["decisions"]} == {"succeeded"}
     assert aws.calls.writes() == ["ec2:RevokeSecurityGroupIngress"]
     assert invoke(stack, "on_api_call", event) == result  # the retry gets the stored result
+
+
+def _training_job(aws, net, name, **changes):
+    params = {
+        "TrainingJobName": name, "RoleArn": f"arn:aws:iam::{aws.account}:role/sagemaker",
+        "AlgorithmSpecification": {"TrainingImage": "123.dkr.ecr.us-east-1.amazonaws.com/x:1", "TrainingInputMode": "File"},
+        "OutputDataConfig": {"S3OutputPath": "s3://b/out"},
+        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 10},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+        "VpcConfig": {"SecurityGroupIds": [net.sg_notebook_ok], "Subnets": list(net.private_subnets)},
+        "EnableNetworkIsolation": True, "Tags": [{"Key": k, "Value": v} for k, v in TAGS.items()],
+    }
+    params.update(changes)
+    aws.client("sagemaker").create_training_job(**params)
+
+
+def test_training_job_without_isolation_is_stopped_from_its_cloudtrail_event(stack):
+    aws, net = stack["aws"], stack["net"]
+    _training_job(aws, net, "train-open", EnableNetworkIsolation=False)
+    event = events.api_call("CreateTrainingJob", "aws.sagemaker", {"trainingJobName": "train-open"},
+                            {"trainingJobArn": f"arn:aws:sagemaker:{aws.region}:{aws.account}:training-job/train-open"},
+                            aws.account, aws.region)
+    result = invoke(stack, "on_api_call", event)
+    assert {(d["control"], d["result"]) for d in result["decisions"]} == {("JOB.1", "succeeded")}
+    assert aws.calls.writes() == ["sagemaker:StopTrainingJob"]
+    assert job_status(aws.account, aws.region, "training", "train-open") == "Stopping"
+    [alert] = alerts(stack)
+    assert alert["message"]["resource"]["type"] == "AWS::SageMaker::TrainingJob" and "immutable" in alert["message"]["detail"]
+
+
+def test_a_job_found_through_its_state_change_event_after_it_finished_is_reported_not_stopped(stack):
+    aws, net = stack["aws"], stack["net"]
+    _training_job(aws, net, "train-done", EnableNetworkIsolation=False)
+    event = copy.deepcopy(events.sample("eventbridge-sagemaker-training-job-state-change.awsdocs.json"))
+    event.update(account=aws.account, region=aws.region)
+    event["detail"].update(TrainingJobName="train-done", TrainingJobStatus="InProgress")
+    set_job_status(aws.account, aws.region, "training", "train-done", "Completed")  # it finished meanwhile
+    result = invoke(stack, "on_state_change", event)
+    assert {(d["control"], d["decision"]) for d in result["decisions"]} == {("JOB.1", "not-actionable")}
+    assert aws.calls.writes() == []
+    assert "Completed" in alerts(stack)[0]["message"]["reason"]
+
+
+def test_vpc_dns_turned_off_is_turned_back_on_support_first(stack):
+    aws, net = stack["aws"], stack["net"]
+    ec2 = aws.client("ec2")
+    ec2.modify_vpc_attribute(VpcId=net.vpc_id, EnableDnsHostnames={"Value": False})
+    ec2.modify_vpc_attribute(VpcId=net.vpc_id, EnableDnsSupport={"Value": False})
+    event = events.api_call("ModifyVpcAttribute", "aws.ec2", {"vpcId": net.vpc_id, "enableDnsSupport": {"value": False}},
+                            {"_return": True}, aws.account, aws.region)
+    result = invoke(stack, "on_api_call", event)
+    assert {(d["control"], d["result"]) for d in result["decisions"]} == {("VPC.1", "succeeded"), ("VPC.2", "succeeded")}
+    assert aws.calls.writes() == ["ec2:ModifyVpcAttribute"] * 2  # one action for both: support, then hostnames
+    attrs = [ec2.describe_vpc_attribute(VpcId=net.vpc_id, Attribute=a) for a in ("enableDnsSupport", "enableDnsHostnames")]
+    assert attrs[0]["EnableDnsSupport"]["Value"] and attrs[1]["EnableDnsHostnames"]["Value"]
+
+
+def test_untagged_group_gets_its_owner_from_the_principal_and_an_alert_for_the_rest(stack):
+    aws, net = stack["aws"], stack["net"]
+    ec2 = aws.client("ec2")
+    group = ec2.create_security_group(GroupName="adhoc", Description="adhoc", VpcId=net.vpc_id)["GroupId"]
+    event = events.create_security_group(group, "adhoc", net.vpc_id, aws.account, aws.region,
+                                         principal=f"arn:aws:iam::{aws.account}:user/alice")
+    result = invoke(stack, "on_api_call", event)
+    assert ("TAG.1", "succeeded") in {(d["control"], d["result"]) for d in result["decisions"]}
+    tags = {t["Key"]: t["Value"] for t in ec2.describe_security_groups(GroupIds=[group])["SecurityGroups"][0]["Tags"]}
+    assert tags == {"Owner": f"arn:aws:iam::{aws.account}:user/alice"}
+    tag_alert = next(a for a in alerts(stack) if a["message"]["control"]["id"] == "TAG.1")
+    assert set(tag_alert["message"]["evidence"]["MissingTags"]) == {"Environment", "Project", "Owner", "CostCenter",
+                                                                     "Compliance"}
