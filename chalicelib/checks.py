@@ -129,6 +129,19 @@ def subnets_span_azs(state: Mapping[str, Any], params: Mapping[str, Any]) -> Che
     return CheckResult(status, {"AvailabilityZones": zones, "expected": f"at least {wanted}"})
 
 
+def variants_min_instances(state: Mapping[str, Any], params: Mapping[str, Any]) -> CheckResult:
+    """Every instance-based production variant starts with at least `min_instances` instances."""
+    wanted = int(params.get("min_instances", 2))
+    variants = [v for v in state.get("ProductionVariants", []) if not v.get("Serverless")]
+    if not variants:
+        return CheckResult(NOT_APPLICABLE, {"reason": "no instance-based production variant"})
+    low = [{"VariantName": v.get("VariantName"), "InitialInstanceCount": v.get("InitialInstanceCount")}
+           for v in variants if (v.get("InitialInstanceCount") or 0) < wanted]
+    if low:
+        return CheckResult(NON_COMPLIANT, {"VariantsBelowMinimum": low, "expected": f"at least {wanted}"})
+    return CheckResult(COMPLIANT, {"Variants": len(variants)})
+
+
 def flow_log_all(state: Mapping[str, Any], params: Mapping[str, Any]) -> CheckResult:
     """An active flow log capturing ALL traffic (REJECT-only or ACCEPT-only is not enough)."""
     logs = list(state.get("FlowLogs", []))
@@ -251,6 +264,7 @@ CHECKS: dict[str, CheckSpec] = {
     "multi_instance_encryption": CheckSpec(multi_instance_encryption, optional=frozenset({"min_instances"})),
     "subnets_span_azs": CheckSpec(subnets_span_azs, optional=frozenset({"min_azs"})),
     "flow_log_all": CheckSpec(flow_log_all),
+    "variants_min_instances": CheckSpec(variants_min_instances, optional=frozenset({"min_instances"})),
     "tags_present": CheckSpec(tags_present, frozenset({"keys"})),
     "sg_no_internet_ingress": CheckSpec(sg_no_internet_ingress),
     "sg_egress_restricted": CheckSpec(sg_egress_restricted),

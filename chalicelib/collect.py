@@ -15,6 +15,10 @@ from botocore.exceptions import ClientError
 
 from .aws import Clients, error_code, error_message
 from .model import (
+    DOMAIN,
+    ENDPOINT,
+    ENDPOINT_CONFIG,
+    MODEL,
     JOB_TYPES,
     NOTEBOOK,
     PROCESSING_JOB,
@@ -40,6 +44,8 @@ USED_BY_NOTEBOOK = "notebook"
 USED_BY_SAGEMAKER = "sagemaker"
 USED_BY_VPC_ENDPOINT = "vpc-endpoint"
 USED_BY_TRAINING = "training"  # training, processing, tuning and transform jobs
+USED_BY_ENDPOINT = "endpoint"  # models served by endpoints
+USED_BY_STUDIO = "studio"
 USED_BY_OTHER = "other"
 
 
@@ -383,13 +389,91 @@ def collect_job(lookups: Lookups, ref: ResourceRef) -> Resource | None:
     model = lookups.model(job["ModelName"]) if ref.resource_type == TRANSFORM_JOB and job.get("ModelName") else None
     state = job_view(ref.resource_type, job, model)
     subnets = (state.get("VpcConfig") or {}).get("Subnets", [])
-    state["SubnetViews"] = [lookups.subnet_view(s) for s in subnets]
-    state["AvailabilityZones"] = sorted({v["AvailabilityZone"] for v in state["SubnetViews"]
-                                         if v and v.get("AvailabilityZone")})
+    _in_vpc(lookups, state, subnets)
     arn_key = {TRAINING_JOB: "TrainingJobArn", PROCESSING_JOB: "ProcessingJobArn",
                TUNING_JOB: "HyperParameterTuningJobArn", TRANSFORM_JOB: "TransformJobArn"}[ref.resource_type]
     arn = job[arn_key]
     return Resource(ref, arn, state, _sagemaker_tags(lookups, arn), version=f"{state['JobStatus']}")
+
+
+def _in_vpc(lookups: Lookups, state: dict[str, Any], subnets: list[str]) -> None:
+    """Add the subnet views and their zones, for the private-subnet and zone-span checks."""
+    state["SubnetViews"] = [lookups.subnet_view(s) for s in subnets]
+    state["AvailabilityZones"] = sorted({v["AvailabilityZone"] for v in state["SubnetViews"]
+                                         if v and v.get("AvailabilityZone")})
+
+
+def collect_model(lookups: Lookups, ref: ResourceRef) -> Resource | None:
+    model = lookups.model(ref.resource_id)
+    if model is None:
+        return None
+    vpc_config = model.get("VpcConfig") or None
+    state = {"ModelName": model["ModelName"], "EnableNetworkIsolation": bool(model.get("EnableNetworkIsolation")),
+             "VpcConfig": vpc_config}
+    _in_vpc(lookups, state, (vpc_config or {}).get("Subnets", []))
+    arn = model["ModelArn"]
+    return Resource(ref, arn, state, _sagemaker_tags(lookups, arn))
+
+
+def _describe_or_none(describe: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+    try:
+        return describe()
+    except ClientError as exc:
+        if _missing(exc):
+            return None
+        raise
+
+
+def _variants(config: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{k: v[k] for k in ("VariantName", "ModelName", "InitialInstanceCount", "InstanceType") if k in v}
+            | {"Serverless": "ServerlessConfig" in v} for v in config.get("ProductionVariants", [])]
+
+
+def collect_endpoint_config(lookups: Lookups, ref: ResourceRef) -> Resource | None:
+    config = _describe_or_none(lambda: lookups.sagemaker.describe_endpoint_config(EndpointConfigName=ref.resource_id))
+    if config is None:
+        return None
+    state = {"EndpointConfigName": config["EndpointConfigName"], "ProductionVariants": _variants(config)}
+    arn = config["EndpointConfigArn"]
+    return Resource(ref, arn, state, _sagemaker_tags(lookups, arn))
+
+
+def collect_endpoint(lookups: Lookups, ref: ResourceRef) -> Resource | None:
+    """An endpoint with its configuration's variants and the subnets of the models they serve."""
+    endpoint = _describe_or_none(lambda: lookups.sagemaker.describe_endpoint(EndpointName=ref.resource_id))
+    if endpoint is None:
+        return None
+    name = endpoint.get("EndpointConfigName")
+    config = _describe_or_none(lambda: lookups.sagemaker.describe_endpoint_config(EndpointConfigName=name)) or {}
+    variants = _variants(config)
+    models = sorted({v["ModelName"] for v in variants if v.get("ModelName")})
+    subnets = sorted({s for m in models for s in ((lookups.model(m) or {}).get("VpcConfig") or {}).get("Subnets", [])})
+    state = {"EndpointName": endpoint["EndpointName"], "EndpointStatus": endpoint.get("EndpointStatus"),
+             "EndpointConfigName": name, "ProductionVariants": variants, "Models": models,
+             "VpcConfig": {"Subnets": subnets} if subnets else None}
+    _in_vpc(lookups, state, subnets)
+    arn = endpoint["EndpointArn"]
+    return Resource(ref, arn, state, _sagemaker_tags(lookups, arn), version=str(endpoint.get("EndpointStatus")))
+
+
+APP_BUSY = ("InService", "Pending", "Deleting")
+
+
+def collect_domain(lookups: Lookups, ref: ResourceRef) -> Resource | None:
+    domain = _describe_or_none(lambda: lookups.sagemaker.describe_domain(DomainId=ref.resource_id))
+    if domain is None:
+        return None
+    busy = [a.get("AppName") for page in lookups.sagemaker.get_paginator("list_apps").paginate(
+                DomainIdEquals=ref.resource_id)
+            for a in page.get("Apps", []) if a.get("Status") in APP_BUSY]
+    subnets = list(domain.get("SubnetIds", []))
+    state = {"DomainId": domain["DomainId"], "DomainName": domain.get("DomainName"),
+             "AppNetworkAccessType": domain.get("AppNetworkAccessType"), "VpcId": domain.get("VpcId"),
+             "VpcConfig": {"Subnets": subnets} if subnets else None, "Status": domain.get("Status"),
+             "RunningApps": sorted(busy), "AppsState": "running" if busy else "none"}
+    _in_vpc(lookups, state, subnets)
+    arn = domain["DomainArn"]
+    return Resource(ref, arn, state, _sagemaker_tags(lookups, arn), version=state["AppsState"])
 
 
 def collect_subnet(lookups: Lookups, ref: ResourceRef, hints: frozenset) -> Resource | None:
@@ -452,12 +536,16 @@ COLLECTORS: dict[str, CollectFn] = {
     PROCESSING_JOB: lambda lookups, ref, hints: collect_job(lookups, ref),
     TUNING_JOB: lambda lookups, ref, hints: collect_job(lookups, ref),
     TRANSFORM_JOB: lambda lookups, ref, hints: collect_job(lookups, ref),
+    MODEL: lambda lookups, ref, hints: collect_model(lookups, ref),
+    ENDPOINT_CONFIG: lambda lookups, ref, hints: collect_endpoint_config(lookups, ref),
+    ENDPOINT: lambda lookups, ref, hints: collect_endpoint(lookups, ref),
+    DOMAIN: lambda lookups, ref, hints: collect_domain(lookups, ref),
     SUBNET: collect_subnet,
     VPC: lambda lookups, ref, hints: collect_vpc(lookups, ref),
     SECURITY_GROUP: collect_security_group,
 }
 # Users before what they use, so that hints are known when the used resource is read.
-ORDER = (NOTEBOOK, *JOB_TYPES, SUBNET, VPC, SECURITY_GROUP)
+ORDER = (NOTEBOOK, *JOB_TYPES, ENDPOINT, ENDPOINT_CONFIG, MODEL, DOMAIN, SUBNET, VPC, SECURITY_GROUP)
 
 
 def related(resource: Resource) -> list[tuple[ResourceRef, set[str]]]:
@@ -467,11 +555,17 @@ def related(resource: Resource) -> list[tuple[ResourceRef, set[str]]]:
         kinds = {USED_BY_NOTEBOOK, USED_BY_SAGEMAKER}
         groups, subnets = state.get("SecurityGroups", []), [state["SubnetId"]] if state.get("SubnetId") else []
         vpc_id = (state.get("Subnet") or {}).get("VpcId")
-    elif ref.resource_type in JOB_TYPES:
-        kinds = {USED_BY_TRAINING, USED_BY_SAGEMAKER}
+    elif ref.resource_type in (*JOB_TYPES, MODEL, DOMAIN):
+        kind = {MODEL: USED_BY_ENDPOINT, DOMAIN: USED_BY_STUDIO}.get(ref.resource_type, USED_BY_TRAINING)
+        kinds = {kind, USED_BY_SAGEMAKER}
         vpc_config = state.get("VpcConfig") or {}
         groups, subnets = vpc_config.get("SecurityGroupIds", []), vpc_config.get("Subnets", [])
         vpc_id = next((s.get("VpcId") for s in state.get("SubnetViews", []) if s), None)
+    elif ref.resource_type == ENDPOINT:  # what it serves: its configuration and models
+        served = [(ResourceRef(MODEL, m, ref.account, ref.region), set()) for m in state.get("Models", [])]
+        if state.get("EndpointConfigName"):
+            served.append((ResourceRef(ENDPOINT_CONFIG, state["EndpointConfigName"], ref.account, ref.region), set()))
+        return served
     else:
         return []
     out = [(ResourceRef(SECURITY_GROUP, g, ref.account, ref.region), kinds) for g in groups]

@@ -17,10 +17,12 @@ from .aws import Clients, error_code, error_message
 from .errors import RemediationError
 from .model import (
     ALREADY_DONE,
+    DOMAIN,
     JOB_TYPES,
     NOTEBOOK,
     PROCESSING_JOB,
     RESOURCE_TYPES,
+    SAGEMAKER_TYPES,
     SECURITY_GROUP,
     SUBNET,
     SUCCEEDED,
@@ -275,6 +277,19 @@ def disable_public_ip_on_launch(req: ActionRequest) -> ActionResult:
     return ActionResult(SUCCEEDED, "turned off public IPs on launch")
 
 
+# --- Studio domains ----------------------------------------------------------------------------
+
+def domain_vpc_only(req: ActionRequest) -> ActionResult:
+    """AppNetworkAccessType=VpcOnly; AWS allows it only while no app is InService, Pending or Deleting."""
+    if req.resource.state.get("AppNetworkAccessType") == "VpcOnly":
+        return ActionResult(ALREADY_DONE, "domain already VpcOnly")
+    try:
+        req.client("sagemaker").update_domain(DomainId=req.resource.ref.resource_id, AppNetworkAccessType="VpcOnly")
+    except ClientError as exc:
+        raise _fail("UpdateDomain", exc) from exc
+    return ActionResult(SUCCEEDED, "set AppNetworkAccessType=VpcOnly: Studio apps now reach AWS only through the VPC")
+
+
 # --- security groups ---------------------------------------------------------------------------
 
 def _rules_before(resource: Resource, targets: tuple[str, ...]) -> Mapping[str, Any]:
@@ -344,7 +359,7 @@ def tag_owner(req: ActionRequest) -> ActionResult:
     owner = str(req.context.principal)
     resource = req.resource
     try:
-        if resource.ref.resource_type in (NOTEBOOK, *JOB_TYPES):
+        if resource.ref.resource_type in SAGEMAKER_TYPES:
             req.client("sagemaker").add_tags(ResourceArn=resource.arn, Tags=[{"Key": OWNER_TAG, "Value": owner}])
         else:
             req.client("ec2").create_tags(Resources=[resource.ref.resource_id],
@@ -395,6 +410,12 @@ ACTIONS: dict[str, ActionSpec] = {
         name="disable_public_ip_on_launch", resource_types=(SUBNET,), permissions=("ec2:ModifySubnetAttribute",),
         describe="turn off MapPublicIpOnLaunch on the subnet", run=disable_public_ip_on_launch,
         before=_state_before("MapPublicIpOnLaunch"),
+    ),
+    "domain_vpc_only": ActionSpec(
+        name="domain_vpc_only", resource_types=(DOMAIN,), permissions=("sagemaker:UpdateDomain",),
+        describe="set the domain's AppNetworkAccessType to VpcOnly (only while no app runs)", run=domain_vpc_only,
+        before=_state_before("AppNetworkAccessType"), state_field="AppsState", act_states=frozenset({"none"}),
+        defer_states=frozenset({"running"}),
     ),
     "revoke_rules": ActionSpec(
         name="revoke_rules",

@@ -14,7 +14,7 @@ from typing import Any, Callable
 from .aws import Clients
 from .collect import Collector
 from .ledger import DynamoLedger, MemoryLedger
-from .model import (NOTEBOOK, PROCESSING_JOB, TRAINING_JOB, TRANSFORM_JOB, TUNING_JOB, EventContext, Finding,
+from .model import (DOMAIN, ENDPOINT, ENDPOINT_CONFIG, MODEL, NOTEBOOK, PROCESSING_JOB, TRAINING_JOB, TRANSFORM_JOB, TUNING_JOB, EventContext, Finding,
                     Outcome, ResourceRef, Trigger)
 from .notify import Notifier
 from .pipeline import Pipeline, RunReport
@@ -55,7 +55,8 @@ def finding_row(finding: Finding, outcome: Outcome | None) -> dict[str, Any]:
 
 
 def list_refs(collector: Collector, account: str, region: str) -> list[ResourceRef]:
-    """Every resource to evaluate in the region: notebooks, running jobs, VPCs, subnets, security groups."""
+    """Every resource to evaluate in the region: notebooks, running jobs, models, endpoint configurations,
+    endpoints, Studio domains, VPCs, subnets, security groups."""
     lookups = collector.lookups(account, region)
     network = lookups.prime()
     sm = lookups.sagemaker
@@ -76,6 +77,14 @@ def list_refs(collector: Collector, account: str, region: str) -> list[ResourceR
     refs += [ResourceRef(TRANSFORM_JOB, j["TransformJobName"], account, region)
              for page in sm.get_paginator("list_transform_jobs").paginate(**running)
              for j in page.get("TransformJobSummaries", [])]
+    refs += [ResourceRef(MODEL, m["ModelName"], account, region)
+             for page in sm.get_paginator("list_models").paginate() for m in page.get("Models", [])]
+    refs += [ResourceRef(ENDPOINT_CONFIG, c["EndpointConfigName"], account, region)
+             for page in sm.get_paginator("list_endpoint_configs").paginate() for c in page.get("EndpointConfigs", [])]
+    refs += [ResourceRef(ENDPOINT, e["EndpointName"], account, region)
+             for page in sm.get_paginator("list_endpoints").paginate() for e in page.get("Endpoints", [])]
+    refs += [ResourceRef(DOMAIN, d["DomainId"], account, region)
+             for page in sm.get_paginator("list_domains").paginate() for d in page.get("Domains", [])]
     sagemaker_count = len(refs)
     refs += [ResourceRef(rtype, rid, account, region) for rtype, ids in network.items() for rid in ids]
     log.info("scanning %d SageMaker resources and %s in %s/%s", sagemaker_count,

@@ -11,8 +11,8 @@ import re
 from typing import Any, Iterable, Mapping
 
 from .errors import IgnoredEvent, InvalidEvent
-from .model import (NOTEBOOK, PROCESSING_JOB, SECURITY_GROUP, SUBNET, TRAINING_JOB, TRANSFORM_JOB, TUNING_JOB, VPC,
-                    EventContext, ResourceRef, Trigger)
+from .model import (DOMAIN, ENDPOINT, ENDPOINT_CONFIG, MODEL, NOTEBOOK, PROCESSING_JOB, SECURITY_GROUP, SUBNET,
+                    TRAINING_JOB, TRANSFORM_JOB, TUNING_JOB, VPC, EventContext, ResourceRef, Trigger)
 
 API_CALL = "AWS API Call via CloudTrail"
 
@@ -23,6 +23,10 @@ API_CALLS: dict[str, dict[str, tuple[str, ...]]] = {
     PROCESSING_JOB: {"aws.sagemaker": ("CreateProcessingJob",)},
     TUNING_JOB: {"aws.sagemaker": ("CreateHyperParameterTuningJob",)},
     TRANSFORM_JOB: {"aws.sagemaker": ("CreateTransformJob",)},
+    MODEL: {"aws.sagemaker": ("CreateModel",)},
+    ENDPOINT_CONFIG: {"aws.sagemaker": ("CreateEndpointConfig",)},
+    ENDPOINT: {"aws.sagemaker": ("CreateEndpoint", "UpdateEndpoint")},
+    DOMAIN: {"aws.sagemaker": ("CreateDomain", "UpdateDomain")},
     VPC: {"aws.ec2": ("CreateVpc", "ModifyVpcAttribute", "CreateFlowLogs")},
     SUBNET: {"aws.ec2": ("CreateSubnet", "ModifySubnetAttribute")},
     SECURITY_GROUP: {"aws.ec2": ("CreateSecurityGroup", "AuthorizeSecurityGroupIngress", "AuthorizeSecurityGroupEgress",
@@ -34,7 +38,8 @@ NAME_FIELDS = {
     "CreateNotebookInstance": "notebookInstanceName", "UpdateNotebookInstance": "notebookInstanceName",
     "StartNotebookInstance": "notebookInstanceName", "CreateTrainingJob": "trainingJobName",
     "CreateProcessingJob": "processingJobName", "CreateHyperParameterTuningJob": "hyperParameterTuningJobName",
-    "CreateTransformJob": "transformJobName",
+    "CreateTransformJob": "transformJobName", "CreateModel": "modelName",
+    "CreateEndpointConfig": "endpointConfigName", "CreateEndpoint": "endpointName", "UpdateEndpoint": "endpointName",
 }
 
 # Native SageMaker state-change events: (resource type, name field, status field, statuses that need work).
@@ -48,12 +53,15 @@ STATE_CHANGES: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
     "SageMaker HyperParameter Tuning Job State Change": (TUNING_JOB, "HyperParameterTuningJobName",
                                                          "HyperParameterTuningJobStatus", ("InProgress",)),
     "SageMaker Transform Job State Change": (TRANSFORM_JOB, "TransformJobName", "TransformJobStatus", ("InProgress",)),
+    # the published sample spells the status IN_SERVICE; the API says InService
+    "SageMaker Endpoint State Change": (ENDPOINT, "EndpointName", "EndpointStatus", ("IN_SERVICE", "InService")),
 }
 NOTEBOOK_STATE_CHANGE = "SageMaker Notebook Instance State Change"
 
 ACCOUNT_RE = re.compile(r"^\d{12}$")
 REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 SAGEMAKER_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+DOMAIN_ID_RE = re.compile(r"^d-(-*[a-z0-9]){1,61}$")
 EC2_ID_RE = {SECURITY_GROUP: re.compile(r"^sg-[0-9a-f]{8,17}$"), VPC: re.compile(r"^vpc-[0-9a-f]{8,17}$"),
              SUBNET: re.compile(r"^subnet-[0-9a-f]{8,17}$")}
 
@@ -173,6 +181,12 @@ def from_api_call(event: Any, resource_types: Iterable[str] = tuple(API_CALLS)) 
     response = response if isinstance(response, Mapping) else {}
     if name in NAME_FIELDS:
         refs = [_name_ref(rtype, request.get(NAME_FIELDS[name]), account, region, event_id)]
+    elif rtype == DOMAIN:  # UpdateDomain names it; CreateDomain answers with its ARN
+        arn = response.get("domainArn")
+        domain_id = request.get("domainId") or (arn.rsplit("/", 1)[-1] if isinstance(arn, str) else None)
+        if not isinstance(domain_id, str) or not DOMAIN_ID_RE.match(domain_id):
+            raise InvalidEvent("missing or invalid domain id", event_id)
+        refs = [ResourceRef(DOMAIN, domain_id, account, region)]
     elif rtype == SECURITY_GROUP:
         refs = [_id_ref(rtype, g, account, region, event_id) for g in _group_ids_of(name, request, response)]
     else:  # VPC and subnet calls: the ids are in the request, or in the response of a Create*

@@ -2,7 +2,8 @@
 exactly the expected controls fail on exactly the expected resources, and `scan --enforce` fixes
 it where a remediation exists.
 
-Controls of this release (issue 3 is under way): NB.1-4, JOB.1-4, VPC.1-3, VPC.9, SG.1-3, SG.5, TAG.1.
+Controls of this release (issue 3 is under way): NB.1-4, JOB.1-4, MD.1-2, EP.1-2, DM.1-2, VPC.1-3, VPC.9,
+SG.1-3, SG.5, TAG.1.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from moto import mock_aws
 from chalicelib.aws import Clients
 from chalicelib.scan import run_scan
 from netguard_demo.moto_fidelity import aws_like_notebooks, notebook_status, set_status
-from netguard_demo.moto_sagemaker import aws_like_sagemaker, job_status
+from netguard_demo.moto_sagemaker import add_studio_app, aws_like_sagemaker, job_status
 from netguard_demo.secure_world import SecureWorld, build_secure_world
 from netguard_demo.world import remove_default_vpc, tcp
 
@@ -56,9 +57,10 @@ def test_the_secure_architecture_has_no_violation(world):
     assert failing(rows) == set()
     kinds = {r["resource_type"].rsplit("::", 1)[-1] for r in rows}
     assert kinds >= {"NotebookInstance", "TrainingJob", "ProcessingJob", "HyperParameterTuningJob", "TransformJob",
-                     "VPC", "Subnet", "SecurityGroup"}
+                     "Model", "EndpointConfig", "Endpoint", "Domain", "VPC", "Subnet", "SecurityGroup"}
     evaluated = {r["control"] for r in rows if r["status"] == "COMPLIANT"}
-    assert evaluated >= {"NB.1", "NB.2", "NB.3", "NB.4", "JOB.1", "JOB.2", "JOB.3", "JOB.4", "VPC.1", "VPC.2",
+    assert evaluated >= {"NB.1", "NB.2", "NB.3", "NB.4", "JOB.1", "JOB.2", "JOB.3", "JOB.4", "MD.1", "MD.2", "EP.1",
+                         "EP.2", "DM.1", "DM.2", "VPC.1", "VPC.2",
                          "VPC.3", "VPC.9", "SG.1", "SG.2", "SG.3", "SG.5", "TAG.1"}
 
 
@@ -146,7 +148,8 @@ def dev_vpc9(x):  # a public-IP subnet is also a public subnet for everything in
     subnet = x.w.private_subnet_ids[1]
     x.client("ec2").modify_subnet_attribute(SubnetId=subnet, MapPublicIpOnLaunch={"Value": True})
     return {("VPC.9", subnet), ("JOB.2", x.w.training_job_name), ("JOB.2", x.w.processing_job_name),
-            ("JOB.2", x.w.tuning_job_name), ("JOB.2", x.w.transform_job_name)}
+            ("JOB.2", x.w.tuning_job_name), ("JOB.2", x.w.transform_job_name), ("MD.2", x.w.model_name),
+            ("DM.2", x.w.domain_id)}
 
 
 def dev_sg1(x):
@@ -177,6 +180,57 @@ def dev_tag1(x):
     return {("TAG.1", subnet)}
 
 
+def _model(x: World, name: str, **changes: Any) -> str:
+    params = {"ModelName": name, "ExecutionRoleArn": x.w.sagemaker_role_arn,
+              "PrimaryContainer": {"Image": "123.dkr.ecr.us-east-1.amazonaws.com/x:1"},
+              "VpcConfig": {"Subnets": list(x.w.private_subnet_ids), "SecurityGroupIds": [x.w.sg_endpoint]},
+              "EnableNetworkIsolation": True, "Tags": x.w.tag_list}
+    params.update(changes)
+    params = {k: v for k, v in params.items() if v is not None}
+    x.client("sagemaker").create_model(**params)
+    return name
+
+
+def _endpoint_config(x: World, name: str, model: str, count: int) -> str:
+    x.client("sagemaker").create_endpoint_config(EndpointConfigName=name, Tags=x.w.tag_list, ProductionVariants=[{
+        "VariantName": "AllTraffic", "ModelName": model, "InstanceType": "ml.m5.large",
+        "InitialInstanceCount": count, "InitialVariantWeight": 1.0}])
+    return name
+
+
+def dev_md1(x):
+    return {("MD.1", _model(x, "m-open", EnableNetworkIsolation=False))}
+
+
+def dev_md2(x):
+    return {("MD.2", _model(x, "m-novpc", VpcConfig=None))}
+
+
+def dev_ep1(x):
+    return {("EP.1", _endpoint_config(x, "c-single", x.w.model_name, 1))}
+
+
+def dev_ep2(x):  # a model in one private subnet is compliant itself; the endpoint serving it is not
+    one_az = {"Subnets": [x.w.private_subnet_ids[0]], "SecurityGroupIds": [x.w.sg_endpoint]}
+    model = _model(x, "m-one-az", VpcConfig=one_az)
+    config = _endpoint_config(x, "c-one-az", model, 2)
+    x.client("sagemaker").create_endpoint(EndpointName="e-one-az", EndpointConfigName=config, Tags=x.w.tag_list)
+    return {("EP.2", "e-one-az")}
+
+
+def dev_dm1(x):
+    x.client("sagemaker").update_domain(DomainId=x.w.domain_id, AppNetworkAccessType="PublicInternetOnly")
+    return {("DM.1", x.w.domain_id)}
+
+
+def dev_dm2(x):
+    domain = x.client("sagemaker").create_domain(
+        DomainName="studio-public", AuthMode="IAM", VpcId=x.w.vpc_id, SubnetIds=[x.w.public_subnet_id],
+        AppNetworkAccessType="VpcOnly", Tags=x.w.tag_list,
+        DefaultUserSettings={"ExecutionRole": x.w.sagemaker_role_arn, "SecurityGroups": [x.w.sg_studio]})
+    return {("DM.2", domain["DomainArn"].rsplit("/", 1)[1])}
+
+
 # (deviation, check that --enforce fixed it, or None where the control is alert-only or cannot fix this)
 def _nb_stopped(name):
     return lambda x: notebook_status(x.w.account, REGION, name) == "Stopping"
@@ -195,6 +249,12 @@ DEVIATIONS: list[tuple[str, Callable, Callable | None]] = [
     ("JOB.2", dev_job2, _job_stopped("train-novpc")),
     ("JOB.3", dev_job3, _job_stopped("train-clear")),
     ("JOB.4", dev_job4, None),  # alert-only: no remediation
+    ("MD.1", dev_md1, None),  # alert-only: a model is immutable
+    ("MD.2", dev_md2, None),
+    ("EP.1", dev_ep1, None),
+    ("EP.2", dev_ep2, None),
+    ("DM.1", dev_dm1, "fixed"),
+    ("DM.2", dev_dm2, None),
     ("VPC.1", dev_vpc1, "fixed"),
     ("VPC.2", dev_vpc2, "fixed"),
     ("VPC.3", dev_vpc3, "fixed"),
@@ -227,3 +287,14 @@ def test_one_deviation_fails_exactly_the_expected_control_and_enforce_fixes_it(w
         assert world.client("ec2").describe_subnets(SubnetIds=[world.w.private_subnet_ids[1]])["Subnets"][0][
             "MapPublicIpOnLaunch"] is False
         assert job_status(world.w.account, REGION, "training", world.w.training_job_name) == "Stopping"
+
+
+def test_a_domain_with_running_apps_is_deferred_not_changed(world, tmp_path):
+    """AWS refuses UpdateDomain(AppNetworkAccessType) while apps run: netguard defers and says why."""
+    world.client("sagemaker").update_domain(DomainId=world.w.domain_id, AppNetworkAccessType="PublicInternetOnly")
+    add_studio_app(world.w.account, REGION, world.w.domain_id, "datascience-app", status="InService")
+    rows = world.scan(enforce=True, tmp_path=tmp_path)
+    [dm1] = [r for r in rows if r["control"] == "DM.1" and r["status"] == "NON_COMPLIANT"]
+    assert dm1["decision"]["kind"] == "deferred" and "running" in dm1["decision"]["reason"]
+    domain = world.client("sagemaker").describe_domain(DomainId=world.w.domain_id)
+    assert domain["AppNetworkAccessType"] == "PublicInternetOnly"

@@ -11,7 +11,7 @@ from moto import mock_aws
 
 from chalicelib.errors import IgnoredEvent, InvalidEvent
 from chalicelib.handlers import event_patterns
-from chalicelib.model import (NOTEBOOK, PROCESSING_JOB, SECURITY_GROUP, SUBNET, TRAINING_JOB, TRANSFORM_JOB,
+from chalicelib.model import (DOMAIN, ENDPOINT, MODEL, NOTEBOOK, PROCESSING_JOB, SECURITY_GROUP, SUBNET, TRAINING_JOB, TRANSFORM_JOB,
                               TUNING_JOB, VPC, ResourceRef)
 from chalicelib.policy import load_policy
 from chalicelib.triggers import from_api_call, from_state_change
@@ -37,6 +37,14 @@ def published_sg_sample():
     return event
 
 
+def _published_create_endpoint():
+    """The published CloudTrail record of CreateEndpoint, in the EventBridge envelope of the EC2 sample."""
+    envelope = copy.deepcopy(events.sample("eventbridge-cloudtrail-ec2-AuthorizeSecurityGroupIngress.json"))
+    envelope.update(source="aws.sagemaker", account=ACCT, region=REGION,
+                    detail=copy.deepcopy(events.sample("cloudtrail-record-sagemaker-CreateEndpoint.awsdocs.json")))
+    return envelope
+
+
 API_CASES = [
     ("CreateNotebookInstance", events.create_notebook("MyNotebook-1", ACCT, REGION, "subnet-0a", [SG]), [nb("MyNotebook-1")]),
     ("CreateNotebookInstance without VPC", events.create_notebook("nb2", ACCT, REGION, None, []), [nb("nb2")]),
@@ -58,6 +66,16 @@ API_CASES = [
      [ResourceRef(TUNING_JOB, "hpo-1", ACCT, REGION)]),
     ("CreateTransformJob", events.api_call("CreateTransformJob", "aws.sagemaker", {"transformJobName": "batch-1"},
                                            None, ACCT, REGION), [ResourceRef(TRANSFORM_JOB, "batch-1", ACCT, REGION)]),
+    ("CreateModel", events.api_call("CreateModel", "aws.sagemaker", {"modelName": "m-1"}, None, ACCT, REGION),
+     [ResourceRef(MODEL, "m-1", ACCT, REGION)]),
+    ("CreateEndpoint (the published record)", _published_create_endpoint(), [ResourceRef(ENDPOINT, "ExampleEndpoint",
+                                                                                          ACCT, REGION)]),
+    ("CreateDomain (id from the response ARN)", events.api_call(
+        "CreateDomain", "aws.sagemaker", {"domainName": "studio"},
+        {"domainArn": f"arn:aws:sagemaker:{REGION}:{ACCT}:domain/d-abc123xyz", "url": "https://x"}, ACCT, REGION),
+     [ResourceRef(DOMAIN, "d-abc123xyz", ACCT, REGION)]),
+    ("UpdateDomain", events.api_call("UpdateDomain", "aws.sagemaker", {"domainId": "d-abc123xyz"}, None, ACCT, REGION),
+     [ResourceRef(DOMAIN, "d-abc123xyz", ACCT, REGION)]),
     ("ModifyVpcAttribute", events.api_call("ModifyVpcAttribute", "aws.ec2", {"vpcId": "vpc-0123456789abcdef0",
                                                                              "enableDnsSupport": {"value": False}},
                                            {"_return": True}, ACCT, REGION),
@@ -204,6 +222,7 @@ def test_api_call_pattern_is_derived_from_the_controls():
     assert set(pattern["detail"]["eventName"]) == {
         "CreateNotebookInstance", "UpdateNotebookInstance", "StartNotebookInstance",
         "CreateTrainingJob", "CreateProcessingJob", "CreateHyperParameterTuningJob", "CreateTransformJob",
+        "CreateModel", "CreateEndpointConfig", "CreateEndpoint", "UpdateEndpoint", "CreateDomain", "UpdateDomain",
         "CreateVpc", "ModifyVpcAttribute", "CreateFlowLogs", "CreateSubnet", "ModifySubnetAttribute",
         "CreateSecurityGroup", "AuthorizeSecurityGroupIngress", "AuthorizeSecurityGroupEgress",
         "ModifySecurityGroupRules"}
@@ -227,7 +246,8 @@ def test_state_change_pattern_takes_the_covered_types_and_code_takes_the_statuse
     endpoint = events.sample("eventbridge-sagemaker-endpoint-state-change.awsdocs.json")
     got = _delivered(PATTERNS["on_state_change"], notebooks + [training, endpoint, CREATE])
     assert sorted(e["detail-type"] for e in got) == sorted(
-        ["SageMaker Notebook Instance State Change"] * len(states) + ["SageMaker Training Job State Change"])
+        ["SageMaker Notebook Instance State Change"] * len(states) + ["SageMaker Training Job State Change",
+                                                                      "SageMaker Endpoint State Change"])
     acted = []
     for event in notebooks:
         try:
