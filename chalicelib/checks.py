@@ -8,6 +8,7 @@ parameters it accepts, so an unknown check or parameter is a policy load error.
 from __future__ import annotations
 
 import ipaddress
+import json
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -142,6 +143,100 @@ def variants_min_instances(state: Mapping[str, Any], params: Mapping[str, Any]) 
     return CheckResult(COMPLIANT, {"Variants": len(variants)})
 
 
+LIVE_ENDPOINT_STATES = ("available", "pending", "pendingacceptance")
+
+
+def live_endpoint(endpoint: Mapping[str, Any]) -> bool:
+    """Deleted endpoints stay listed for a while (State deleted): they do not count."""
+    return str(endpoint.get("State", "available")).lower() in LIVE_ENDPOINT_STATES
+
+
+def essential_endpoints(state: Mapping[str, Any], params: Mapping[str, Any]) -> CheckResult:
+    """A VPC hosting SageMaker (used by it, or listed in `hosting_vpc_ids`) has every required endpoint
+    available: `gateway_services` as Gateway endpoints, `interface_services` as Interface endpoints."""
+    listed = state.get("VpcId") in params.get("hosting_vpc_ids", [])
+    if not listed and "sagemaker" not in state.get("UsedBy", []):
+        return CheckResult(NOT_APPLICABLE, {"reason": "no SageMaker resource uses this VPC"})
+    present = {(e.get("Service"), e.get("VpcEndpointType")) for e in state.get("Endpoints", []) if live_endpoint(e)}
+    wanted = [(svc, "Gateway") for svc in params.get("gateway_services", [])]
+    wanted += [(svc, "Interface") for svc in params.get("interface_services", [])]
+    missing = [svc for svc, kind in wanted if (svc, kind) not in present]
+    if missing:
+        return CheckResult(NON_COMPLIANT, {"MissingEndpoints": missing}, tuple(missing))
+    return CheckResult(COMPLIANT, {"Endpoints": sorted(svc for svc, _ in wanted)})
+
+
+def endpoint_own_groups(state: Mapping[str, Any], params: Mapping[str, Any]) -> CheckResult:
+    """Its security groups are neither the VPC default group nor a group SageMaker workloads use."""
+    bad = [{"GroupId": g["GroupId"], "Reason": "the VPC default group" if g.get("IsDefault")
+            else f"also used by {', '.join(g['UsedBy'])}"}
+           for g in state.get("SecurityGroups", []) if g.get("IsDefault") or g.get("UsedBy")]
+    if bad:
+        return CheckResult(NON_COMPLIANT, {"SharedGroups": bad})
+    return CheckResult(COMPLIANT, {"SecurityGroups": [g["GroupId"] for g in state.get("SecurityGroups", [])]})
+
+
+def _statements(document: Any) -> list[Mapping[str, Any]]:
+    if isinstance(document, str):
+        try:
+            document = json.loads(document)
+        except ValueError:
+            return []
+    statements = (document or {}).get("Statement", []) if isinstance(document, Mapping) else []
+    return [statements] if isinstance(statements, Mapping) else [s for s in statements if isinstance(s, Mapping)]
+
+
+def _is_star(value: Any) -> bool:
+    return value == "*" or value == ["*"] or (isinstance(value, Mapping) and value.get("AWS") in ("*", ["*"]))
+
+
+def endpoint_policy_restrictive(state: Mapping[str, Any], params: Mapping[str, Any]) -> CheckResult:
+    """Not the full-access default policy, and a Deny for requests without TLS (aws:SecureTransport false)."""
+    statements = _statements(state.get("PolicyDocument"))
+    problems = []
+    if not statements or any(s.get("Effect") == "Allow" and _is_star(s.get("Principal")) and _is_star(s.get("Action"))
+                             and _is_star(s.get("Resource")) and not s.get("Condition") for s in statements):
+        problems.append("full access: any principal, any action, any resource")
+    denies_plain = any(
+        s.get("Effect") == "Deny" and str(((s.get("Condition") or {}).get("Bool") or {}).get("aws:SecureTransport",
+                                                                                             "")).lower() == "false"
+        for s in statements)
+    if not denies_plain:
+        problems.append("no Deny when aws:SecureTransport is false")
+    if problems:
+        return CheckResult(NON_COMPLIANT, {"PolicyProblems": problems})
+    return CheckResult(COMPLIANT, {"Statements": len(statements)})
+
+
+def _allows_all(entries: list[Mapping[str, Any]], egress: bool) -> bool:
+    """Does the first matching rule for any traffic allow it (rules are evaluated by rule number)?"""
+    for entry in sorted((e for e in entries if bool(e.get("Egress")) == egress), key=lambda e: e.get("RuleNumber", 0)):
+        if str(entry.get("Protocol")) == "-1" and (entry.get("CidrBlock") == "0.0.0.0/0"
+                                                   or entry.get("Ipv6CidrBlock") == "::/0"):
+            return entry.get("RuleAction") == "allow"
+    return False
+
+
+def nacl_not_allow_all(state: Mapping[str, Any], params: Mapping[str, Any]) -> CheckResult:
+    """The subnet's network ACL is not allow-all both in and out (a second layer besides groups)."""
+    acl = state.get("NetworkAcl") or {}
+    entries = list(acl.get("Entries", []))
+    if _allows_all(entries, egress=False) and _allows_all(entries, egress=True):
+        return CheckResult(NON_COMPLIANT, {"NetworkAclId": acl.get("NetworkAclId"), "AllowsAll": "in and out"})
+    return CheckResult(COMPLIANT, {"NetworkAclId": acl.get("NetworkAclId")})
+
+
+WORKLOAD_KINDS = ("notebook", "training", "endpoint", "vpc-endpoint", "studio")
+
+
+def one_function(state: Mapping[str, Any], params: Mapping[str, Any]) -> CheckResult:
+    """A security group serves one kind of workload only."""
+    kinds = sorted(set(state.get("AttachedTo", [])) & set(params.get("kinds", WORKLOAD_KINDS)))
+    if len(kinds) > 1:
+        return CheckResult(NON_COMPLIANT, {"UsedBy": kinds, "expected": "one kind"})
+    return CheckResult(COMPLIANT, {"UsedBy": kinds})
+
+
 def flow_log_all(state: Mapping[str, Any], params: Mapping[str, Any]) -> CheckResult:
     """An active flow log capturing ALL traffic (REJECT-only or ACCEPT-only is not enough)."""
     logs = list(state.get("FlowLogs", []))
@@ -264,6 +359,12 @@ CHECKS: dict[str, CheckSpec] = {
     "multi_instance_encryption": CheckSpec(multi_instance_encryption, optional=frozenset({"min_instances"})),
     "subnets_span_azs": CheckSpec(subnets_span_azs, optional=frozenset({"min_azs"})),
     "flow_log_all": CheckSpec(flow_log_all),
+    "essential_endpoints": CheckSpec(essential_endpoints, optional=frozenset(
+        {"gateway_services", "interface_services", "hosting_vpc_ids"})),
+    "endpoint_own_groups": CheckSpec(endpoint_own_groups),
+    "endpoint_policy_restrictive": CheckSpec(endpoint_policy_restrictive),
+    "nacl_not_allow_all": CheckSpec(nacl_not_allow_all),
+    "one_function": CheckSpec(one_function, optional=frozenset({"kinds"})),
     "variants_min_instances": CheckSpec(variants_min_instances, optional=frozenset({"min_instances"})),
     "tags_present": CheckSpec(tags_present, frozenset({"keys"})),
     "sg_no_internet_ingress": CheckSpec(sg_no_internet_ingress),

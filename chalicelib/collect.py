@@ -14,12 +14,13 @@ from typing import Any, Callable, Iterable
 from botocore.exceptions import ClientError
 
 from .aws import Clients, error_code, error_message
+from .checks import live_endpoint
 from .model import (
     DOMAIN,
     ENDPOINT,
     ENDPOINT_CONFIG,
-    MODEL,
     JOB_TYPES,
+    MODEL,
     NOTEBOOK,
     PROCESSING_JOB,
     SECURITY_GROUP,
@@ -28,6 +29,7 @@ from .model import (
     TRANSFORM_JOB,
     TUNING_JOB,
     VPC,
+    VPC_ENDPOINT,
     Resource,
     ResourceRef,
 )
@@ -63,9 +65,15 @@ def classify_eni(eni: dict[str, Any]) -> set[str]:
     if eni.get("InterfaceType") == "vpc_endpoint":
         return {USED_BY_VPC_ENDPOINT}
     text = " ".join(str(eni.get(k, "")) for k in ("Description", "RequesterId")).lower()
-    if "sagemaker" in text:
-        return {USED_BY_SAGEMAKER, USED_BY_NOTEBOOK} if "notebook" in text else {USED_BY_SAGEMAKER}
-    return {USED_BY_OTHER}
+    if "sagemaker" not in text:
+        return {USED_BY_OTHER}
+    # The kind of SageMaker user, from the interface description (a heuristic: the resources that name
+    # the group or subnet say it for sure, and are merged in as hints).
+    for words, kind in ((("notebook",), USED_BY_NOTEBOOK), (("training", "processing", "transform", "tuning"),
+                        USED_BY_TRAINING), (("endpoint",), USED_BY_ENDPOINT), (("studio", "domain"), USED_BY_STUDIO)):
+        if any(w in text for w in words):
+            return {USED_BY_SAGEMAKER, kind}
+    return {USED_BY_SAGEMAKER}
 
 
 def normalize_rule(rule: dict[str, Any]) -> dict[str, Any]:
@@ -93,6 +101,9 @@ class Lookups:
         self._flow_logs: dict[str, list[dict[str, Any]]] = {}
         self._vpc_attributes: dict[str, dict[str, bool]] = {}
         self._models: dict[str, dict[str, Any] | None] = {}
+        self._vpc_users: dict[str, set[str]] = {}
+        self._endpoints_by_vpc: dict[str, list[dict[str, Any]]] = {}
+        self._acls: dict[str, dict[str, Any] | None] = {}
         self._primed = False
 
     @property
@@ -128,20 +139,32 @@ class Lookups:
             self._rules.setdefault(rule["GroupId"], []).append(normalize_rule(rule))
         for subnet_id in self._subnets:
             self._subnet_users[subnet_id] = set()
+        for vpc_id in self._vpcs:
+            self._vpc_users[vpc_id] = set()
         for eni in pages("describe_network_interfaces", "NetworkInterfaces"):
             for group in eni.get("Groups", []):
                 self._sg_users.setdefault(group["GroupId"], set()).update(classify_eni(eni))
             if eni.get("SubnetId"):
                 self._subnet_users.setdefault(eni["SubnetId"], set()).update(classify_eni(eni))
+            if eni.get("VpcId"):
+                self._vpc_users.setdefault(eni["VpcId"], set()).update(classify_eni(eni))
         for vpc_id in self._vpcs:
             self._flow_logs[vpc_id] = []
+            self._endpoints_by_vpc[vpc_id] = []
+        for endpoint in pages("describe_vpc_endpoints", "VpcEndpoints"):
+            self._endpoints_by_vpc.setdefault(endpoint["VpcId"], []).append(endpoint)
+        for acl in pages("describe_network_acls", "NetworkAcls"):
+            for assoc in acl.get("Associations", []):
+                self._acls[assoc["SubnetId"]] = acl
         for flow_log in pages("describe_flow_logs", "FlowLogs"):
             self._flow_logs.setdefault(flow_log.get("ResourceId", ""), []).append(_flow_log_view(flow_log))
         for subnet_id in self._subnets:
             if subnet_id not in self._route_tables:
                 self._route_tables[subnet_id] = self._main_tables.get(self._subnets[subnet_id]["VpcId"])
         self._primed = True
-        return {VPC: sorted(self._vpcs), SUBNET: sorted(self._subnets), SECURITY_GROUP: sorted(self._groups)}
+        endpoints = sorted(e["VpcEndpointId"] for es in self._endpoints_by_vpc.values() for e in es if live_endpoint(e))
+        return {VPC: sorted(self._vpcs), SUBNET: sorted(self._subnets), VPC_ENDPOINT: endpoints,
+                SECURITY_GROUP: sorted(self._groups)}
 
     @staticmethod
     def _describe_one(describe: Callable[[], dict[str, Any]], key: str) -> dict[str, Any] | None:
@@ -235,6 +258,36 @@ class Lookups:
 
     def subnet_users(self, subnet_id: str) -> set[str]:
         return self._users(self._subnet_users, "subnet-id", subnet_id)
+
+    def vpc_users(self, vpc_id: str) -> set[str]:
+        return self._users(self._vpc_users, "vpc-id", vpc_id)
+
+    def vpc_endpoints(self, vpc_id: str) -> list[dict[str, Any]]:
+        if vpc_id not in self._endpoints_by_vpc:
+            found: list[dict[str, Any]] = []
+            for page in self.ec2.get_paginator("describe_vpc_endpoints").paginate(
+                    Filters=[{"Name": "vpc-id", "Values": [vpc_id]}]):
+                found.extend(page.get("VpcEndpoints", []))
+            self._endpoints_by_vpc[vpc_id] = found
+        return self._endpoints_by_vpc[vpc_id]
+
+    def vpc_endpoint(self, endpoint_id: str) -> dict[str, Any] | None:
+        for endpoints in self._endpoints_by_vpc.values():
+            for endpoint in endpoints:
+                if endpoint["VpcEndpointId"] == endpoint_id:
+                    return endpoint
+        if self._primed:
+            return None
+        return self._describe_one(lambda: self.ec2.describe_vpc_endpoints(VpcEndpointIds=[endpoint_id]),
+                                  "VpcEndpoints")
+
+    def network_acl(self, subnet_id: str) -> dict[str, Any] | None:
+        """The network ACL associated with the subnet (every subnet has exactly one)."""
+        if subnet_id not in self._acls:
+            acls = self.ec2.describe_network_acls(
+                Filters=[{"Name": "association.subnet-id", "Values": [subnet_id]}])["NetworkAcls"]
+            self._acls[subnet_id] = acls[0] if acls else None
+        return self._acls[subnet_id]
 
     def vpc_attributes(self, vpc_id: str) -> dict[str, bool]:
         """enableDnsSupport and enableDnsHostnames (one call each: the API takes one attribute)."""
@@ -481,12 +534,22 @@ def collect_subnet(lookups: Lookups, ref: ResourceRef, hints: frozenset) -> Reso
     if view is None:
         return None
     subnet = lookups.subnet(ref.resource_id) or {}
-    state = {**view, "UsedBy": sorted(set(hints) | lookups.subnet_users(ref.resource_id))}
+    acl = lookups.network_acl(ref.resource_id) or {}
+    state = {**view, "UsedBy": sorted(set(hints) | lookups.subnet_users(ref.resource_id)),
+             "NetworkAcl": {"NetworkAclId": acl.get("NetworkAclId"), "Entries": [
+                 {k: e[k] for k in ("RuleNumber", "Egress", "Protocol", "RuleAction", "CidrBlock", "Ipv6CidrBlock",
+                                    "PortRange") if k in e} for e in acl.get("Entries", [])]}}
     arn = subnet.get("SubnetArn") or f"arn:aws:ec2:{ref.region}:{ref.account}:subnet/{ref.resource_id}"
     return Resource(ref, arn, state, _tags_from_list(subnet.get("Tags")))
 
 
-def collect_vpc(lookups: Lookups, ref: ResourceRef) -> Resource | None:
+def endpoint_service(endpoint: dict[str, Any]) -> str:
+    """`com.amazonaws.eu-west-1.sagemaker.api` -> `sagemaker.api`."""
+    parts = str(endpoint.get("ServiceName", "")).split(".")
+    return ".".join(parts[3:]) if len(parts) > 3 and parts[0] == "com" else str(endpoint.get("ServiceName"))
+
+
+def collect_vpc(lookups: Lookups, ref: ResourceRef, hints: frozenset) -> Resource | None:
     vpc = lookups.vpc(ref.resource_id)
     if vpc is None:
         return None
@@ -496,9 +559,37 @@ def collect_vpc(lookups: Lookups, ref: ResourceRef) -> Resource | None:
         "CidrBlocks": _vpc_cidrs(vpc),
         **lookups.vpc_attributes(ref.resource_id),
         "FlowLogs": lookups.flow_logs(ref.resource_id),
+        "UsedBy": sorted(set(hints) | lookups.vpc_users(ref.resource_id)),
+        "Endpoints": [{"VpcEndpointId": e["VpcEndpointId"], "Service": endpoint_service(e),
+                       "VpcEndpointType": e.get("VpcEndpointType"), "State": e.get("State")}
+                      for e in lookups.vpc_endpoints(ref.resource_id)],
     }
     arn = f"arn:aws:ec2:{ref.region}:{vpc.get('OwnerId', ref.account)}:vpc/{ref.resource_id}"
     return Resource(ref, arn, state, _tags_from_list(vpc.get("Tags")))
+
+
+def collect_vpc_endpoint(lookups: Lookups, ref: ResourceRef) -> Resource | None:
+    endpoint = lookups.vpc_endpoint(ref.resource_id)
+    if endpoint is None or not live_endpoint(endpoint):
+        return None  # gone, or going: nothing to evaluate
+    dns = lookups.vpc_attributes(endpoint["VpcId"])
+    groups = []
+    for group in endpoint.get("Groups", []):
+        found = lookups.security_group(group["GroupId"]) or {}
+        users = lookups.security_group_users(group["GroupId"]) - {USED_BY_VPC_ENDPOINT, USED_BY_OTHER}
+        groups.append({"GroupId": group["GroupId"], "IsDefault": found.get("GroupName") == "default",
+                       "UsedBy": sorted(users)})
+    subnets = list(endpoint.get("SubnetIds", []))
+    state = {
+        "VpcEndpointId": ref.resource_id, "VpcId": endpoint["VpcId"], "Service": endpoint_service(endpoint),
+        "VpcEndpointType": endpoint.get("VpcEndpointType"), "State": endpoint.get("State"),
+        "PrivateDnsEnabled": bool(endpoint.get("PrivateDnsEnabled")), "SecurityGroups": groups,
+        "PolicyDocument": endpoint.get("PolicyDocument"), "VpcConfig": {"Subnets": subnets} if subnets else None,
+        "VpcDns": "ready" if dns.get("EnableDnsSupport") and dns.get("EnableDnsHostnames") else "off",
+    }
+    _in_vpc(lookups, state, subnets)
+    arn = f"arn:aws:ec2:{ref.region}:{endpoint.get('OwnerId', ref.account)}:vpc-endpoint/{ref.resource_id}"
+    return Resource(ref, arn, state, _tags_from_list(endpoint.get("Tags")))
 
 
 def collect_security_group(lookups: Lookups, ref: ResourceRef, known_users: frozenset) -> Resource | None:
@@ -541,11 +632,12 @@ COLLECTORS: dict[str, CollectFn] = {
     ENDPOINT: lambda lookups, ref, hints: collect_endpoint(lookups, ref),
     DOMAIN: lambda lookups, ref, hints: collect_domain(lookups, ref),
     SUBNET: collect_subnet,
-    VPC: lambda lookups, ref, hints: collect_vpc(lookups, ref),
+    VPC: collect_vpc,
+    VPC_ENDPOINT: lambda lookups, ref, hints: collect_vpc_endpoint(lookups, ref),
     SECURITY_GROUP: collect_security_group,
 }
 # Users before what they use, so that hints are known when the used resource is read.
-ORDER = (NOTEBOOK, *JOB_TYPES, ENDPOINT, ENDPOINT_CONFIG, MODEL, DOMAIN, SUBNET, VPC, SECURITY_GROUP)
+ORDER = (NOTEBOOK, *JOB_TYPES, ENDPOINT, ENDPOINT_CONFIG, MODEL, DOMAIN, SUBNET, VPC, VPC_ENDPOINT, SECURITY_GROUP)
 
 
 def related(resource: Resource) -> list[tuple[ResourceRef, set[str]]]:
@@ -556,7 +648,9 @@ def related(resource: Resource) -> list[tuple[ResourceRef, set[str]]]:
         groups, subnets = state.get("SecurityGroups", []), [state["SubnetId"]] if state.get("SubnetId") else []
         vpc_id = (state.get("Subnet") or {}).get("VpcId")
     elif ref.resource_type in (*JOB_TYPES, MODEL, DOMAIN):
-        kind = {MODEL: USED_BY_ENDPOINT, DOMAIN: USED_BY_STUDIO}.get(ref.resource_type, USED_BY_TRAINING)
+        # a transform job runs its model's containers in the model's network: inference, like endpoints
+        kind = {MODEL: USED_BY_ENDPOINT, TRANSFORM_JOB: USED_BY_ENDPOINT,
+                DOMAIN: USED_BY_STUDIO}.get(ref.resource_type, USED_BY_TRAINING)
         kinds = {kind, USED_BY_SAGEMAKER}
         vpc_config = state.get("VpcConfig") or {}
         groups, subnets = vpc_config.get("SecurityGroupIds", []), vpc_config.get("Subnets", [])
@@ -571,7 +665,7 @@ def related(resource: Resource) -> list[tuple[ResourceRef, set[str]]]:
     out = [(ResourceRef(SECURITY_GROUP, g, ref.account, ref.region), kinds) for g in groups]
     out += [(ResourceRef(SUBNET, s, ref.account, ref.region), kinds) for s in subnets]
     if vpc_id:
-        out.append((ResourceRef(VPC, vpc_id, ref.account, ref.region), set()))
+        out.append((ResourceRef(VPC, vpc_id, ref.account, ref.region), {USED_BY_SAGEMAKER}))
     return out
 
 

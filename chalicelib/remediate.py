@@ -8,12 +8,14 @@ needs to be able to act at all (a configured destination, a CloudTrail principal
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from botocore.exceptions import ClientError
 
 from .aws import Clients, error_code, error_message
+from .checks import internet_routes, live_endpoint
 from .errors import RemediationError
 from .model import (
     ALREADY_DONE,
@@ -29,6 +31,7 @@ from .model import (
     TRAINING_JOB,
     TUNING_JOB,
     VPC,
+    VPC_ENDPOINT,
     Control,
     EventContext,
     Resource,
@@ -220,6 +223,13 @@ def enable_vpc_dns(req: ActionRequest) -> ActionResult:
     return ActionResult(SUCCEEDED, ", then ".join(done))
 
 
+def _created_tags(req: ActionRequest) -> list[dict[str, str]]:
+    """What netguard creates in a VPC carries the VPC's own tags (TAG.1) and says who created it."""
+    tags = {k: v for k, v in req.resource.tags.items() if not k.startswith("aws:")}
+    tags["netguard:created-by"] = ",".join(req.control_ids)
+    return [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
+
+
 def _flow_log_destination(params: Mapping[str, Any]) -> str | None:
     if params.get("destination_type", "cloud-watch-logs") == "s3":
         return None if params.get("s3_bucket_arn") else "set s3_bucket_arn for VPC.3 in policies/vpc.toml"
@@ -243,8 +253,7 @@ def create_flow_log_all(req: ActionRequest) -> ActionResult:
         "ResourceIds": [vpc_id], "ResourceType": "VPC", "TrafficType": "ALL",
         # the same violation retried gives the same token: EC2 creates one flow log
         "ClientToken": f"netguard-{digest([vpc_id, req.context.event_id], 24)}",
-        "TagSpecifications": [{"ResourceType": "vpc-flow-log", "Tags": [
-            {"Key": "netguard:created-by", "Value": ",".join(req.control_ids)}]}],
+        "TagSpecifications": [{"ResourceType": "vpc-flow-log", "Tags": _created_tags(req)}],
     }
     if req.param("destination_type", "cloud-watch-logs") == "s3":
         params.update(LogDestinationType="s3", LogDestination=_expand(req.param("s3_bucket_arn"), req))
@@ -275,6 +284,54 @@ def disable_public_ip_on_launch(req: ActionRequest) -> ActionResult:
     except ClientError as exc:
         raise _fail("ModifySubnetAttribute", exc) from exc
     return ActionResult(SUCCEEDED, "turned off public IPs on launch")
+
+
+# --- VPC endpoints -----------------------------------------------------------------------------
+
+def deliberate_s3_policy(account: str) -> str:
+    """What netguard attaches to an S3 gateway endpoint it creates: S3 for this account's principals
+    only, and never without TLS (the default would be full access for anyone)."""
+    return json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Sid": "AccountPrincipalsOnly", "Effect": "Allow", "Principal": "*", "Action": "s3:*", "Resource": "*",
+         "Condition": {"StringEquals": {"aws:PrincipalAccount": account}}},
+        {"Sid": "DenyWithoutTLS", "Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": "*",
+         "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
+    ]})
+
+
+def create_s3_gateway_endpoint(req: ActionRequest) -> ActionResult:
+    """The free S3 gateway endpoint on the VPC's private route tables, with a deliberate policy."""
+    ec2 = req.client("ec2")
+    vpc_id, ref = req.resource.ref.resource_id, req.resource.ref
+    if any(e.get("Service") == "s3" and e.get("VpcEndpointType") == "Gateway" and live_endpoint(e)
+           for e in req.resource.state.get("Endpoints", [])):
+        return ActionResult(ALREADY_DONE, "an S3 gateway endpoint already exists")
+    try:
+        tables = ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["RouteTables"]
+        private = sorted(t["RouteTableId"] for t in tables if not internet_routes(t))
+        if not private:
+            raise RemediationError(f"CreateVpcEndpoint: {vpc_id} has no private route table to attach S3 to")
+        answer = ec2.create_vpc_endpoint(
+            VpcEndpointType="Gateway", VpcId=vpc_id, ServiceName=f"com.amazonaws.{ref.region}.s3",
+            RouteTableIds=private, PolicyDocument=deliberate_s3_policy(ref.account),
+            ClientToken=f"netguard-{digest([vpc_id, 's3', req.context.event_id], 24)}",
+            TagSpecifications=[{"ResourceType": "vpc-endpoint", "Tags": _created_tags(req)}])
+    except ClientError as exc:
+        raise _fail("CreateVpcEndpoint", exc) from exc
+    endpoint_id = answer["VpcEndpoint"]["VpcEndpointId"]
+    return ActionResult(SUCCEEDED, f"created S3 gateway endpoint {endpoint_id} on {', '.join(private)} "
+                                   "(account principals only, TLS required); interface endpoints cost money: "
+                                   "create those yourself")
+
+
+def enable_private_dns(req: ActionRequest) -> ActionResult:
+    if req.resource.state.get("PrivateDnsEnabled"):
+        return ActionResult(ALREADY_DONE, "private DNS already enabled")
+    try:
+        req.client("ec2").modify_vpc_endpoint(VpcEndpointId=req.resource.ref.resource_id, PrivateDnsEnabled=True)
+    except ClientError as exc:
+        raise _fail("ModifyVpcEndpoint", exc) from exc
+    return ActionResult(SUCCEEDED, "enabled private DNS: the service's default DNS name now resolves to the endpoint")
 
 
 # --- Studio domains ----------------------------------------------------------------------------
@@ -410,6 +467,17 @@ ACTIONS: dict[str, ActionSpec] = {
         name="disable_public_ip_on_launch", resource_types=(SUBNET,), permissions=("ec2:ModifySubnetAttribute",),
         describe="turn off MapPublicIpOnLaunch on the subnet", run=disable_public_ip_on_launch,
         before=_state_before("MapPublicIpOnLaunch"),
+    ),
+    "create_s3_gateway_endpoint": ActionSpec(
+        name="create_s3_gateway_endpoint", resource_types=(VPC,),
+        permissions=("ec2:CreateVpcEndpoint", "ec2:DescribeRouteTables", "ec2:CreateTags"),
+        describe="create the S3 gateway endpoint (free) on the VPC's private route tables, with a deliberate policy",
+        run=create_s3_gateway_endpoint, before=_state_before("Endpoints"), handles_targets=frozenset({"s3"}),
+    ),
+    "enable_private_dns": ActionSpec(
+        name="enable_private_dns", resource_types=(VPC_ENDPOINT,), permissions=("ec2:ModifyVpcEndpoint",),
+        describe="enable private DNS on the interface endpoint", run=enable_private_dns,
+        before=_state_before("PrivateDnsEnabled"), state_field="VpcDns", act_states=frozenset({"ready"}),
     ),
     "domain_vpc_only": ActionSpec(
         name="domain_vpc_only", resource_types=(DOMAIN,), permissions=("sagemaker:UpdateDomain",),

@@ -14,8 +14,22 @@ from typing import Any, Callable
 from .aws import Clients
 from .collect import Collector
 from .ledger import DynamoLedger, MemoryLedger
-from .model import (DOMAIN, ENDPOINT, ENDPOINT_CONFIG, MODEL, NOTEBOOK, PROCESSING_JOB, TRAINING_JOB, TRANSFORM_JOB, TUNING_JOB, EventContext, Finding,
-                    Outcome, ResourceRef, Trigger)
+from .model import (
+    DOMAIN,
+    ENDPOINT,
+    ENDPOINT_CONFIG,
+    MODEL,
+    NOTEBOOK,
+    PROCESSING_JOB,
+    TRAINING_JOB,
+    TRANSFORM_JOB,
+    TUNING_JOB,
+    EventContext,
+    Finding,
+    Outcome,
+    ResourceRef,
+    Trigger,
+)
 from .notify import Notifier
 from .pipeline import Pipeline, RunReport
 from .policy import load_policy

@@ -11,8 +11,24 @@ import re
 from typing import Any, Iterable, Mapping
 
 from .errors import IgnoredEvent, InvalidEvent
-from .model import (DOMAIN, ENDPOINT, ENDPOINT_CONFIG, MODEL, NOTEBOOK, PROCESSING_JOB, SECURITY_GROUP, SUBNET,
-                    TRAINING_JOB, TRANSFORM_JOB, TUNING_JOB, VPC, EventContext, ResourceRef, Trigger)
+from .model import (
+    DOMAIN,
+    ENDPOINT,
+    ENDPOINT_CONFIG,
+    MODEL,
+    NOTEBOOK,
+    PROCESSING_JOB,
+    SECURITY_GROUP,
+    SUBNET,
+    TRAINING_JOB,
+    TRANSFORM_JOB,
+    TUNING_JOB,
+    VPC,
+    VPC_ENDPOINT,
+    EventContext,
+    ResourceRef,
+    Trigger,
+)
 
 API_CALL = "AWS API Call via CloudTrail"
 
@@ -27,8 +43,10 @@ API_CALLS: dict[str, dict[str, tuple[str, ...]]] = {
     ENDPOINT_CONFIG: {"aws.sagemaker": ("CreateEndpointConfig",)},
     ENDPOINT: {"aws.sagemaker": ("CreateEndpoint", "UpdateEndpoint")},
     DOMAIN: {"aws.sagemaker": ("CreateDomain", "UpdateDomain")},
-    VPC: {"aws.ec2": ("CreateVpc", "ModifyVpcAttribute", "CreateFlowLogs")},
+    VPC: {"aws.ec2": ("CreateVpc", "ModifyVpcAttribute", "CreateFlowLogs", "CreateVpcEndpoint")},
     SUBNET: {"aws.ec2": ("CreateSubnet", "ModifySubnetAttribute")},
+    # an endpoint created in a VPC changes the VPC's essential endpoints (VPC.4) and is itself evaluated
+    VPC_ENDPOINT: {"aws.ec2": ("CreateVpcEndpoint", "ModifyVpcEndpoint")},
     SECURITY_GROUP: {"aws.ec2": ("CreateSecurityGroup", "AuthorizeSecurityGroupIngress", "AuthorizeSecurityGroupEgress",
                                  "ModifySecurityGroupRules")},
 }
@@ -63,7 +81,7 @@ REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 SAGEMAKER_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 DOMAIN_ID_RE = re.compile(r"^d-(-*[a-z0-9]){1,61}$")
 EC2_ID_RE = {SECURITY_GROUP: re.compile(r"^sg-[0-9a-f]{8,17}$"), VPC: re.compile(r"^vpc-[0-9a-f]{8,17}$"),
-             SUBNET: re.compile(r"^subnet-[0-9a-f]{8,17}$")}
+             SUBNET: re.compile(r"^subnet-[0-9a-f]{8,17}$"), VPC_ENDPOINT: re.compile(r"^vpce-[0-9a-f]{8,17}$")}
 
 
 def api_call_pattern(resource_types: Iterable[str]) -> dict[str, Any]:
@@ -164,6 +182,26 @@ def _group_ids_of(name: str, request: Mapping[str, Any], response: Mapping[str, 
     return ids
 
 
+def _refs(rtype: str, name: str, request: Mapping[str, Any], response: Mapping[str, Any], account: str,
+          region: str, event_id: str) -> list[ResourceRef]:
+    """The resources of one type a CloudTrail record names."""
+    if name in NAME_FIELDS:
+        return [_name_ref(rtype, request.get(NAME_FIELDS[name]), account, region, event_id)]
+    if rtype == DOMAIN:  # UpdateDomain names it; CreateDomain answers with its ARN
+        arn = response.get("domainArn")
+        domain_id = request.get("domainId") or (arn.rsplit("/", 1)[-1] if isinstance(arn, str) else None)
+        if not isinstance(domain_id, str) or not DOMAIN_ID_RE.match(domain_id):
+            raise InvalidEvent("missing or invalid domain id", event_id)
+        return [ResourceRef(DOMAIN, domain_id, account, region)]
+    if rtype == SECURITY_GROUP:
+        return [_id_ref(rtype, g, account, region, event_id) for g in _group_ids_of(name, request, response)]
+    # EC2 network calls: the ids are in the request, or in the response of a Create*
+    ids = _ids_in(request, EC2_ID_RE[rtype]) or _ids_in(response, EC2_ID_RE[rtype])
+    if not ids:
+        raise InvalidEvent(f"no {rtype.rsplit('::', 1)[-1]} id in the {name} record", event_id)
+    return [_id_ref(rtype, i, account, region, event_id) for i in ids]
+
+
 def from_api_call(event: Any, resource_types: Iterable[str] = tuple(API_CALLS)) -> Trigger:
     """An EventBridge 'AWS API Call via CloudTrail' event -> the resources it created or changed."""
     event_id, account, region, detail = _envelope(event, (API_CALL,))
@@ -172,28 +210,14 @@ def from_api_call(event: Any, resource_types: Iterable[str] = tuple(API_CALLS)) 
     name = detail.get("eventName")
     if not isinstance(name, str):
         raise InvalidEvent("missing 'detail.eventName'", event_id)
-    rtype = next((t for t in resource_types for names in API_CALLS.get(t, {}).values() if name in names), None)
-    if rtype is None:
+    rtypes = [t for t in resource_types if any(name in names for names in API_CALLS.get(t, {}).values())]
+    if not rtypes:
         raise IgnoredEvent(f"eventName {name[:64]!r} is not watched", event_id)
     request = detail.get("requestParameters")
     response = detail.get("responseElements")
     request = request if isinstance(request, Mapping) else {}
     response = response if isinstance(response, Mapping) else {}
-    if name in NAME_FIELDS:
-        refs = [_name_ref(rtype, request.get(NAME_FIELDS[name]), account, region, event_id)]
-    elif rtype == DOMAIN:  # UpdateDomain names it; CreateDomain answers with its ARN
-        arn = response.get("domainArn")
-        domain_id = request.get("domainId") or (arn.rsplit("/", 1)[-1] if isinstance(arn, str) else None)
-        if not isinstance(domain_id, str) or not DOMAIN_ID_RE.match(domain_id):
-            raise InvalidEvent("missing or invalid domain id", event_id)
-        refs = [ResourceRef(DOMAIN, domain_id, account, region)]
-    elif rtype == SECURITY_GROUP:
-        refs = [_id_ref(rtype, g, account, region, event_id) for g in _group_ids_of(name, request, response)]
-    else:  # VPC and subnet calls: the ids are in the request, or in the response of a Create*
-        ids = _ids_in(request, EC2_ID_RE[rtype]) or _ids_in(response, EC2_ID_RE[rtype])
-        if not ids:
-            raise InvalidEvent(f"no {rtype.rsplit('::', 1)[-1]} id in the {name} record", event_id)
-        refs = [_id_ref(rtype, i, account, region, event_id) for i in ids]
+    refs = [ref for rtype in rtypes for ref in _refs(rtype, name, request, response, account, region, event_id)]
     identity = detail.get("userIdentity")
     principal = _str(identity.get("arn")) if isinstance(identity, Mapping) else None
     context = EventContext(event_id, "api-call", name, principal, _str(detail.get("eventTime")))

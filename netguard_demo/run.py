@@ -86,13 +86,15 @@ def run_demo(out: TextIO) -> int:
 
     from netguard_demo import events  # noqa: PLC0415
     from netguard_demo.moto_fidelity import attach_notebook_eni, aws_like_notebooks, set_status  # noqa: PLC0415
+    from netguard_demo.moto_sagemaker import aws_like_sagemaker  # noqa: PLC0415
     from netguard_demo.receiver import WebhookReceiver  # noqa: PLC0415
     from netguard_demo.world import (build_network, create_alert_channels, create_ledger_table,  # noqa: PLC0415
                                      create_notebook, drain_alerts, ingress_rule_ids, remove_default_vpc)
 
     show = Printer(out)
     engine_output = io.StringIO()
-    with moto_server() as endpoint, WebhookReceiver() as slack, demo_environment(endpoint), aws_like_notebooks():
+    with moto_server() as endpoint, WebhookReceiver() as slack, demo_environment(endpoint), aws_like_notebooks(), \
+            aws_like_sagemaker():
         session = boto3.session.Session(region_name=ACCOUNT_REGION)
         ec2, sm = session.client("ec2"), session.client("sagemaker")
         account = session.client("sts").get_caller_identity()["Account"]

@@ -104,6 +104,7 @@ def build_network(ec2: Any, account: str, region: str) -> Network:
     public_rt = ec2.create_route_table(VpcId=vpc_id)["RouteTable"]["RouteTableId"]
     ec2.create_route(RouteTableId=public_rt, DestinationCidrBlock="0.0.0.0/0", GatewayId=igw)
     ec2.associate_route_table(RouteTableId=public_rt, SubnetId=public)
+    add_endpoints(ec2, account, region, vpc_id, cidr, private, private_rt)
     return Network(
         account=account, region=region, vpc_id=vpc_id, vpc_cidr=cidr,
         private_subnets=(private[0], private[1]), public_subnet=public, igw_id=igw,
@@ -111,6 +112,28 @@ def build_network(ec2: Any, account: str, region: str) -> Network:
         sg_ssh_open=_group(ec2, vpc_id, "ssh-from-anywhere", [tcp(22, "0.0.0.0/0")], cidr),
         sg_jupyter=_group(ec2, vpc_id, "notebook-jupyter", [tcp(8888, cidr)], cidr),
     )
+
+
+def add_endpoints(ec2: Any, account: str, region: str, vpc_id: str, cidr: str, subnets: list[str],
+                  route_table: str) -> None:
+    """The essential endpoints (VPC.4-VPC.8): S3 gateway on the private route table, and the interface
+    endpoints in both private subnets with their own group, private DNS and deliberate policies."""
+    from netguard_demo.secure_world import INTERFACE_SERVICES, endpoint_policy  # noqa: PLC0415
+
+    group = ec2.create_security_group(GroupName="vpc-endpoints", Description="vpc-endpoints", VpcId=vpc_id,
+                                      TagSpecifications=tag_spec("security-group"))["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[tcp(443, cidr)])
+    ec2.revoke_security_group_egress(GroupId=group, IpPermissions=[{"IpProtocol": "-1",
+                                                                    "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    ec2.create_vpc_endpoint(VpcEndpointType="Gateway", VpcId=vpc_id, ServiceName=f"com.amazonaws.{region}.s3",
+                            RouteTableIds=[route_table], PolicyDocument=endpoint_policy("s3", account, region, "demo"),
+                            TagSpecifications=tag_spec("vpc-endpoint"))
+    for service in INTERFACE_SERVICES:
+        ec2.create_vpc_endpoint(VpcEndpointType="Interface", VpcId=vpc_id,
+                                ServiceName=f"com.amazonaws.{region}.{service}", SubnetIds=subnets,
+                                SecurityGroupIds=[group], PrivateDnsEnabled=True,
+                                PolicyDocument=endpoint_policy(service, account, region, "demo"),
+                                TagSpecifications=tag_spec("vpc-endpoint"))
 
 
 def create_notebook(sagemaker: Any, account: str, name: str, subnet_id: str | None = None,

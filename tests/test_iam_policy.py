@@ -633,8 +633,10 @@ def test_tagging_is_limited_to_the_tags_netguard_writes() -> None:
         for st in statements(doc):
             if "ec2:CreateTags" in _as_list(st["Action"]):
                 cond = st.get("Condition", {})
+                # the Owner tag on existing resources, or any tag only while creating a flow log or endpoint
                 assert (cond.get("ForAllValues:StringEquals", {}).get("aws:TagKeys") == [OWNER_TAG]
-                        or cond.get("StringEquals", {}).get("ec2:CreateAction") == "CreateFlowLogs"), st
+                        or cond.get("StringEquals", {}).get("ec2:CreateAction") == ["CreateFlowLogs",
+                                                                                     "CreateVpcEndpoint"]), st
 
 
 def test_kms_decrypt_only_through_ssm_or_secrets_manager() -> None:

@@ -12,7 +12,7 @@ from moto import mock_aws
 from chalicelib.errors import IgnoredEvent, InvalidEvent
 from chalicelib.handlers import event_patterns
 from chalicelib.model import (DOMAIN, ENDPOINT, MODEL, NOTEBOOK, PROCESSING_JOB, SECURITY_GROUP, SUBNET, TRAINING_JOB, TRANSFORM_JOB,
-                              TUNING_JOB, VPC, ResourceRef)
+                              TUNING_JOB, VPC, VPC_ENDPOINT, ResourceRef)
 from chalicelib.policy import load_policy
 from chalicelib.triggers import from_api_call, from_state_change
 from netguard_demo import events
@@ -87,6 +87,13 @@ API_CASES = [
         "CreateFlowLogs", "aws.ec2", {"CreateFlowLogsRequest": {"ResourceId": {"tag": 1, "content": "vpc-0123456789abcdef0"},
                                                                 "ResourceType": "VPC", "TrafficType": "REJECT"}},
         None, ACCT, REGION), [ResourceRef(VPC, "vpc-0123456789abcdef0", ACCT, REGION)]),
+    ("CreateVpcEndpoint: the VPC and the endpoint", events.api_call(
+        "CreateVpcEndpoint", "aws.ec2", {"CreateVpcEndpointRequest": {"VpcId": "vpc-0123456789abcdef0",
+                                                                      "ServiceName": "com.amazonaws.eu-west-1.sts"}},
+        {"CreateVpcEndpointResponse": {"vpcEndpoint": {"vpcEndpointId": "vpce-0123456789abcdef0",
+                                                       "vpcId": "vpc-0123456789abcdef0"}}}, ACCT, REGION),
+     [ResourceRef(VPC, "vpc-0123456789abcdef0", ACCT, REGION),
+      ResourceRef(VPC_ENDPOINT, "vpce-0123456789abcdef0", ACCT, REGION)]),
     ("ModifySubnetAttribute", events.api_call("ModifySubnetAttribute", "aws.ec2",
                                               {"subnetId": "subnet-0123456789abcdef0", "mapPublicIpOnLaunch": {"value": True}},
                                               None, ACCT, REGION),
@@ -224,6 +231,7 @@ def test_api_call_pattern_is_derived_from_the_controls():
         "CreateTrainingJob", "CreateProcessingJob", "CreateHyperParameterTuningJob", "CreateTransformJob",
         "CreateModel", "CreateEndpointConfig", "CreateEndpoint", "UpdateEndpoint", "CreateDomain", "UpdateDomain",
         "CreateVpc", "ModifyVpcAttribute", "CreateFlowLogs", "CreateSubnet", "ModifySubnetAttribute",
+        "CreateVpcEndpoint", "ModifyVpcEndpoint",
         "CreateSecurityGroup", "AuthorizeSecurityGroupIngress", "AuthorizeSecurityGroupEgress",
         "ModifySecurityGroupRules"}
     only_notebooks = event_patterns(load_policy_only("NB.1"))["on_api_call"]
