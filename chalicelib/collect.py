@@ -19,10 +19,12 @@ from .model import (
     DOMAIN,
     ENDPOINT,
     ENDPOINT_CONFIG,
+    FLOW_LOG,
     JOB_TYPES,
     MODEL,
     NOTEBOOK,
     PROCESSING_JOB,
+    ROUTE_TABLE,
     SECURITY_GROUP,
     SUBNET,
     TRAINING_JOB,
@@ -280,6 +282,22 @@ class Lookups:
             return None
         return self._describe_one(lambda: self.ec2.describe_vpc_endpoints(VpcEndpointIds=[endpoint_id]),
                                   "VpcEndpoints")
+
+    def route_table_subnets(self, route_table_id: str) -> list[str]:
+        """The subnets whose traffic a route table routes: its associations, or for the VPC's main table,
+        every subnet of the VPC without an explicit association (bounded by the VPC, not the account)."""
+        table = self._describe_one(lambda: self.ec2.describe_route_tables(RouteTableIds=[route_table_id]),
+                                   "RouteTables")
+        if table is None:
+            return []
+        subnets = [a["SubnetId"] for a in table.get("Associations", []) if a.get("SubnetId")]
+        if any(a.get("Main") for a in table.get("Associations", [])):
+            vpc = [{"Name": "vpc-id", "Values": [table["VpcId"]]}]
+            explicit = {a["SubnetId"] for t in self.ec2.describe_route_tables(Filters=vpc)["RouteTables"]
+                        for a in t.get("Associations", []) if a.get("SubnetId")}
+            subnets += [s["SubnetId"] for s in self.ec2.describe_subnets(Filters=vpc)["Subnets"]
+                        if s["SubnetId"] not in explicit]
+        return sorted(set(subnets))
 
     def network_acl(self, subnet_id: str) -> dict[str, Any] | None:
         """The network ACL associated with the subnet (every subnet has exactly one)."""
@@ -672,9 +690,12 @@ def related(resource: Resource) -> list[tuple[ResourceRef, set[str]]]:
 class Collector:
     """Collects refs with one `Lookups` per (account, region), kept for the whole run."""
 
-    def __init__(self, clients: Clients, types: Iterable[str] | None = None) -> None:
+    def __init__(self, clients: Clients, types: Iterable[str] | None = None, index: Any = None) -> None:
         self.clients = clients
         self.types = set(types) if types is not None else set(COLLECTORS)  # what the controls cover
+        # The ledger's record of which resources use which (`remember_uses`, `users_of`): how a change to
+        # a shared resource finds what depends on it without listing the account.
+        self.index = index
         self._lookups: dict[tuple[str, str], Lookups] = {}
         self.on_progress: Any = None  # called with the count of resources read so far
 
@@ -685,25 +706,66 @@ class Collector:
         return self._lookups[key]
 
     def collect(self, refs: Iterable[ResourceRef]) -> Collected:
-        """Read every ref, and the network resources the SageMaker ones use (each once)."""
+        """Read every ref, and the network resources the SageMaker ones use (each once). A changed
+        shared resource (a route table, a subnet, a deleted flow log) also brings in its users."""
         out = Collected()
-        pending: dict[ResourceRef, set[str]] = {}
-        for ref in refs:
-            pending.setdefault(ref, set())
+        changed = list(dict.fromkeys(refs))
+        # route tables and flow logs are not evaluated themselves: only what depends on them is
+        pending: dict[ResourceRef, set[str]] = {ref: set() for ref in changed if ref.resource_type not in
+                                                (ROUTE_TABLE, FLOW_LOG)}
+        for ref in changed:
+            for user in self._users(ref, out):
+                pending.setdefault(user, set())
+        done: set[ResourceRef] = set()
         for ref in [r for r in pending if r.resource_type not in COLLECTORS]:
             out.errors.append((ref, f"unsupported resource type {ref.resource_type}"))
-        for rtype in ORDER:
-            for ref in [r for r in pending if r.resource_type == rtype]:
+            done.add(ref)
+        while True:  # users before what they use; users found later (through a changed subnet) take another pass
+            todo = [r for rtype in ORDER for r in pending if r.resource_type == rtype and r not in done]
+            if not todo:
+                return out
+            for ref in todo:
+                done.add(ref)
                 hints = frozenset(pending[ref])
-                resource = self._guarded(
-                    ref, out, lambda r=ref, h=hints: COLLECTORS[rtype](self.lookups(r.account, r.region), r, h))
+                resource = self._guarded(ref, out, lambda r=ref, h=hints: COLLECTORS[r.resource_type](
+                    self.lookups(r.account, r.region), r, h))
                 if resource is None:
                     continue
                 out.resources.append(resource)
-                for used, kinds in related(resource):
+                uses = related(resource)
+                for used, kinds in uses:
                     if used.resource_type in self.types:
                         pending.setdefault(used, set()).update(kinds)
-        return out
+                self._remember(resource, uses)
+
+    def _users(self, ref: ResourceRef, out: Collected) -> list[ResourceRef]:
+        """What depends on a changed shared resource: subnets behind a route table, and the resources the
+        ledger's index says use the subnet or flow log."""
+        found: list[ResourceRef] = []
+        try:
+            if ref.resource_type == ROUTE_TABLE:  # its subnets changed too
+                found = [ResourceRef(SUBNET, s, ref.account, ref.region)
+                         for s in self.lookups(ref.account, ref.region).route_table_subnets(ref.resource_id)]
+            if self.index is not None and ref.resource_type in (SUBNET, ROUTE_TABLE, FLOW_LOG):
+                indexed = found if ref.resource_type == ROUTE_TABLE else [ref]
+                found += [user for changed in indexed for user in self.index.users_of(changed)]
+        except ClientError as exc:
+            out.errors.append((ref, f"{error_code(exc)}: {error_message(exc)}"))
+            return []
+        return [r for r in found if r.resource_type in self.types]
+
+    def _remember(self, resource: Resource, uses: list[tuple[ResourceRef, set[str]]]) -> None:
+        if self.index is None:
+            return
+        used = [u for u, _ in uses if u.resource_type == SUBNET]
+        if resource.ref.resource_type == VPC:
+            used = [ResourceRef(FLOW_LOG, f["FlowLogId"], resource.ref.account, resource.ref.region)
+                    for f in resource.state.get("FlowLogs", []) if f.get("FlowLogId")]
+        if used:
+            try:
+                self.index.remember_uses(resource.ref, used)
+            except ClientError as exc:  # the index only speeds up later events: never fail the run for it
+                log.warning("could not index what %s uses: %s", resource.ref.key, error_code(exc))
 
     def _guarded(self, ref: ResourceRef, out: Collected, read: Any) -> Resource | None:
         """One resource's read failing must not stop the others: record it and go on."""

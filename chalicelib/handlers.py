@@ -32,6 +32,7 @@ from .triggers import (
     from_api_call,
     from_state_change,
     state_change_pattern,
+    watched_types,
 )
 
 SERVICE = "netguard-engine"  # distinct from the Chalice app name, or every log line prints twice
@@ -41,7 +42,8 @@ logger = Logger(service=SERVICE)
 
 
 def covered_types(policy: Policy) -> list[str]:
-    return sorted({t for c in policy.controls if c.mode != "off" for t in c.resource_types})
+    """What the controls evaluate, and the shared resources whose changes re-evaluate it."""
+    return watched_types({t for c in policy.controls if c.mode != "off" for t in c.resource_types})
 
 
 def event_patterns(policy: Policy) -> dict[str, dict[str, Any]]:

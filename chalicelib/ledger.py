@@ -7,6 +7,7 @@ holds, side by side with Powertools' idempotency records:
   pk = res#<account>#<region>#<type>#<id>   sk = claim#<control>#<kind>#<fingerprint>     "this violation is handled"
   pk = action#<action id>                   sk = action                                   an action, its before-state, result
   pk = alert#undelivered                    sk = <time>#<alert id>                        an alert a channel failed to take
+  pk = uses#<account>#<region>#<type>#<id>  sk = <account>#<region>#<type>#<id>            what uses a subnet or flow log
 
 A claim is a conditional put: the first event to see a violation (same control, same resource
 version, same evidence) wins; later deliveries or other events for it are duplicates. A claim whose
@@ -58,6 +59,18 @@ def new_action_id() -> str:
     return f"act-{uuid.uuid4().hex[:20]}"
 
 
+USES_TTL = dt.timedelta(days=30)  # renewed whenever the user is read again (events and sweeps)
+
+
+def uses_pk(used: ResourceRef) -> str:
+    return f"uses#{used.key}"
+
+
+def ref_from_key(key: str) -> ResourceRef | None:
+    parts = key.split("#")
+    return ResourceRef(parts[2], parts[3], parts[0], parts[1]) if len(parts) == 4 else None
+
+
 class Ledger(Protocol):
     def claim(self, finding: Finding, kind: str, context: EventContext) -> bool: ...
     def settle_claim(self, finding: Finding, kind: str, result: str) -> None: ...
@@ -66,6 +79,8 @@ class Ledger(Protocol):
     def finish_action(self, action_id: str, result: str, detail: str) -> None: ...
     def record_decision(self, context: EventContext, outcome: Outcome) -> None: ...
     def record_undelivered(self, alert: Mapping[str, Any], channel: str, error: str) -> None: ...
+    def remember_uses(self, user: ResourceRef, used: list[ResourceRef]) -> None: ...
+    def users_of(self, used: ResourceRef) -> list[ResourceRef]: ...
 
 
 def decision_item(context: EventContext, outcome: Outcome) -> dict[str, Any]:
@@ -147,6 +162,16 @@ class MemoryLedger:
             self._put("alert#undelivered", f"{_iso(utcnow())}#{alert.get('alert_id')}#{channel}",
                       {"channel": channel, "error": error, "alert": dict(alert)})
 
+    def remember_uses(self, user: ResourceRef, used: list[ResourceRef]) -> None:
+        with self._lock:
+            for ref in used:
+                self.items[(uses_pk(ref), user.key)] = {"pk": uses_pk(ref), "sk": user.key}
+
+    def users_of(self, used: ResourceRef) -> list[ResourceRef]:
+        with self._lock:
+            keys = sorted(sk for pk, sk in self.items if pk == uses_pk(used))
+        return [r for r in map(ref_from_key, keys) if r is not None]
+
     def records(self, prefix: str) -> list[dict[str, Any]]:
         return [v for (pk, sk), v in self.items.items() if sk.startswith(prefix) or pk.startswith(prefix)]
 
@@ -220,6 +245,21 @@ class DynamoLedger:
         self._put({"pk": "alert#undelivered", "sk": f"{_iso(now)}#{alert.get('alert_id')}#{channel}",
                    "channel": channel, "error": error[:2000], "alert": _to_dynamo(alert), "at": _iso(now),
                    "expires_at": int((now + self.retention).timestamp())})
+
+
+    def remember_uses(self, user: ResourceRef, used: list[ResourceRef]) -> None:
+        """pk = uses#<used>, sk = <user>: one partition per shared resource lists what depends on it."""
+        expires = int((utcnow() + USES_TTL).timestamp())
+        for ref in used:
+            self._put({"pk": uses_pk(ref), "sk": user.key, "expires_at": expires})
+
+    def users_of(self, used: ResourceRef) -> list[ResourceRef]:
+        users: list[ResourceRef] = []
+        for page in self.ddb.get_paginator("query").paginate(
+                TableName=self.table_name, KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": uses_pk(used)}}, ProjectionExpression="sk"):
+            users += [r for r in (ref_from_key(i["sk"]["S"]) for i in page.get("Items", [])) if r is not None]
+        return users
 
 
 def _serialize(item: Mapping[str, Any]) -> dict[str, Any]:

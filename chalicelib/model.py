@@ -26,6 +26,9 @@ SUBNET = "AWS::EC2::Subnet"
 VPC_ENDPOINT = "AWS::EC2::VPCEndpoint"
 SECURITY_GROUP = "AWS::EC2::SecurityGroup"
 RESOURCE_TYPES = (*SAGEMAKER_TYPES, VPC, SUBNET, VPC_ENDPOINT, SECURITY_GROUP)
+# Shared resources no control evaluates, whose changes re-evaluate what depends on them.
+ROUTE_TABLE = "AWS::EC2::RouteTable"
+FLOW_LOG = "AWS::EC2::FlowLog"
 
 COMPLIANT = "COMPLIANT"
 NON_COMPLIANT = "NON_COMPLIANT"

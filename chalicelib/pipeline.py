@@ -87,7 +87,7 @@ class Pipeline:
         context = trigger.context
         report = RunReport(context)
         collector = self.collector or Collector(
-            self.clients, {t for c in self.policy.controls for t in c.resource_types})
+            self.clients, {t for c in self.policy.controls for t in c.resource_types}, index=self.ledger)
         collected = collector.collect(trigger.refs)
         report.missing, report.errors = collected.missing, collected.errors
         for ref in collected.missing:

@@ -123,6 +123,7 @@ def run_scan(clients: Clients, region: str, enforce: bool = False, ledger_file: 
         notifier = Notifier(settings, clients, ledger=ledger)
     meter = progress(len(refs)) if progress else None
     collector.on_progress = meter.update if meter else None
+    collector.index = ledger  # with --enforce, the scan also records what uses what, for later events
     context = EventContext(f"scan-{uuid.uuid4()}", "scan")
     pipeline = Pipeline(policy, settings, clients, ledger, notifier, report_only=not enforce, collector=collector)
     report = pipeline.run(Trigger(context, tuple(refs)))

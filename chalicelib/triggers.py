@@ -15,9 +15,11 @@ from .model import (
     DOMAIN,
     ENDPOINT,
     ENDPOINT_CONFIG,
+    FLOW_LOG,
     MODEL,
     NOTEBOOK,
     PROCESSING_JOB,
+    ROUTE_TABLE,
     SECURITY_GROUP,
     SUBNET,
     TRAINING_JOB,
@@ -44,9 +46,13 @@ API_CALLS: dict[str, dict[str, tuple[str, ...]]] = {
     ENDPOINT: {"aws.sagemaker": ("CreateEndpoint", "UpdateEndpoint")},
     DOMAIN: {"aws.sagemaker": ("CreateDomain", "UpdateDomain")},
     VPC: {"aws.ec2": ("CreateVpc", "ModifyVpcAttribute", "CreateFlowLogs", "CreateVpcEndpoint")},
-    SUBNET: {"aws.ec2": ("CreateSubnet", "ModifySubnetAttribute")},
+    SUBNET: {"aws.ec2": ("CreateSubnet", "ModifySubnetAttribute", "AssociateRouteTable")},
     # an endpoint created in a VPC changes the VPC's essential endpoints (VPC.4) and is itself evaluated
     VPC_ENDPOINT: {"aws.ec2": ("CreateVpcEndpoint", "ModifyVpcEndpoint")},
+    # shared resources: a changed route table re-evaluates its subnets and what uses them (NB.3, JOB.2,
+    # MD.2, DM.2); a deleted flow log, its VPC (VPC.3)
+    ROUTE_TABLE: {"aws.ec2": ("CreateRoute", "ReplaceRoute", "AssociateRouteTable", "ReplaceRouteTableAssociation")},
+    FLOW_LOG: {"aws.ec2": ("DeleteFlowLogs",)},
     SECURITY_GROUP: {"aws.ec2": ("CreateSecurityGroup", "AuthorizeSecurityGroupIngress", "AuthorizeSecurityGroupEgress",
                                  "ModifySecurityGroupRules")},
 }
@@ -81,7 +87,17 @@ REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 SAGEMAKER_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 DOMAIN_ID_RE = re.compile(r"^d-(-*[a-z0-9]){1,61}$")
 EC2_ID_RE = {SECURITY_GROUP: re.compile(r"^sg-[0-9a-f]{8,17}$"), VPC: re.compile(r"^vpc-[0-9a-f]{8,17}$"),
-             SUBNET: re.compile(r"^subnet-[0-9a-f]{8,17}$"), VPC_ENDPOINT: re.compile(r"^vpce-[0-9a-f]{8,17}$")}
+             SUBNET: re.compile(r"^subnet-[0-9a-f]{8,17}$"), VPC_ENDPOINT: re.compile(r"^vpce-[0-9a-f]{8,17}$"),
+             ROUTE_TABLE: re.compile(r"^rtb-[0-9a-f]{8,17}$"), FLOW_LOG: re.compile(r"^fl-[0-9a-f]{8,17}$")}
+# What a change to a shared resource can make non-compliant: watch it when those types are covered.
+DEPENDENTS = {ROUTE_TABLE: (SUBNET, NOTEBOOK, TRAINING_JOB, PROCESSING_JOB, TUNING_JOB, TRANSFORM_JOB, MODEL, DOMAIN),
+              FLOW_LOG: (VPC,)}
+
+
+def watched_types(covered: Iterable[str]) -> list[str]:
+    """The covered types, and the shared resources whose changes re-evaluate them."""
+    covered = set(covered)
+    return sorted(covered | {shared for shared, users in DEPENDENTS.items() if covered & set(users)})
 
 
 def api_call_pattern(resource_types: Iterable[str]) -> dict[str, Any]:

@@ -368,3 +368,45 @@ def test_untagged_group_gets_its_owner_from_the_principal_and_an_alert_for_the_r
     tag_alert = next(a for a in alerts(stack) if a["message"]["control"]["id"] == "TAG.1")
     assert set(tag_alert["message"]["evidence"]["MissingTags"]) == {"Environment", "Project", "Owner", "CostCenter",
                                                                      "Compliance"}
+
+
+def test_a_route_to_the_internet_added_to_a_notebooks_route_table_stops_the_notebook(stack):
+    """The route table event names no notebook: the ledger's index of what uses each subnet finds it."""
+    aws, net = stack["aws"], stack["net"]
+    ec2 = aws.client("ec2")
+    create_notebook(aws.client("sagemaker"), aws.account, "nb-private", net.private_subnets[0], [net.sg_notebook_ok],
+                    direct_internet="Disabled")
+    set_status(aws.account, aws.region, "nb-private", "InService")
+    first = invoke(stack, "on_state_change", events.notebook_state_change("nb-private", "InService", aws.account,
+                                                                          aws.region))
+    assert first["decisions"] == []  # compliant, and now indexed as a user of its subnet
+    table = ec2.describe_route_tables(Filters=[{"Name": "association.subnet-id",
+                                                "Values": [net.private_subnets[0]]}])["RouteTables"][0]["RouteTableId"]
+    ec2.create_route(RouteTableId=table, DestinationCidrBlock="0.0.0.0/0", GatewayId=net.igw_id)
+    event = events.api_call("CreateRoute", "aws.ec2", {"routeTableId": table, "destinationCidrBlock": "0.0.0.0/0",
+                                                        "gatewayId": net.igw_id}, {"_return": True},
+                            aws.account, aws.region)
+    result = invoke(stack, "on_api_call", event)
+    assert ("NB.3", "nb-private", "succeeded") in {(d["control"], d["resource"], d["result"]) for d in result["decisions"]}
+    assert notebook_status(aws.account, aws.region, "nb-private") == "Stopping"
+    assert "ListNotebookInstances" not in aws.calls.ops()
+
+
+def test_a_deleted_flow_log_makes_its_vpc_create_an_all_flow_log_again(stack):
+    aws, net = stack["aws"], stack["net"]
+    ec2 = aws.client("ec2")
+    # the VPC is read once (here through a notebook's event), which indexes its flow logs
+    create_notebook(aws.client("sagemaker"), aws.account, "nb-ok", net.private_subnets[0], [net.sg_notebook_ok],
+                    direct_internet="Disabled")
+    invoke(stack, "on_api_call", events.create_notebook("nb-ok", aws.account, aws.region, net.private_subnets[0],
+                                                        [net.sg_notebook_ok], "Disabled"))
+    [flow_log] = ec2.describe_flow_logs(Filters=[{"Name": "resource-id", "Values": [net.vpc_id]}])["FlowLogs"]
+    ec2.delete_flow_logs(FlowLogIds=[flow_log["FlowLogId"]])
+    event = events.api_call("DeleteFlowLogs", "aws.ec2", {"DeleteFlowLogsRequest": {"FlowLogId": {
+        "tag": 1, "content": flow_log["FlowLogId"]}}}, {"DeleteFlowLogsResponse": {"unsuccessful": ""}},
+        aws.account, aws.region)
+    result = invoke(stack, "on_api_call", event)
+    assert {(d["control"], d["resource"], d["result"]) for d in result["decisions"]} == {("VPC.3", net.vpc_id,
+                                                                                          "succeeded")}
+    [created] = ec2.describe_flow_logs(Filters=[{"Name": "resource-id", "Values": [net.vpc_id]}])["FlowLogs"]
+    assert created["TrafficType"] == "ALL" and created["LogGroupName"] == f"/netguard/vpc-flow-logs/{net.vpc_id}"

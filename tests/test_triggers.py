@@ -231,13 +231,17 @@ def test_api_call_pattern_is_derived_from_the_controls():
         "CreateTrainingJob", "CreateProcessingJob", "CreateHyperParameterTuningJob", "CreateTransformJob",
         "CreateModel", "CreateEndpointConfig", "CreateEndpoint", "UpdateEndpoint", "CreateDomain", "UpdateDomain",
         "CreateVpc", "ModifyVpcAttribute", "CreateFlowLogs", "CreateSubnet", "ModifySubnetAttribute",
-        "CreateVpcEndpoint", "ModifyVpcEndpoint",
+        "CreateVpcEndpoint", "ModifyVpcEndpoint", "CreateRoute", "ReplaceRoute", "AssociateRouteTable",
+        "ReplaceRouteTableAssociation", "DeleteFlowLogs",
         "CreateSecurityGroup", "AuthorizeSecurityGroupIngress", "AuthorizeSecurityGroupEgress",
         "ModifySecurityGroupRules"}
     only_notebooks = event_patterns(load_policy_only("NB.1"))["on_api_call"]
-    assert only_notebooks["source"] == ["aws.sagemaker"]
+    assert only_notebooks["source"] == ["aws.ec2", "aws.sagemaker"]  # route changes can make a subnet public
     assert set(only_notebooks["detail"]["eventName"]) == {
-        "CreateNotebookInstance", "UpdateNotebookInstance", "StartNotebookInstance"}
+        "CreateNotebookInstance", "UpdateNotebookInstance", "StartNotebookInstance",
+        "CreateRoute", "ReplaceRoute", "AssociateRouteTable", "ReplaceRouteTableAssociation"}
+    only_groups = event_patterns(load_policy_only("SG.1"))["on_api_call"]
+    assert only_groups["source"] == ["aws.ec2"] and "DeleteFlowLogs" not in only_groups["detail"]["eventName"]
 
 
 def load_policy_only(*ids):
