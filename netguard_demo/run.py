@@ -89,7 +89,7 @@ def run_demo(out: TextIO) -> int:
     from netguard_demo.moto_sagemaker import aws_like_sagemaker  # noqa: PLC0415
     from netguard_demo.receiver import WebhookReceiver  # noqa: PLC0415
     from netguard_demo.world import (build_network, create_alert_channels, create_ledger_table,  # noqa: PLC0415
-                                     create_notebook, drain_alerts, ingress_rule_ids, remove_default_vpc)
+                                     create_notebook, drain_alerts, ingress_rule_ids, remove_default_vpc, TAGS)
 
     show = Printer(out)
     engine_output = io.StringIO()
@@ -172,6 +172,54 @@ def run_demo(out: TextIO) -> int:
                      f"AuthorizeSecurityGroupIngress {net.sg_ssh_open} tcp/22 from 0.0.0.0/0")
                 send("on_api_call", {"id": "forged-1", "source": "my.scripts", "detail-type": "AWS API Call via CloudTrail"},
                      "a forged event that claims to be CloudTrail")
+
+                with contextlib.redirect_stdout(out):
+                    show.title("4. The other families: a job, a model, a Studio domain, the VPC, its endpoints, tags")
+                role = f"arn:aws:iam::{account}:role/sagemaker"
+                sm.create_training_job(
+                    TrainingJobName="train-no-isolation", RoleArn=role, EnableNetworkIsolation=False,
+                    AlgorithmSpecification={"TrainingImage": "123.dkr.ecr.us-east-1.amazonaws.com/x:1",
+                                            "TrainingInputMode": "File"},
+                    OutputDataConfig={"S3OutputPath": "s3://demo/out"}, StoppingCondition={"MaxRuntimeInSeconds": 60},
+                    ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 10},
+                    VpcConfig={"Subnets": list(net.private_subnets), "SecurityGroupIds": [net.sg_notebook_ok]},
+                    Tags=[{"Key": k, "Value": v} for k, v in TAGS.items()])
+                send("on_api_call", events.api_call("CreateTrainingJob", "aws.sagemaker",
+                                                    {"trainingJobName": "train-no-isolation"}, None, account, region),
+                     "CreateTrainingJob train-no-isolation (EnableNetworkIsolation false)")
+                sm.create_model(ModelName="model-open", ExecutionRoleArn=role, EnableNetworkIsolation=False,
+                                PrimaryContainer={"Image": "123.dkr.ecr.us-east-1.amazonaws.com/x:1"},
+                                Tags=[{"Key": k, "Value": v} for k, v in TAGS.items()])
+                send("on_api_call", events.api_call("CreateModel", "aws.sagemaker", {"modelName": "model-open"}, None,
+                                                    account, region), "CreateModel model-open (no isolation, no VPC)")
+                sm.create_endpoint_config(EndpointConfigName="config-single", ProductionVariants=[{
+                    "VariantName": "AllTraffic", "ModelName": "model-open", "InstanceType": "ml.m5.large",
+                    "InitialInstanceCount": 1}], Tags=[{"Key": k, "Value": v} for k, v in TAGS.items()])
+                send("on_api_call", events.api_call("CreateEndpointConfig", "aws.sagemaker",
+                                                    {"endpointConfigName": "config-single"}, None, account, region),
+                     "CreateEndpointConfig config-single (one instance)")
+                domain = sm.create_domain(DomainName="studio", AuthMode="IAM", VpcId=net.vpc_id,
+                                          SubnetIds=list(net.private_subnets), AppNetworkAccessType="PublicInternetOnly",
+                                          DefaultUserSettings={"ExecutionRole": role},
+                                          Tags=[{"Key": k, "Value": v} for k, v in TAGS.items()])
+                send("on_api_call", events.api_call("CreateDomain", "aws.sagemaker", {"domainName": "studio"},
+                                                    {"domainArn": domain["DomainArn"]}, account, region),
+                     "CreateDomain studio (PublicInternetOnly)")
+                ec2.modify_vpc_attribute(VpcId=net.vpc_id, EnableDnsHostnames={"Value": False})
+                send("on_api_call", events.api_call("ModifyVpcAttribute", "aws.ec2",
+                                                    {"vpcId": net.vpc_id, "enableDnsHostnames": {"value": False}},
+                                                    {"_return": True}, account, region),
+                     f"ModifyVpcAttribute {net.vpc_id} enableDnsHostnames=false")
+                sts = next(e["VpcEndpointId"] for e in ec2.describe_vpc_endpoints()["VpcEndpoints"]
+                           if e["ServiceName"].endswith(".sts"))
+                ec2.modify_vpc_endpoint(VpcEndpointId=sts, PrivateDnsEnabled=False)
+                send("on_api_call", events.api_call("ModifyVpcEndpoint", "aws.ec2",
+                                                    {"vpcEndpointId": sts, "privateDnsEnabled": False}, None,
+                                                    account, region),
+                     f"ModifyVpcEndpoint {sts} privateDnsEnabled=false")
+                adhoc = ec2.create_security_group(GroupName="adhoc", Description="adhoc", VpcId=net.vpc_id)["GroupId"]
+                send("on_api_call", events.create_security_group(adhoc, "adhoc", net.vpc_id, account, region),
+                     f"CreateSecurityGroup {adhoc} without tags")
         finally:
             handlers.logger.registered_handler.setStream(previous_stream)
             handlers.runtime.cache_clear()
@@ -179,7 +227,7 @@ def run_demo(out: TextIO) -> int:
 
             configure_logging(verbose=False)  # the handlers' JSON logging is for Lambda, not this terminal
 
-        show.title("4. What AWS looks like now")
+        show.title("5. What AWS looks like now")
         for nb in sm.list_notebook_instances()["NotebookInstances"]:
             tags = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=nb["NotebookInstanceArn"])["Tags"]}
             quarantine = f"  netguard:quarantined={tags['netguard:quarantined']}" if "netguard:quarantined" in tags else ""
@@ -190,7 +238,7 @@ def run_demo(out: TextIO) -> int:
             show.line(f"   group {group_id:<22} ingress: {', '.join(rules) or 'none'}")
 
         sns_alerts = drain_alerts(session.client("sqs"), queue)
-        show.title(f"5. Alerts: {len(sns_alerts)} on SNS (read back from a subscribed queue), "
+        show.title(f"6. Alerts: {len(sns_alerts)} on SNS (read back from a subscribed queue), "
                    f"{len(slack.payloads)} on Slack (local webhook receiver)")
         for alert in sns_alerts:
             a = alert["attributes"]
@@ -205,12 +253,12 @@ def run_demo(out: TextIO) -> int:
         for item in items:
             kind = item["sk"]["S"].split("#", 1)[0] if not item["pk"]["S"].startswith("idempotency#") else "idempotency"
             kinds[kind] = kinds.get(kind, 0) + 1
-        show.title("6. Ledger " + TABLE + ": " + ", ".join(f"{v} {k}" for k, v in sorted(kinds.items())))
+        show.title("7. Ledger " + TABLE + ": " + ", ".join(f"{v} {k}" for k, v in sorted(kinds.items())))
         logs = [json.loads(line) for line in engine_output.getvalue().splitlines() if line.startswith("{")]
         show.line(f"   engine output: {sum('_aws' not in x for x in logs)} JSON log lines, "
                   f"{sum('_aws' in x for x in logs)} EMF metric lines (correlation id = event id)")
 
-        show.title("7. netguard scan --region us-east-1 (read-only) over the same account")
+        show.title("8. netguard scan --region us-east-1 (read-only) over the same account")
         from chalicelib.cli import build_report, render_table  # noqa: PLC0415
         from chalicelib.aws import Clients  # noqa: PLC0415
         from chalicelib.scan import run_scan  # noqa: PLC0415
