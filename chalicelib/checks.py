@@ -237,6 +237,16 @@ def one_function(state: Mapping[str, Any], params: Mapping[str, Any]) -> CheckRe
     return CheckResult(COMPLIANT, {"UsedBy": kinds})
 
 
+def one_environment(state: Mapping[str, Any], params: Mapping[str, Any]) -> CheckResult:
+    """The SageMaker resources in the VPC share one Environment tag value."""
+    environments = state.get("Environments") or {}
+    if not environments:
+        return CheckResult(NOT_APPLICABLE, {"reason": "no SageMaker resource known in this VPC"})
+    if len(environments) > 1:
+        return CheckResult(NON_COMPLIANT, {"Environments": dict(environments), "expected": "one Environment"})
+    return CheckResult(COMPLIANT, {"Environment": next(iter(environments))})
+
+
 def flow_log_all(state: Mapping[str, Any], params: Mapping[str, Any]) -> CheckResult:
     """An active flow log capturing ALL traffic (REJECT-only or ACCEPT-only is not enough)."""
     logs = list(state.get("FlowLogs", []))
@@ -365,6 +375,7 @@ CHECKS: dict[str, CheckSpec] = {
     "endpoint_policy_restrictive": CheckSpec(endpoint_policy_restrictive),
     "nacl_not_allow_all": CheckSpec(nacl_not_allow_all),
     "one_function": CheckSpec(one_function, optional=frozenset({"kinds"})),
+    "one_environment": CheckSpec(one_environment),
     "variants_min_instances": CheckSpec(variants_min_instances, optional=frozenset({"min_instances"})),
     "tags_present": CheckSpec(tags_present, frozenset({"keys"})),
     "sg_no_internet_ingress": CheckSpec(sg_no_internet_ingress),

@@ -25,6 +25,7 @@ from .model import (
     NOTEBOOK,
     PROCESSING_JOB,
     ROUTE_TABLE,
+    SAGEMAKER_TYPES,
     SECURITY_GROUP,
     SUBNET,
     TRAINING_JOB,
@@ -282,6 +283,14 @@ class Lookups:
             return None
         return self._describe_one(lambda: self.ec2.describe_vpc_endpoints(VpcEndpointIds=[endpoint_id]),
                                   "VpcEndpoints")
+
+    def vpc_subnets(self, vpc_id: str) -> list[str]:
+        if self._primed:
+            return sorted(s for s, v in self._subnets.items() if v and v.get("VpcId") == vpc_id)
+        subnets = self.ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["Subnets"]
+        for subnet in subnets:
+            self._subnets.setdefault(subnet["SubnetId"], subnet)
+        return sorted(s["SubnetId"] for s in subnets)
 
     def route_table_subnets(self, route_table_id: str) -> list[str]:
         """The subnets whose traffic a route table routes: its associations, or for the VPC's main table,
@@ -698,6 +707,8 @@ class Collector:
         self.index = index
         self._lookups: dict[tuple[str, str], Lookups] = {}
         self.on_progress: Any = None  # called with the count of resources read so far
+        # Environment tags of the SageMaker resources read in this run, by VPC (VPC.11)
+        self._environments: dict[tuple[str, str, str], dict[str, str | None]] = {}
 
     def lookups(self, account: str, region: str) -> Lookups:
         key = (account, region)
@@ -732,6 +743,8 @@ class Collector:
                 if resource is None:
                     continue
                 out.resources.append(resource)
+                if resource.ref.resource_type == VPC:
+                    resource.state["Environments"] = self._vpc_environments(resource.ref, out)
                 uses = related(resource)
                 for used, kinds in uses:
                     if used.resource_type in self.types:
@@ -754,7 +767,28 @@ class Collector:
             return []
         return [r for r in found if r.resource_type in self.types]
 
+    def _vpc_environments(self, vpc: ResourceRef, out: Collected) -> dict[str, list[str]]:
+        """Environment tag value -> the SageMaker resources in the VPC with it: those read in this run,
+        and those the index remembers in the VPC's subnets (one query per subnet of the VPC)."""
+        users = dict(self._environments.get((vpc.account, vpc.region, vpc.resource_id), {}))
+        if self.index is not None:
+            try:
+                for subnet in self.lookups(vpc.account, vpc.region).vpc_subnets(vpc.resource_id):
+                    for user, env in self.index.users_with_environment(ResourceRef(SUBNET, subnet, vpc.account,
+                                                                                   vpc.region)):
+                        users.setdefault(user.key, env)
+            except ClientError as exc:
+                out.errors.append((vpc, f"{error_code(exc)}: {error_message(exc)}"))
+        by_env: dict[str, list[str]] = {}
+        for key, env in sorted(users.items()):
+            by_env.setdefault(env or "(untagged)", []).append(key.rsplit("#", 1)[-1])
+        return by_env
+
     def _remember(self, resource: Resource, uses: list[tuple[ResourceRef, set[str]]]) -> None:
+        vpc_id = next((u.resource_id for u, _ in uses if u.resource_type == VPC), None)
+        if vpc_id and resource.ref.resource_type in SAGEMAKER_TYPES:
+            self._environments.setdefault((resource.ref.account, resource.ref.region, vpc_id), {})[
+                resource.ref.key] = resource.tags.get("Environment")
         if self.index is None:
             return
         used = [u for u, _ in uses if u.resource_type == SUBNET]
@@ -763,7 +797,7 @@ class Collector:
                     for f in resource.state.get("FlowLogs", []) if f.get("FlowLogId")]
         if used:
             try:
-                self.index.remember_uses(resource.ref, used)
+                self.index.remember_uses(resource.ref, used, resource.tags.get("Environment"))
             except ClientError as exc:  # the index only speeds up later events: never fail the run for it
                 log.warning("could not index what %s uses: %s", resource.ref.key, error_code(exc))
 

@@ -79,8 +79,9 @@ class Ledger(Protocol):
     def finish_action(self, action_id: str, result: str, detail: str) -> None: ...
     def record_decision(self, context: EventContext, outcome: Outcome) -> None: ...
     def record_undelivered(self, alert: Mapping[str, Any], channel: str, error: str) -> None: ...
-    def remember_uses(self, user: ResourceRef, used: list[ResourceRef]) -> None: ...
+    def remember_uses(self, user: ResourceRef, used: list[ResourceRef], environment: str | None = None) -> None: ...
     def users_of(self, used: ResourceRef) -> list[ResourceRef]: ...
+    def users_with_environment(self, used: ResourceRef) -> list[tuple[ResourceRef, str | None]]: ...
 
 
 def decision_item(context: EventContext, outcome: Outcome) -> dict[str, Any]:
@@ -162,15 +163,19 @@ class MemoryLedger:
             self._put("alert#undelivered", f"{_iso(utcnow())}#{alert.get('alert_id')}#{channel}",
                       {"channel": channel, "error": error, "alert": dict(alert)})
 
-    def remember_uses(self, user: ResourceRef, used: list[ResourceRef]) -> None:
+    def remember_uses(self, user: ResourceRef, used: list[ResourceRef], environment: str | None = None) -> None:
         with self._lock:
             for ref in used:
-                self.items[(uses_pk(ref), user.key)] = {"pk": uses_pk(ref), "sk": user.key}
+                self.items[(uses_pk(ref), user.key)] = {"pk": uses_pk(ref), "sk": user.key,
+                                                        "environment": environment}
 
     def users_of(self, used: ResourceRef) -> list[ResourceRef]:
+        return [ref for ref, _ in self.users_with_environment(used)]
+
+    def users_with_environment(self, used: ResourceRef) -> list[tuple[ResourceRef, str | None]]:
         with self._lock:
-            keys = sorted(sk for pk, sk in self.items if pk == uses_pk(used))
-        return [r for r in map(ref_from_key, keys) if r is not None]
+            found = sorted((sk, item.get("environment")) for (pk, sk), item in self.items.items() if pk == uses_pk(used))
+        return [(ref, env) for ref, env in ((ref_from_key(k), e) for k, e in found) if ref is not None]
 
     def records(self, prefix: str) -> list[dict[str, Any]]:
         return [v for (pk, sk), v in self.items.items() if sk.startswith(prefix) or pk.startswith(prefix)]
@@ -247,19 +252,26 @@ class DynamoLedger:
                    "expires_at": int((now + self.retention).timestamp())})
 
 
-    def remember_uses(self, user: ResourceRef, used: list[ResourceRef]) -> None:
-        """pk = uses#<used>, sk = <user>: one partition per shared resource lists what depends on it."""
+    def remember_uses(self, user: ResourceRef, used: list[ResourceRef], environment: str | None = None) -> None:
+        """pk = uses#<used>, sk = <user>: one partition per shared resource lists what depends on it
+        (with the user's Environment tag, for VPC.11)."""
         expires = int((utcnow() + USES_TTL).timestamp())
         for ref in used:
-            self._put({"pk": uses_pk(ref), "sk": user.key, "expires_at": expires})
+            self._put({"pk": uses_pk(ref), "sk": user.key, "expires_at": expires, "environment": environment})
 
     def users_of(self, used: ResourceRef) -> list[ResourceRef]:
-        users: list[ResourceRef] = []
+        return [ref for ref, _ in self.users_with_environment(used)]
+
+    def users_with_environment(self, used: ResourceRef) -> list[tuple[ResourceRef, str | None]]:
+        found: list[tuple[ResourceRef, str | None]] = []
         for page in self.ddb.get_paginator("query").paginate(
                 TableName=self.table_name, KeyConditionExpression="pk = :pk",
-                ExpressionAttributeValues={":pk": {"S": uses_pk(used)}}, ProjectionExpression="sk"):
-            users += [r for r in (ref_from_key(i["sk"]["S"]) for i in page.get("Items", [])) if r is not None]
-        return users
+                ExpressionAttributeValues={":pk": {"S": uses_pk(used)}}, ProjectionExpression="sk, environment"):
+            for item in page.get("Items", []):
+                ref = ref_from_key(item["sk"]["S"])
+                if ref is not None:
+                    found.append((ref, item.get("environment", {}).get("S")))
+        return found
 
 
 def _serialize(item: Mapping[str, Any]) -> dict[str, Any]:
