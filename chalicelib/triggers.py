@@ -20,6 +20,7 @@ from .model import (
     NOTEBOOK,
     PROCESSING_JOB,
     ROUTE_TABLE,
+    SAGEMAKER_TYPES,
     SECURITY_GROUP,
     SUBNET,
     TRAINING_JOB,
@@ -33,6 +34,9 @@ from .model import (
 )
 
 API_CALL = "AWS API Call via CloudTrail"
+# tagging calls (TAG.1, exemption tags): they name resources of any covered type
+EC2_TAGS, SAGEMAKER_TAGS = "tags:ec2", "tags:sagemaker"
+TAGS = (EC2_TAGS, SAGEMAKER_TAGS)
 
 # CloudTrail calls that can introduce a violation, per resource type the controls cover.
 API_CALLS: dict[str, dict[str, tuple[str, ...]]] = {
@@ -51,6 +55,9 @@ API_CALLS: dict[str, dict[str, tuple[str, ...]]] = {
     VPC_ENDPOINT: {"aws.ec2": ("CreateVpcEndpoint", "ModifyVpcEndpoint")},
     # shared resources: a changed route table re-evaluates its subnets and what uses them (NB.3, JOB.2,
     # MD.2, DM.2); a deleted flow log, its VPC (VPC.3)
+    # tags (TAG.1, and exemption tags) on any covered resource
+    EC2_TAGS: {"aws.ec2": ("CreateTags", "DeleteTags")},
+    SAGEMAKER_TAGS: {"aws.sagemaker": ("AddTags", "DeleteTags")},
     ROUTE_TABLE: {"aws.ec2": ("CreateRoute", "ReplaceRoute", "AssociateRouteTable", "ReplaceRouteTableAssociation")},
     FLOW_LOG: {"aws.ec2": ("DeleteFlowLogs",)},
     SECURITY_GROUP: {"aws.ec2": ("CreateSecurityGroup", "AuthorizeSecurityGroupIngress", "AuthorizeSecurityGroupEgress",
@@ -97,7 +104,12 @@ DEPENDENTS = {ROUTE_TABLE: (SUBNET, NOTEBOOK, TRAINING_JOB, PROCESSING_JOB, TUNI
 def watched_types(covered: Iterable[str]) -> list[str]:
     """The covered types, and the shared resources whose changes re-evaluate them."""
     covered = set(covered)
-    return sorted(covered | {shared for shared, users in DEPENDENTS.items() if covered & set(users)})
+    tags = set()
+    if covered & {VPC, SUBNET, VPC_ENDPOINT, SECURITY_GROUP}:
+        tags.add(EC2_TAGS)
+    if covered & set(SAGEMAKER_TYPES):
+        tags.add(SAGEMAKER_TAGS)
+    return sorted(covered | {shared for shared, users in DEPENDENTS.items() if covered & set(users)} | tags)
 
 
 def api_call_pattern(resource_types: Iterable[str]) -> dict[str, Any]:
@@ -198,9 +210,32 @@ def _group_ids_of(name: str, request: Mapping[str, Any], response: Mapping[str, 
     return ids
 
 
+# SageMaker ARN resource types (arn:aws:sagemaker:region:account:<type>/<name>) -> resource types
+ARN_TYPES = {"notebook-instance": NOTEBOOK, "training-job": TRAINING_JOB, "processing-job": PROCESSING_JOB,
+             "hyper-parameter-tuning-job": TUNING_JOB, "transform-job": TRANSFORM_JOB, "model": MODEL,
+             "endpoint-config": ENDPOINT_CONFIG, "endpoint": ENDPOINT, "domain": DOMAIN}
+
+
+def _tagged_refs(request: Mapping[str, Any], account: str, region: str) -> list[ResourceRef]:
+    """The covered resources a tagging call names: EC2 ids, or a SageMaker ARN. SageMaker ARNs are
+    lower-cased while names keep their case: a name with capitals read from an ARN is not found (reported
+    missing, nothing acted on) and the tag change is evaluated at the resource's next event or scan."""
+    refs = [ResourceRef(rtype, i, account, region) for rtype in (VPC, SUBNET, VPC_ENDPOINT, SECURITY_GROUP)
+            for i in _ids_in(request, EC2_ID_RE[rtype])]
+    arn = request.get("resourceArn")
+    if isinstance(arn, str) and arn.startswith("arn:aws") and arn.count(":") >= 5:
+        kind, _, name = arn.split(":", 5)[5].partition("/")
+        valid = DOMAIN_ID_RE.match(name) if kind == "domain" else SAGEMAKER_NAME_RE.match(name)
+        if kind in ARN_TYPES and valid:
+            refs.append(ResourceRef(ARN_TYPES[kind], name, account, region))
+    return refs
+
+
 def _refs(rtype: str, name: str, request: Mapping[str, Any], response: Mapping[str, Any], account: str,
           region: str, event_id: str) -> list[ResourceRef]:
     """The resources of one type a CloudTrail record names."""
+    if rtype in TAGS:
+        return _tagged_refs(request, account, region)
     if name in NAME_FIELDS:
         return [_name_ref(rtype, request.get(NAME_FIELDS[name]), account, region, event_id)]
     if rtype == DOMAIN:  # UpdateDomain names it; CreateDomain answers with its ARN
@@ -234,6 +269,9 @@ def from_api_call(event: Any, resource_types: Iterable[str] = tuple(API_CALLS)) 
     request = request if isinstance(request, Mapping) else {}
     response = response if isinstance(response, Mapping) else {}
     refs = [ref for rtype in rtypes for ref in _refs(rtype, name, request, response, account, region, event_id)]
+    refs = [r for r in refs if r.resource_type in set(resource_types) | {ROUTE_TABLE, FLOW_LOG}]
+    if not refs:
+        raise IgnoredEvent(f"{name} names no resource netguard covers", event_id)
     identity = detail.get("userIdentity")
     principal = _str(identity.get("arn")) if isinstance(identity, Mapping) else None
     context = EventContext(event_id, "api-call", name, principal, _str(detail.get("eventTime")))

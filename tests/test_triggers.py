@@ -94,6 +94,17 @@ API_CASES = [
                                                        "vpcId": "vpc-0123456789abcdef0"}}}, ACCT, REGION),
      [ResourceRef(VPC, "vpc-0123456789abcdef0", ACCT, REGION),
       ResourceRef(VPC_ENDPOINT, "vpce-0123456789abcdef0", ACCT, REGION)]),
+    ("CreateTags on two EC2 resources", events.api_call(
+        "CreateTags", "aws.ec2", {"resourcesSet": {"items": [{"resourceId": "sg-0123456789abcdef0"},
+                                                             {"resourceId": "subnet-0123456789abcdef0"}]},
+                                  "tagSet": {"items": [{"key": "netguard:exempt", "value": "*"}]}},
+        {"_return": True}, ACCT, REGION),
+     [ResourceRef(SUBNET, "subnet-0123456789abcdef0", ACCT, REGION),
+      ResourceRef(SECURITY_GROUP, "sg-0123456789abcdef0", ACCT, REGION)]),
+    ("DeleteTags on a notebook (SageMaker ARN)", events.api_call(
+        "DeleteTags", "aws.sagemaker", {"resourceArn": f"arn:aws:sagemaker:{REGION}:{ACCT}:notebook-instance/nb-7",
+                                        "tagKeys": ["Owner"]}, None, ACCT, REGION),
+     [ResourceRef(NOTEBOOK, "nb-7", ACCT, REGION)]),
     ("ModifySubnetAttribute", events.api_call("ModifySubnetAttribute", "aws.ec2",
                                               {"subnetId": "subnet-0123456789abcdef0", "mapPublicIpOnLaunch": {"value": True}},
                                               None, ACCT, REGION),
@@ -161,6 +172,9 @@ REJECTS = [
     ("another detail-type", _with(CREATE, "Scheduled Event", "detail-type"), IgnoredEvent),
     ("the call failed", _with(CREATE, "ValidationException", "detail", "errorCode"), IgnoredEvent),
     ("a call we do not watch", _with(CREATE, "DeleteNotebookInstance", "detail", "eventName"), IgnoredEvent),
+    ("tags on something netguard does not cover", events.api_call(
+        "CreateTags", "aws.ec2", {"resourcesSet": {"items": [{"resourceId": "i-0123456789abcdef0"}]}}, None,
+        ACCT, REGION), IgnoredEvent),
     ("a VPC call naming no VPC", events.api_call("ModifyVpcAttribute", "aws.ec2", {"vpcId": "not-a-vpc"}, None,
                                                  ACCT, REGION), InvalidEvent),
 ]
@@ -232,14 +246,15 @@ def test_api_call_pattern_is_derived_from_the_controls():
         "CreateModel", "CreateEndpointConfig", "CreateEndpoint", "UpdateEndpoint", "CreateDomain", "UpdateDomain",
         "CreateVpc", "ModifyVpcAttribute", "CreateFlowLogs", "CreateSubnet", "ModifySubnetAttribute",
         "CreateVpcEndpoint", "ModifyVpcEndpoint", "CreateRoute", "ReplaceRoute", "AssociateRouteTable",
-        "ReplaceRouteTableAssociation", "DeleteFlowLogs",
+        "ReplaceRouteTableAssociation", "DeleteFlowLogs", "CreateTags", "DeleteTags", "AddTags",
         "CreateSecurityGroup", "AuthorizeSecurityGroupIngress", "AuthorizeSecurityGroupEgress",
         "ModifySecurityGroupRules"}
     only_notebooks = event_patterns(load_policy_only("NB.1"))["on_api_call"]
     assert only_notebooks["source"] == ["aws.ec2", "aws.sagemaker"]  # route changes can make a subnet public
     assert set(only_notebooks["detail"]["eventName"]) == {
         "CreateNotebookInstance", "UpdateNotebookInstance", "StartNotebookInstance",
-        "CreateRoute", "ReplaceRoute", "AssociateRouteTable", "ReplaceRouteTableAssociation"}
+        "CreateRoute", "ReplaceRoute", "AssociateRouteTable", "ReplaceRouteTableAssociation",
+        "DeleteTags", "AddTags"}  # SageMaker's tagging calls only
     only_groups = event_patterns(load_policy_only("SG.1"))["on_api_call"]
     assert only_groups["source"] == ["aws.ec2"] and "DeleteFlowLogs" not in only_groups["detail"]["eventName"]
 
