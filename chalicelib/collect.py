@@ -338,12 +338,7 @@ class Lookups:
 
     def model(self, name: str) -> dict[str, Any] | None:
         if name not in self._models:
-            try:
-                self._models[name] = self.sagemaker.describe_model(ModelName=name)
-            except ClientError as exc:
-                if not _missing(exc):
-                    raise
-                self._models[name] = None
+            self._models[name] = _describe_or_none(lambda: self.sagemaker.describe_model(ModelName=name))
         return self._models[name]
 
     def security_group_users(self, group_id: str) -> set[str]:
