@@ -251,7 +251,8 @@ def run_demo(out: TextIO) -> int:
         items = session.client("dynamodb").scan(TableName=TABLE)["Items"]
         kinds: dict[str, int] = {}
         for item in items:
-            kind = item["sk"]["S"].split("#", 1)[0] if not item["pk"]["S"].startswith("idempotency#") else "idempotency"
+            pk, sk = item["pk"]["S"], item["sk"]["S"]
+            kind = pk.split("#", 1)[0] if pk.startswith(("idempotency#", "uses#", "alert#")) else sk.split("#", 1)[0]
             kinds[kind] = kinds.get(kind, 0) + 1
         show.title("7. Ledger " + TABLE + ": " + ", ".join(f"{v} {k}" for k, v in sorted(kinds.items())))
         logs = [json.loads(line) for line in engine_output.getvalue().splitlines() if line.startswith("{")]
