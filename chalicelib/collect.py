@@ -117,34 +117,37 @@ class Lookups:
     def sagemaker(self) -> Any:
         return self.clients.client("sagemaker", self.region, self.account)
 
+    def _pages(self, operation: str, key: str, filter_name: str | None = None,
+               value: str | None = None) -> Iterable[dict[str, Any]]:
+        """Every item of a paginated EC2 describe call, optionally filtered on one value."""
+        params = {"Filters": [{"Name": filter_name, "Values": [value]}]} if filter_name else {}
+        for page in self.ec2.get_paginator(operation).paginate(**params):
+            yield from page.get(key, [])
+
     def prime(self) -> dict[str, list[str]]:
         """Scan mode: read the region's shared network state in a few paginated calls, so that
         collecting each resource afterwards costs no network lookup. Returns the ids by type."""
-        def pages(operation: str, key: str) -> Iterable[dict[str, Any]]:
-            for page in self.ec2.get_paginator(operation).paginate():
-                yield from page.get(key, [])
-
-        for subnet in pages("describe_subnets", "Subnets"):
+        for subnet in self._pages("describe_subnets", "Subnets"):
             self._subnets[subnet["SubnetId"]] = subnet
-        for table in pages("describe_route_tables", "RouteTables"):
+        for table in self._pages("describe_route_tables", "RouteTables"):
             for assoc in table.get("Associations", []):
                 if assoc.get("SubnetId"):
                     self._route_tables[assoc["SubnetId"]] = table
                 if assoc.get("Main"):
                     self._main_tables[table["VpcId"]] = table
-        for vpc in pages("describe_vpcs", "Vpcs"):
+        for vpc in self._pages("describe_vpcs", "Vpcs"):
             self._vpcs[vpc["VpcId"]] = vpc
-        for group in pages("describe_security_groups", "SecurityGroups"):
+        for group in self._pages("describe_security_groups", "SecurityGroups"):
             self._groups[group["GroupId"]] = group
             self._rules[group["GroupId"]] = []
             self._sg_users[group["GroupId"]] = set()
-        for rule in pages("describe_security_group_rules", "SecurityGroupRules"):
+        for rule in self._pages("describe_security_group_rules", "SecurityGroupRules"):
             self._rules.setdefault(rule["GroupId"], []).append(normalize_rule(rule))
         for subnet_id in self._subnets:
             self._subnet_users[subnet_id] = set()
         for vpc_id in self._vpcs:
             self._vpc_users[vpc_id] = set()
-        for eni in pages("describe_network_interfaces", "NetworkInterfaces"):
+        for eni in self._pages("describe_network_interfaces", "NetworkInterfaces"):
             for group in eni.get("Groups", []):
                 self._sg_users.setdefault(group["GroupId"], set()).update(classify_eni(eni))
             if eni.get("SubnetId"):
@@ -154,12 +157,12 @@ class Lookups:
         for vpc_id in self._vpcs:
             self._flow_logs[vpc_id] = []
             self._endpoints_by_vpc[vpc_id] = []
-        for endpoint in pages("describe_vpc_endpoints", "VpcEndpoints"):
+        for endpoint in self._pages("describe_vpc_endpoints", "VpcEndpoints"):
             self._endpoints_by_vpc.setdefault(endpoint["VpcId"], []).append(endpoint)
-        for acl in pages("describe_network_acls", "NetworkAcls"):
+        for acl in self._pages("describe_network_acls", "NetworkAcls"):
             for assoc in acl.get("Associations", []):
                 self._acls[assoc["SubnetId"]] = acl
-        for flow_log in pages("describe_flow_logs", "FlowLogs"):
+        for flow_log in self._pages("describe_flow_logs", "FlowLogs"):
             self._flow_logs.setdefault(flow_log.get("ResourceId", ""), []).append(_flow_log_view(flow_log))
         for subnet_id in self._subnets:
             if subnet_id not in self._route_tables:
@@ -188,11 +191,8 @@ class Lookups:
 
     def security_group_rules(self, group_id: str) -> list[dict[str, Any]]:
         if group_id not in self._rules:
-            rules: list[dict[str, Any]] = []
-            paginator = self.ec2.get_paginator("describe_security_group_rules")
-            for page in paginator.paginate(Filters=[{"Name": "group-id", "Values": [group_id]}]):
-                rules.extend(normalize_rule(r) for r in page.get("SecurityGroupRules", []))
-            self._rules[group_id] = rules
+            self._rules[group_id] = [normalize_rule(r) for r in self._pages(
+                "describe_security_group_rules", "SecurityGroupRules", "group-id", group_id)]
         return sorted(self._rules[group_id], key=lambda r: r.get("SecurityGroupRuleId", ""))
 
     def subnet(self, subnet_id: str) -> dict[str, Any] | None:
@@ -251,12 +251,8 @@ class Lookups:
     def _users(self, cache: dict[str, set[str]], filter_name: str, value: str) -> set[str]:
         """Kinds of resources whose network interfaces match one filter (one paginated call, cached)."""
         if value not in cache and not self._primed:
-            users: set[str] = set()
-            paginator = self.ec2.get_paginator("describe_network_interfaces")
-            for page in paginator.paginate(Filters=[{"Name": filter_name, "Values": [value]}]):
-                for eni in page.get("NetworkInterfaces", []):
-                    users |= classify_eni(eni)
-            cache[value] = users
+            cache[value] = {kind for eni in self._pages("describe_network_interfaces", "NetworkInterfaces",
+                                                        filter_name, value) for kind in classify_eni(eni)}
         return cache.get(value, set())
 
     def subnet_users(self, subnet_id: str) -> set[str]:
@@ -267,11 +263,8 @@ class Lookups:
 
     def vpc_endpoints(self, vpc_id: str) -> list[dict[str, Any]]:
         if vpc_id not in self._endpoints_by_vpc:
-            found: list[dict[str, Any]] = []
-            for page in self.ec2.get_paginator("describe_vpc_endpoints").paginate(
-                    Filters=[{"Name": "vpc-id", "Values": [vpc_id]}]):
-                found.extend(page.get("VpcEndpoints", []))
-            self._endpoints_by_vpc[vpc_id] = found
+            self._endpoints_by_vpc[vpc_id] = list(self._pages("describe_vpc_endpoints", "VpcEndpoints", "vpc-id",
+                                                              vpc_id))
         return self._endpoints_by_vpc[vpc_id]
 
     def vpc_endpoint(self, endpoint_id: str) -> dict[str, Any] | None:
@@ -329,11 +322,8 @@ class Lookups:
 
     def flow_logs(self, vpc_id: str) -> list[dict[str, Any]]:
         if vpc_id not in self._flow_logs:
-            logs: list[dict[str, Any]] = []
-            paginator = self.ec2.get_paginator("describe_flow_logs")
-            for page in paginator.paginate(Filters=[{"Name": "resource-id", "Values": [vpc_id]}]):
-                logs.extend(_flow_log_view(f) for f in page.get("FlowLogs", []))
-            self._flow_logs[vpc_id] = logs
+            self._flow_logs[vpc_id] = [_flow_log_view(f) for f in self._pages(
+                "describe_flow_logs", "FlowLogs", "resource-id", vpc_id)]
         return self._flow_logs[vpc_id]
 
     def model(self, name: str) -> dict[str, Any] | None:

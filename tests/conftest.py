@@ -19,14 +19,19 @@ REGION = "us-east-1"
 READ_PREFIXES = ("Describe", "List", "Get")
 
 
-@pytest.fixture(autouse=True)
-def fake_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+def clean_aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials, the test region, and no endpoint, profile or netguard setting from outside."""
     for name in list(os.environ):
         if name.startswith(("AWS_ENDPOINT_URL", "NETGUARD_")) or name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+
+
+@pytest.fixture(autouse=True)
+def fake_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    clean_aws_env(monkeypatch)
 
 
 @dataclass

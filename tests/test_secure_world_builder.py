@@ -7,7 +7,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -16,6 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
+from conftest import clean_aws_env
 from netguard_demo.moto_fidelity import aws_like_notebooks
 from netguard_demo.moto_sagemaker import add_studio_app, aws_like_sagemaker, job_status, set_job_status
 from netguard_demo.secure_world import CIDR, INTERFACE_SERVICES, TAGS, SecureWorld, build_secure_world
@@ -24,15 +24,6 @@ REGION = "us-east-1"
 JOB_KINDS = ("training", "processing", "transform", "tuning")
 LABELS = {"training": "training job", "processing": "processing job", "transform": "transform job",
           "tuning": "hyperparameter tuning job"}
-
-
-def _clean_aws_env(mp: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith(("AWS_ENDPOINT_URL", "NETGUARD_")) or name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
-            mp.delenv(name, raising=False)
-    mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-    mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    mp.setenv("AWS_DEFAULT_REGION", REGION)
 
 
 @dataclass
@@ -124,7 +115,7 @@ def env() -> Iterator[Env]:
     """One in-process world per class: mock_aws + aws_like_notebooks + aws_like_sagemaker. Class scope (not
     module) so that the moto mock is gone before the HTTP test starts its own server."""
     with pytest.MonkeyPatch.context() as mp:
-        _clean_aws_env(mp)
+        clean_aws_env(mp)
         with mock_aws(), aws_like_notebooks(), aws_like_sagemaker():
             session = boto3.session.Session(region_name=REGION)
             account = session.client("sts").get_caller_identity()["Account"]
