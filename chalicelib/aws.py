@@ -2,22 +2,84 @@
 
 Nothing here runs at import. Functions elsewhere take a `Clients` so tests can inject their own.
 `AWS_ENDPOINT_URL` (and the per-service variants) are honoured by botocore itself.
+
+Multi-account: given a member role name, a client for another account than the home account is
+made from credentials of `arn:<partition>:iam::<account>:role/<role>` (assumed with the external
+id, cached per account and renewed before they expire). Without a role name every client uses the
+function's own credentials, whatever account is asked for.
 """
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from typing import Any
 
+ROLE_SESSION_NAME = "netguard"
+ROLE_SESSION_SECONDS = 3600
+RENEW_BEFORE = dt.timedelta(minutes=10)
+
 RETRY_CONFIG = {"retries": {"mode": "standard", "max_attempts": 5}, "connect_timeout": 5, "read_timeout": 20}
+
+
+def partition(region: str | None) -> str:
+    if region and region.startswith("cn-"):
+        return "aws-cn"
+    if region and region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws"
 
 
 class Clients:
     """A cache of boto3 clients for one run. `session` defaults to a new boto3 Session."""
 
-    def __init__(self, session: Any = None) -> None:
+    def __init__(self, session: Any = None, member_role: str | None = None, external_id: str | None = None,
+                 home_account: str | None = None) -> None:
         self._session = session
         self._clients: dict[tuple[str, str | None, str | None], Any] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self.member_role, self.external_id, self._home = member_role, external_id, home_account
+        self._assumed: dict[str, tuple[Any, dt.datetime]] = {}  # account -> (session, expiry)
+
+    @classmethod
+    def for_settings(cls, settings: Any, session: Any = None) -> "Clients":
+        return cls(session, settings.member_role_name, settings.member_external_id, settings.home_account)
+
+    @property
+    def home_account(self) -> str:
+        """The account of our own credentials (asked once, unless configured)."""
+        if self._home is None:
+            self._home = str(self.client("sts").get_caller_identity()["Account"])
+        return self._home
+
+    def _assumes(self, account: str | None) -> bool:
+        return bool(self.member_role and account and account != self.home_account)
+
+    def _session_for(self, account: str, region: str | None) -> Any:
+        """A boto3 Session on the member role of `account`, renewed before its credentials expire."""
+        import boto3  # noqa: PLC0415
+
+        now = dt.datetime.now(dt.timezone.utc)
+        found = self._assumed.get(account)
+        if found is not None and found[1] - now > RENEW_BEFORE:
+            return found[0]
+        params: dict[str, Any] = {
+            "RoleArn": f"arn:{partition(region)}:iam::{account}:role/{self.member_role}",
+            "RoleSessionName": ROLE_SESSION_NAME, "DurationSeconds": ROLE_SESSION_SECONDS,
+        }
+        if self.external_id:
+            params["ExternalId"] = self.external_id
+        creds = self.client("sts", region).assume_role(**params)["Credentials"]
+        session = boto3.session.Session(aws_access_key_id=creds["AccessKeyId"],
+                                        aws_secret_access_key=creds["SecretAccessKey"],
+                                        aws_session_token=creds["SessionToken"])
+        expiry = creds["Expiration"]
+        if isinstance(expiry, str):
+            expiry = dt.datetime.fromisoformat(expiry.replace("Z", "+00:00"))
+        self._assumed[account] = (session, expiry)
+        # Clients made from the previous credentials must not outlive them.
+        for key in [k for k in self._clients if k[2] == account]:
+            del self._clients[key]
+        return session
 
     @property
     def session(self) -> Any:
@@ -28,14 +90,16 @@ class Clients:
         return self._session
 
     def client(self, service: str, region: str | None = None, account: str | None = None) -> Any:
-        """A client for `service` in `region`. `account` is reserved for assume-role (multi-account)."""
-        key = (service, region, account)
+        """A client for `service` in `region`, in `account` (through the member role) if that is not ours."""
         with self._lock:
+            assumed = self._assumes(account)
+            session = self._session_for(str(account), region) if assumed else self.session
+            key = (service, region, account if assumed else None)
             found = self._clients.get(key)
             if found is None:
                 from botocore.config import Config  # noqa: PLC0415
 
-                found = self.session.client(service, region_name=region, config=Config(**RETRY_CONFIG))
+                found = session.client(service, region_name=region, config=Config(**RETRY_CONFIG))
                 self._clients[key] = found
             return found
 
@@ -49,3 +113,19 @@ def error_code(exc: BaseException) -> str:
 def error_message(exc: BaseException) -> str:
     response = getattr(exc, "response", None) or {}
     return str(response.get("Error", {}).get("Message", "")) or str(exc)
+
+
+# Errors that say "try again later": throttling, server-side failures, timeouts.
+RETRYABLE_CODES = frozenset({
+    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled", "RequestThrottledException",
+    "RequestLimitExceeded", "TooManyRequestsException", "ProvisionedThroughputExceededException", "SlowDown",
+    "LimitExceededException", "PriorRequestNotComplete", "EC2ThrottledException", "BandwidthLimitExceeded",
+    "InternalError", "InternalFailure", "InternalServerError", "ServiceUnavailable", "ServiceUnavailableException",
+    "InternalServiceError", "RequestTimeout", "RequestTimeoutException", "TransactionInProgressException",
+})
+
+
+def is_retryable(code_or_message: str) -> bool:
+    """True for an error code (or a "Code: message" text) that a later attempt may not meet."""
+    code = code_or_message.split(":", 1)[0].strip()
+    return code in RETRYABLE_CODES

@@ -692,6 +692,9 @@ class Collector:
         self.index = index
         self._lookups: dict[tuple[str, str], Lookups] = {}
         self.on_progress: Any = None  # called with the count of resources read so far
+        # What kind of users the network resources have, from SageMaker resources read with follow=False:
+        # a sweep reads those first, in chunks, then the network resources once, with every hint known.
+        self.hints: dict[ResourceRef, set[str]] = {}
         # Environment tags of the SageMaker resources read in this run, by VPC (VPC.11)
         self._environments: dict[tuple[str, str, str], dict[str, str | None]] = {}
 
@@ -701,14 +704,16 @@ class Collector:
             self._lookups[key] = Lookups(self.clients, account, region)
         return self._lookups[key]
 
-    def collect(self, refs: Iterable[ResourceRef]) -> Collected:
+    def collect(self, refs: Iterable[ResourceRef], follow: bool = True) -> Collected:
         """Read every ref, and the network resources the SageMaker ones use (each once). A changed
-        shared resource (a route table, a subnet, a deleted flow log) also brings in its users."""
+        shared resource (a route table, a subnet, a deleted flow log) also brings in its users.
+        With follow=False the used resources are not read: only what kind of user they have is kept
+        (`hints`), for when they are collected later in the same run."""
         out = Collected()
         changed = list(dict.fromkeys(refs))
         # route tables and flow logs are not evaluated themselves: only what depends on them is
-        pending: dict[ResourceRef, set[str]] = {ref: set() for ref in changed if ref.resource_type not in
-                                                (ROUTE_TABLE, FLOW_LOG)}
+        pending: dict[ResourceRef, set[str]] = {ref: set(self.hints.get(ref, ())) for ref in changed
+                                                if ref.resource_type not in (ROUTE_TABLE, FLOW_LOG)}
         for ref in changed:
             for user in self._users(ref, out):
                 pending.setdefault(user, set())
@@ -732,8 +737,12 @@ class Collector:
                     resource.state["Environments"] = self._vpc_environments(resource.ref, out)
                 uses = related(resource)
                 for used, kinds in uses:
-                    if used.resource_type in self.types:
+                    if used.resource_type not in self.types:
+                        continue
+                    if follow or used in pending:
                         pending.setdefault(used, set()).update(kinds)
+                    else:
+                        self.hints.setdefault(used, set()).update(kinds)
                 self._remember(resource, uses)
 
     def _users(self, ref: ResourceRef, out: Collected) -> list[ResourceRef]:

@@ -19,13 +19,20 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from chalice.app import CloudWatchEvent, EventSourceHandler
 
-from .aws import Clients
+from botocore.exceptions import ClientError
+
+from .aws import Clients, error_code, is_retryable
+from .collect import Collector
+from .configrule import compliance_change_pattern, refs_from_compliance_change
 from .errors import ConfigError, IgnoredEvent, InvalidEvent
 from .ledger import DynamoLedger
-from .model import SUCCEEDED, Trigger
+from .model import SUCCEEDED, EventContext, ResourceRef, Trigger
 from .notify import Notifier
 from .pipeline import Pipeline, RunReport
 from .policy import Policy, load_policy
+from .recheck import RecheckQueue
+from .recheck import decode as decode_recheck
+from .scan import list_refs
 from .settings import Settings
 from .triggers import (
     api_call_pattern,
@@ -49,7 +56,8 @@ def covered_types(policy: Policy) -> list[str]:
 def event_patterns(policy: Policy) -> dict[str, dict[str, Any]]:
     """The EventBridge pattern of each event handler, derived from the controls."""
     types = covered_types(policy)
-    return {"on_api_call": api_call_pattern(types), "on_state_change": state_change_pattern(types)}
+    return {"on_api_call": api_call_pattern(types), "on_state_change": state_change_pattern(types),
+            "on_compliance_change": compliance_change_pattern(policy)}
 
 
 class TolerantEvent(CloudWatchEvent):
@@ -103,6 +111,22 @@ class Runtime:
     idempotent: Callable[[Callable[..., Any]], Callable[..., Any]]
     idempotency_config: Any
 
+    def pipeline(self, telemetry: Any, collector: Any = None) -> Pipeline:
+        return Pipeline(self.policy, self.settings, self.clients, self.ledger, self.notifier, telemetry,
+                        collector=collector)
+
+    def sweep_deps(self, telemetry: Any) -> Any:
+        from .sweep import SweepDeps, send_tasks  # noqa: PLC0415 - sweeps only
+
+        queue = self.settings.sweep_queue_url
+        enqueue = (lambda task: send_tasks(self.clients, queue, [task])) if queue else None
+        return SweepDeps(self.policy, self.settings, self.clients, self.ledger, self.notifier, telemetry, enqueue)
+
+
+def make_clients(settings: Settings) -> Clients:
+    """The container's AWS clients (tests replace this with clients on their mock account)."""
+    return Clients.for_settings(settings)
+
 
 @functools.lru_cache(maxsize=1)
 def runtime() -> Runtime:
@@ -119,7 +143,7 @@ def runtime() -> Runtime:
     settings = Settings.from_env()
     if not settings.ledger_table:
         raise ConfigError("NETGUARD_LEDGER_TABLE is not set: netguard will not act without its ledger")
-    clients = Clients()
+    clients = make_clients(settings)
     ledger = DynamoLedger(settings.ledger_table, clients, dedup_hours=settings.dedup_hours,
                           retention_days=settings.ledger_retention_days)
     persistence = DynamoDBPersistenceLayer(
@@ -151,7 +175,34 @@ def summary(report: RunReport) -> dict[str, Any]:
 def _parse(kind: str, raw: Any, policy: Policy) -> Trigger:
     if kind == "on_api_call":
         return from_api_call(raw, covered_types(policy))
+    if kind == "on_compliance_change":
+        event_id, rule_name, ref, identifier = refs_from_compliance_change(raw, policy)
+        context = EventContext(event_id, "config-compliance-change", event_name=f"{rule_name} ({identifier})",
+                               event_time=raw.get("time") if isinstance(raw.get("time"), str) else None)
+        return Trigger(context, (ref,))
     return from_state_change(raw)
+
+
+def _check_accounts(trigger: Trigger, settings: Settings) -> None:
+    """Act only in allowed accounts (NETGUARD_ACCOUNTS, the organization, or our own)."""
+    foreign = sorted({r.account for r in trigger.refs if not settings.account_allowed(r.account)})
+    if foreign:
+        raise IgnoredEvent(f"account {', '.join(foreign)} is not one netguard is configured for",
+                           trigger.context.event_id)
+
+
+def schedule_rechecks(rt: Runtime, report: RunReport, attempt: int = 1, include_duplicates: bool = False) -> int:
+    """Send what the run deferred or could not do to the recheck queue; returns the messages sent."""
+    items = report.recheck_refs(include_duplicates)
+    if not items:
+        return 0
+    try:
+        return len(RecheckQueue(rt.settings, rt.clients).schedule(items, report.context.event_id, attempt))
+    except ClientError as exc:
+        # The decision is recorded and alerted already; the next event or sweep will look again.
+        logger.error("could not schedule re-checks", extra={"error": error_code(exc),
+                                                            "resources": [r.key for r, _ in items]})
+        return 0
 
 
 def _handle(kind: str, event: CloudWatchEvent) -> dict[str, Any]:
@@ -163,6 +214,7 @@ def _handle(kind: str, event: CloudWatchEvent) -> dict[str, Any]:
     rt = runtime()
     try:
         trigger = _parse(kind, raw, rt.policy)
+        _check_accounts(trigger, rt.settings)
     except InvalidEvent as exc:
         logger.warning("malformed event skipped", extra={"event_id": exc.event_id or event_id, "reason": exc.reason})
         return {"skipped": "invalid", "reason": exc.reason, "event_id": exc.event_id or event_id}
@@ -173,9 +225,9 @@ def _handle(kind: str, event: CloudWatchEvent) -> dict[str, Any]:
     telemetry = EmfTelemetry()
 
     def process(event: dict[str, Any]) -> dict[str, Any]:
-        pipeline = Pipeline(rt.policy, rt.settings, rt.clients, rt.ledger, rt.notifier, telemetry)
-        report = pipeline.run(trigger)
+        report = rt.pipeline(telemetry).run(trigger)
         result = summary(report)
+        result["rechecks"] = schedule_rechecks(rt, report)
         logger.info("event processed", extra={"summary": result})
         return result
 
@@ -203,3 +255,207 @@ def on_api_call(event: CloudWatchEvent) -> dict[str, Any]:
 
 def on_state_change(event: CloudWatchEvent) -> dict[str, Any]:
     return _handle("on_state_change", event)
+
+
+
+def on_compliance_change(event: CloudWatchEvent) -> dict[str, Any]:
+    return _handle("on_compliance_change", event)
+
+
+# --------------------------------------------------------------------------- AWS Config custom rule
+
+
+def config_rule(event: Any, context: Any) -> dict[str, Any]:
+    """The custom Config rule: evaluate what Config names, answer with PutEvaluations (configrule.py)."""
+    from .configrule import (  # noqa: PLC0415
+        CONFIG_TYPES,
+        DELETED_STATUSES,
+        OVERSIZED,
+        SCHEDULED,
+        config_resource_name,
+        evaluation,
+        fetch_item,
+        not_applicable,
+        parse_invocation,
+        put_evaluations,
+    )
+
+    logger.append_keys(handler="config_rule")
+    rt = runtime()
+    try:
+        inv = parse_invocation(event, os.environ.get("AWS_REGION"))
+        if not rt.settings.account_allowed(inv.account):
+            raise IgnoredEvent(f"account {inv.account} is not one netguard is configured for", inv.rule_name)
+    except InvalidEvent as exc:
+        logger.warning("malformed Config rule invocation skipped", extra={"rule": exc.event_id, "reason": exc.reason})
+        return {"skipped": "invalid", "reason": exc.reason}
+    except IgnoredEvent as exc:
+        logger.info("Config rule invocation ignored", extra={"rule": exc.event_id, "reason": exc.reason})
+        return {"skipped": "ignored", "reason": exc.reason}
+    logger.set_correlation_id(inv.event_id)
+    telemetry = EmfTelemetry()
+    ctx = EventContext(inv.event_id, "config-rule", event_name=inv.rule_name,
+                       event_time=inv.notification_time.isoformat())
+    evaluations: list[dict[str, Any]] = []
+    rechecks = 0
+    try:
+        if inv.message_type == SCHEDULED:
+            from .sweep import evaluate_in_chunks  # noqa: PLC0415
+
+            collector = Collector(rt.clients, {t for c in rt.policy.controls for t in c.resource_types}, index=rt.ledger)
+            refs = [r for r in list_refs(collector, inv.account, inv.region) if r.resource_type in CONFIG_TYPES]
+            pipeline = rt.pipeline(telemetry, collector)
+            for batch, report in evaluate_in_chunks(pipeline, ctx, refs, rt.settings.sweep_chunk):
+                evaluations += _evaluations(report, set(batch), inv, evaluation, not_applicable)
+                rechecks += schedule_rechecks(rt, report)
+        else:
+            item = fetch_item(rt.clients, inv) if inv.message_type == OVERSIZED else inv.item or {}
+            rtype, config_id = str(item.get("resourceType")), str(item.get("resourceId"))
+            status = item.get("configurationItemStatus")
+            if rtype not in CONFIG_TYPES:
+                evaluations.append(not_applicable(rtype, config_id, inv.notification_time,
+                                                  f"netguard does not evaluate {rtype}"))
+            elif inv.event_left_scope or status in DELETED_STATUSES:
+                evaluations.append(not_applicable(rtype, config_id, inv.notification_time,
+                                                  "deleted" if status in DELETED_STATUSES else "left the rule's scope"))
+            else:
+                ref = ResourceRef(rtype, config_resource_name(rtype, item), inv.account, inv.region)
+                report = rt.pipeline(telemetry).run(Trigger(ctx, (ref,)))
+                failed = [message for r, message in report.errors if r == ref]
+                if failed:
+                    # No evaluation rather than a wrong one: fail, so that Lambda retries the invocation.
+                    raise ConfigRuleError(f"could not read {ref.key}: {failed[0]}")
+                evaluations += _evaluations(report, {ref}, inv, evaluation, not_applicable, config_id)
+                rechecks += schedule_rechecks(rt, report)
+        rejected = put_evaluations(rt.clients, inv, evaluations)
+    finally:
+        telemetry.flush()
+    counts = Counter(e["ComplianceType"] for e in evaluations)
+    result = {"rule": inv.rule_name, "message_type": inv.message_type, "evaluations": len(evaluations),
+              "by_compliance": dict(counts), "rejected": rejected, "rechecks": rechecks}
+    logger.info("Config rule evaluated", extra={"summary": result})
+    return result
+
+
+class ConfigRuleError(RuntimeError):
+    """A resource named by Config could not be read: the invocation fails and is retried."""
+
+
+def _evaluations(report: RunReport, refs: set[ResourceRef], inv: Any, evaluation: Callable[..., Any],
+                 not_applicable: Callable[..., Any], config_id: str | None = None) -> list[dict[str, Any]]:
+    """The evaluations of `refs` (the resources Config asked about) from one pipeline run."""
+    by_ref: dict[ResourceRef, list[Any]] = {}
+    for finding in report.findings:
+        if finding.resource.ref in refs:
+            by_ref.setdefault(finding.resource.ref, []).append(finding)
+    outcomes = {id(o.decision.finding): o for o in report.outcomes}
+    out = [evaluation(ref, config_id or ref.resource_id, findings, outcomes, inv.notification_time)
+           for ref, findings in by_ref.items()]
+    out += [not_applicable(ref.resource_type, config_id or ref.resource_id, inv.notification_time,
+                           "no longer exists") for ref in report.missing if ref in refs]
+    return out
+
+
+# ------------------------------------------------------------------------------------ SQS handlers
+
+
+def _batch(event: Any, record_handler: Callable[[Any], Any]) -> dict[str, Any]:
+    """Run `record_handler` on each SQS record; the failed ones are reported (partial batch response)
+    for SQS to deliver again, then to the dead-letter queue."""
+    from aws_lambda_powertools.utilities.batch import (  # noqa: PLC0415
+        BatchProcessor,
+        EventType,
+        process_partial_response,
+    )
+
+    raw = event.to_dict() if hasattr(event, "to_dict") else event
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("Records"), list):
+        logger.warning("not an SQS batch: skipped")
+        return {"batchItemFailures": []}
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    return process_partial_response(event=dict(raw), record_handler=record_handler, processor=processor,
+                                    context=getattr(event, "context", None))
+
+
+def recheck(event: Any) -> dict[str, Any]:
+    """Deferred decisions and retryable failures, looked at again (recheck.py)."""
+    logger.append_keys(handler="recheck")
+    rt = runtime()
+
+    def handle(record: Any) -> dict[str, Any]:
+        logger.set_correlation_id(record.message_id)
+        try:
+            item = decode_recheck(record.body)
+            trigger = Trigger(EventContext(f"recheck-{record.message_id}", "recheck",
+                                           event_name=f"attempt {item.attempt} of {item.origin}"), item.refs)
+            _check_accounts(trigger, rt.settings)
+        except (InvalidEvent, IgnoredEvent) as exc:
+            # Kept, not dropped: reported failed, it ends in the dead-letter queue for someone to look at.
+            logger.warning("unusable recheck message", extra={"message_id": record.message_id, "reason": exc.reason})
+            raise
+        telemetry = EmfTelemetry()
+        try:
+            report = rt.pipeline(telemetry).run(trigger)
+        finally:
+            telemetry.flush()
+        retry = [(ref, why) for ref, why in report.recheck_refs(include_duplicates=True)]
+        failed_reads = [ref.key for ref, message in report.errors if is_retryable(message)]
+        if failed_reads:
+            # A throttled or failing read: let SQS deliver this message again (visibility timeout, DLQ).
+            raise RecheckRetry(f"retryable errors reading {', '.join(failed_reads)}")
+        sent = RecheckQueue(rt.settings, rt.clients).schedule(retry, item.origin or trigger.context.event_id,
+                                                              item.attempt + 1)
+        result = summary(report) | {"attempt": item.attempt, "rechecks": len(sent)}
+        logger.info("recheck processed", extra={"summary": result})
+        return result
+
+    return _batch(event, handle)
+
+
+class RecheckRetry(RuntimeError):
+    """A recheck met a retryable error: SQS delivers the message again."""
+
+
+def sweep(event: Any) -> dict[str, Any]:
+    """Scheduled: plan the sweep and send one task per account-region (sweep.py)."""
+    from .sweep import send_tasks, start_sweep  # noqa: PLC0415
+
+    logger.append_keys(handler="sweep")
+    rt = runtime()
+    telemetry = EmfTelemetry()
+    queue = rt.settings.sweep_queue_url
+    try:
+        result = start_sweep(rt.sweep_deps(telemetry),
+                             send=(lambda tasks: send_tasks(rt.clients, queue, tasks)) if queue else None)
+    finally:
+        telemetry.flush()
+    logger.info("sweep planned", extra={"summary": result})
+    return result
+
+
+def sweep_worker(event: Any) -> dict[str, Any]:
+    """One account-region of a sweep per message (sweep.py)."""
+    from .sweep import Task, run_task  # noqa: PLC0415
+
+    logger.append_keys(handler="sweep_worker")
+    rt = runtime()
+    context = getattr(event, "context", None)
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    time_left = (lambda: remaining() / 1000.0) if callable(remaining) else None
+
+    def handle(record: Any) -> dict[str, Any]:
+        logger.set_correlation_id(record.message_id)
+        try:
+            task = Task.decode(record.body)
+        except InvalidEvent as exc:
+            logger.warning("unusable sweep task", extra={"message_id": record.message_id, "reason": exc.reason})
+            raise
+        telemetry = EmfTelemetry()
+        try:
+            figures = run_task(task, rt.sweep_deps(telemetry), time_left)
+        finally:
+            telemetry.flush()
+        logger.info("sweep task done", extra={"summary": figures})
+        return figures
+
+    return _batch(event, handle)

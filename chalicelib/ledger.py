@@ -55,6 +55,10 @@ def claim_sk(finding: Finding, kind: str) -> str:
     return f"claim#{finding.control.id}#{kind}#{key}"
 
 
+def sweep_pk(sweep_id: str) -> str:
+    return f"sweep#{sweep_id}"
+
+
 def new_action_id() -> str:
     return f"act-{uuid.uuid4().hex[:20]}"
 
@@ -180,6 +184,37 @@ class MemoryLedger:
     def records(self, prefix: str) -> list[dict[str, Any]]:
         return [v for (pk, sk), v in self.items.items() if sk.startswith(prefix) or pk.startswith(prefix)]
 
+    # --- sweeps (see sweep.py) ---
+
+    def start_sweep(self, sweep_id: str, targets: list[str]) -> None:
+        with self._lock:
+            self._put(sweep_pk(sweep_id), "meta", {"expected": len(targets), "done": 0, "targets": targets,
+                                                   "started": _iso(utcnow())})
+
+    def record_sweep_stats(self, sweep_id: str, key: str, stats: Mapping[str, Any], final: bool) -> tuple[int, int] | None:
+        with self._lock:
+            sk = f"stats#{key}"
+            meta = self.items.get((sweep_pk(sweep_id), "meta"))
+            if (sweep_pk(sweep_id), sk) in self.items or meta is None:
+                return None  # already recorded (a redelivered message), or an unknown sweep
+            self._put(sweep_pk(sweep_id), sk, {"stats": dict(stats)})
+            if final:
+                meta["done"] += 1
+            return meta["done"], meta["expected"]
+
+    def sweep_stats(self, sweep_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(v["stats"]) for (pk, sk), v in sorted(self.items.items())
+                    if pk == sweep_pk(sweep_id) and sk.startswith("stats#")]
+
+    def claim_digest(self, sweep_id: str) -> bool:
+        with self._lock:
+            meta = self.items.get((sweep_pk(sweep_id), "meta"))
+            if meta is None or meta.get("digest"):
+                return False
+            meta["digest"] = _iso(utcnow())
+            return True
+
 
 def _to_dynamo(value: Any) -> Any:
     """DynamoDB takes no floats and no empty-key maps: store nested data as canonical JSON text."""
@@ -272,6 +307,62 @@ class DynamoLedger:
                 if ref is not None:
                     found.append((ref, item.get("environment", {}).get("S")))
         return found
+
+
+    # --- sweeps (see sweep.py): pk = sweep#<id>; sk = meta (expected/done counters) or stats#<part> ---
+
+    def start_sweep(self, sweep_id: str, targets: list[str]) -> None:
+        now = utcnow()
+        self._put({"pk": sweep_pk(sweep_id), "sk": "meta", "expected": len(targets), "done": 0,
+                   "targets": targets, "started": _iso(now), "expires_at": int((now + self.retention).timestamp())},
+                  ConditionExpression="attribute_not_exists(pk)")
+
+    def record_sweep_stats(self, sweep_id: str, key: str, stats: Mapping[str, Any], final: bool) -> tuple[int, int] | None:
+        """Record one worker invocation's figures and, for the last of an account-region, count it done,
+        in one transaction: a redelivered message is recorded (and counted) once. Returns (done,
+        expected) after it, or None if this part was already recorded."""
+        now = utcnow()
+        pk = {"S": sweep_pk(sweep_id)}
+        writes: list[dict[str, Any]] = [{"Put": {
+            "TableName": self.table_name,
+            "Item": _serialize({"pk": sweep_pk(sweep_id), "sk": f"stats#{key}", "stats": _to_dynamo(stats),
+                                "expires_at": int((now + self.retention).timestamp())}),
+            "ConditionExpression": "attribute_not_exists(pk)"}}]
+        if final:
+            writes.append({"Update": {"TableName": self.table_name, "Key": {"pk": pk, "sk": {"S": "meta"}},
+                                      "UpdateExpression": "ADD done :one", "ConditionExpression": "attribute_exists(pk)",
+                                      "ExpressionAttributeValues": {":one": {"N": "1"}}}})
+        try:
+            self.ddb.transact_write_items(TransactItems=writes)
+        except ClientError as exc:
+            if error_code(exc) == "TransactionCanceledException":
+                return None
+            raise
+        meta = self.ddb.get_item(TableName=self.table_name, Key={"pk": pk, "sk": {"S": "meta"}},
+                                 ConsistentRead=True).get("Item", {})
+        return int(meta.get("done", {}).get("N", "0")), int(meta.get("expected", {}).get("N", "0"))
+
+    def sweep_stats(self, sweep_id: str) -> list[dict[str, Any]]:
+        found = []
+        for page in self.ddb.get_paginator("query").paginate(
+                TableName=self.table_name, KeyConditionExpression="pk = :pk AND begins_with(sk, :s)",
+                ExpressionAttributeValues={":pk": {"S": sweep_pk(sweep_id)}, ":s": {"S": "stats#"}},
+                ConsistentRead=True):
+            found += [json.loads(item["stats"]["S"]) for item in page.get("Items", [])]
+        return found
+
+    def claim_digest(self, sweep_id: str) -> bool:
+        """The digest of a sweep is sent once, by whoever claims it first."""
+        try:
+            self.ddb.update_item(TableName=self.table_name, Key={"pk": {"S": sweep_pk(sweep_id)}, "sk": {"S": "meta"}},
+                                 UpdateExpression="SET digest = :now",
+                                 ConditionExpression="attribute_exists(pk) AND attribute_not_exists(digest)",
+                                 ExpressionAttributeValues={":now": {"S": _iso(utcnow())}})
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
 
 def _serialize(item: Mapping[str, Any]) -> dict[str, Any]:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from .settings import Settings
 
 ALERT_SCHEMA = "netguard.alert/v1"
+DIGEST_SCHEMA = "netguard.digest/v1"  # one per sweep: see sweep.digest_alert
 
 DELIVERED = "delivered"
 NOT_CONFIGURED = "not-configured"
@@ -125,12 +126,23 @@ _SNS_MARGIN = 512  # bytes kept free for anything SNS counts that we do not mode
 _LONG_STRING_CAP = 4096
 
 
+def is_digest(alert: Mapping[str, Any]) -> bool:
+    return alert.get("schema") == DIGEST_SCHEMA
+
+
+def _digest_headline(alert: Mapping[str, Any]) -> str:
+    violations = alert.get("violations") or {}
+    return (f"sweep {_fact(alert, 'sweep_id')}: {alert.get('resources', 0)} resources, "
+            f"{sum(violations.values())} violations, {alert.get('remediated', 0)} remediated, "
+            f"{alert.get('error_count', 0)} errors")
+
+
 def sns_subject(alert: Mapping[str, Any]) -> str:
     """'[netguard] HIGH NB.1 nb-name: remediate succeeded': ASCII printable, one line, <= 100 chars."""
     raw = (
         f"[netguard] {_fact(alert, 'severity').upper()} {_fact(alert, 'control', 'id')} "
         f"{_fact(alert, 'resource', 'id')}: {_fact(alert, 'decision')} {_fact(alert, 'result')}"
-    )
+    ) if not is_digest(alert) else f"[netguard] {_digest_headline(alert)}"
     text = " ".join(raw.split())
     text = "".join(ch if " " <= ch <= "~" else "?" for ch in text)
     if len(text) > SNS_SUBJECT_MAX:
@@ -145,7 +157,7 @@ def sns_attributes(alert: Mapping[str, Any]) -> dict[str, dict[str, str]]:
         "control": _fact(alert, "control", "id"),
         "action": _fact(alert, "decision"),
         "account": _fact(alert, "resource", "account"),
-    }
+    } if not is_digest(alert) else {"kind": "digest", "severity": "informational"}
     return {name: {"DataType": "String", "StringValue": value or "unknown"} for name, value in values.items()}
 
 
@@ -306,8 +318,39 @@ def slack_fallback(alert: Mapping[str, Any]) -> str:
     return head + code_span(_fact(alert, "resource", "id"), max(SLACK_FALLBACK_MAX - len(head), 16))
 
 
+def digest_blocks(alert: Mapping[str, Any]) -> dict[str, Any]:
+    """The Block Kit payload of a sweep digest: totals, violations by control, errors, the report."""
+    violations = alert.get("violations") or {}
+    lines = [f"{escape_mrkdwn(str(c))}: {n}" for c, n in sorted(violations.items())] or ["none"]
+    targets = alert.get("targets") or []
+    fields = [
+        _field("Accounts/regions", escape_mrkdwn(str(len(targets)))),
+        _field("Resources", escape_mrkdwn(str(alert.get("resources", 0)))),
+        _field("Remediated", escape_mrkdwn(str(alert.get("remediated", 0)))),
+        _field("Failed", escape_mrkdwn(str(alert.get("failed", 0)))),
+        _field("New alerts", escape_mrkdwn(str(alert.get("alerts", 0)))),
+        _field("Errors", escape_mrkdwn(str(alert.get("error_count", 0)))),
+    ]
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "emoji": False, "text": truncate(
+            one_line(f"netguard sweep {_fact(alert, 'sweep_id')}"), SLACK_HEADER_MAX, entities=False)}},
+        {"type": "section", "fields": fields},
+        _section("Violations by control", lambda room: truncate("\n".join(lines), room)),
+    ]
+    errors = alert.get("errors") or []
+    if errors:
+        text = "\n".join(f"{e.get('target', '')} {e.get('resource', '')}: {e.get('error', '')}" for e in errors)
+        blocks.append(_section("Errors", lambda room: code_block(text, room)))
+    if alert.get("report"):
+        blocks.append({"type": "context", "elements": [_mrkdwn(f"report {code_span(_fact(alert, 'report'), 1000)}")]})
+    return {"text": truncate(escape_mrkdwn(f"[netguard] {_digest_headline(alert)}"), SLACK_FALLBACK_MAX),
+            "blocks": blocks}
+
+
 def slack_blocks(alert: Mapping[str, Any]) -> dict[str, Any]:
     """An incoming-webhook Block Kit payload for `alert` (see module docstring for the escaping rules)."""
+    if is_digest(alert):
+        return digest_blocks(alert)
     severity = _fact(alert, "severity").upper()
     control_id = _fact(alert, "control", "id")
     header = one_line(f"{severity} {control_id}: {_fact(alert, 'control', 'title')}")

@@ -13,7 +13,7 @@ from typing import Any, Callable, Protocol
 
 from botocore.exceptions import ClientError
 
-from .aws import Clients, error_code, error_message
+from .aws import Clients, error_code, error_message, is_retryable
 from .collect import Collector
 from .decide import decide
 from .errors import RemediationError
@@ -21,6 +21,7 @@ from .evaluate import evaluate
 from .ledger import Ledger, new_action_id
 from .model import (
     ALREADY_DONE,
+    DEFERRED,
     DUPLICATE,
     FAILED,
     NO_ACTION,
@@ -64,6 +65,23 @@ class RunReport:
     errors: list[tuple[ResourceRef, str]] = field(default_factory=list)
     deliveries: list[dict[str, str]] = field(default_factory=list)
 
+    def recheck_refs(self, include_duplicates: bool = False) -> list[tuple[ResourceRef, str]]:
+        """What to look at again later, and why: deferred decisions (a notebook still Pending, a domain
+        with running apps) and resources whose read or remediation failed with a retryable error.
+        A deferred decision that was a duplicate is already being rechecked by whoever claimed it,
+        unless this run is that recheck (include_duplicates)."""
+        found: dict[ResourceRef, str] = {}
+        for outcome in self.outcomes:
+            ref = outcome.decision.finding.resource.ref
+            if outcome.decision.kind == DEFERRED and (outcome.result != DUPLICATE or include_duplicates):
+                found.setdefault(ref, outcome.decision.reason)
+            elif outcome.result == FAILED and is_retryable(outcome.detail):
+                found.setdefault(ref, f"remediation failed: {outcome.detail}")
+        for ref, message in self.errors:
+            if is_retryable(message):
+                found.setdefault(ref, f"read failed: {message}")
+        return list(found.items())
+
     def outcome_for(self, finding: Finding) -> Outcome | None:
         for outcome in self.outcomes:
             if outcome.decision.finding is finding:
@@ -83,12 +101,13 @@ class Pipeline:
         self.report_only = report_only
         self.collector = collector  # shared lookups for a scan; otherwise fresh per run
 
-    def run(self, trigger: Trigger) -> RunReport:
+    def run(self, trigger: Trigger, follow: bool = True) -> RunReport:
+        """One trigger through every stage. follow=False: see Collector.collect (sweeps)."""
         context = trigger.context
         report = RunReport(context)
         collector = self.collector or Collector(
             self.clients, {t for c in self.policy.controls for t in c.resource_types}, index=self.ledger)
-        collected = collector.collect(trigger.refs)
+        collected = collector.collect(trigger.refs, follow=follow)
         report.missing, report.errors = collected.missing, collected.errors
         for ref in collected.missing:
             log.info("resource %s no longer exists: nothing to evaluate", ref.key)
@@ -129,7 +148,7 @@ class Pipeline:
             except ClientError as exc:
                 # Without a claim we cannot prove we act once: do nothing, say so.
                 self.telemetry.count("failures", decision.finding.control.id)
-                outcomes.append(Outcome(decision, FAILED, f"ledger unavailable, no action taken: {error_code(exc)}"))
+                outcomes.append(Outcome(decision, FAILED, f"{error_code(exc)}: ledger unavailable, no action taken"))
                 continue
             if not claimed:
                 log.info("duplicate: %s on %s already handled (%s)", decision.finding.control.id,

@@ -33,6 +33,7 @@ OPTIONAL_KEYS = {"params", "remediation", "peers", "applies_when", "examples"}
 EXAMPLE_KEYS = {"name", "expect", "state"}
 EXEMPTION_KEYS = {"resource_id", "controls", "until", "reason"}
 
+CONFIG_RULE_KEYS = {"identifier", "name", "resource_types", "controls", "deploy", "parameters", "note"}
 EXEMPT_TAG = "netguard:exempt"
 EXEMPT_UNTIL_TAG = "netguard:exempt-until"
 EXEMPT_REASON_TAG = "netguard:exempt-reason"
@@ -56,10 +57,35 @@ class Exemption:
 
 
 @dataclass(frozen=True)
+class ConfigRule:
+    """An AWS Config managed rule: which controls its NON_COMPLIANT results re-check, and whether (and
+    with which parameters) the netguard stack deploys it."""
+
+    identifier: str  # SAGEMAKER_NOTEBOOK_NO_DIRECT_INTERNET_ACCESS
+    name: str  # sagemaker-notebook-no-direct-internet-access: also how conformance packs name it
+    resource_types: tuple[str, ...]
+    controls: tuple[str, ...]
+    deploy: bool
+    parameters: Mapping[str, str]
+    source: str
+
+    def matches(self, rule_name: str) -> bool:
+        """Rule names carry the managed rule's name, with prefixes and suffixes added by whoever
+        deployed it (`securityhub-...-a1b2c3`, `...-conformance-pack-xyz`, `netguard-...-prod`)."""
+        return self.name in rule_name.lower()
+
+
+@dataclass(frozen=True)
 class Policy:
     controls: tuple[Control, ...]
     examples: tuple[Example, ...]
     exemptions: tuple[Exemption, ...]
+    config_rules: tuple[ConfigRule, ...] = ()
+
+    def config_rule_for(self, rule_name: str) -> ConfigRule | None:
+        """The managed rule a Config rule name stands for (the longest matching name wins)."""
+        found = [r for r in self.config_rules if r.matches(rule_name)]
+        return max(found, key=lambda r: len(r.name)) if found else None
 
     def control(self, control_id: str) -> Control:
         for control in self.controls:
@@ -143,6 +169,34 @@ def _parse_control(raw: Any, source: str) -> tuple[Control, list[Example]]:
     return control, examples
 
 
+def _parse_config_rule(raw: Any, source: str, known_controls: Mapping[str, Control]) -> ConfigRule:
+    if not isinstance(raw, dict):
+        raise PolicyError(f"{source}: each [[config_rules]] entry must be a table")
+    ident = raw.get("identifier")
+    where = f"{source}: config rule {ident}"
+    missing = {"identifier", "name", "resource_types", "controls"} - raw.keys()
+    if missing or raw.keys() - CONFIG_RULE_KEYS:
+        raise PolicyError(f"{where}: needs identifier, name, resource_types, controls (optional deploy, parameters, "
+                          f"note); missing {sorted(missing)}, unknown {sorted(raw.keys() - CONFIG_RULE_KEYS)}")
+    if not isinstance(ident, str) or not ident.isupper() or not isinstance(raw["name"], str) or not raw["name"]:
+        raise PolicyError(f"{where}: identifier must be the managed rule's UPPER_CASE id and name its rule name")
+    rtypes, controls = raw["resource_types"], raw["controls"]
+    if not isinstance(rtypes, list) or not rtypes or any(t not in RESOURCE_TYPES for t in rtypes):
+        raise PolicyError(f"{where}: resource_types must list supported types, got {rtypes!r}")
+    if not isinstance(controls, list) or not controls or any(c not in known_controls for c in controls):
+        raise PolicyError(f"{where}: controls must list known control ids, got {controls!r}")
+    for cid in controls:
+        if not set(known_controls[cid].resource_types) & set(rtypes):
+            raise PolicyError(f"{where}: control {cid} does not evaluate {', '.join(rtypes)}")
+    params = raw.get("parameters", {})
+    if not isinstance(params, dict) or not all(isinstance(v, str) for v in params.values()):
+        raise PolicyError(f"{where}: parameters must be a table of strings (Config's InputParameters)")
+    deploy = raw.get("deploy", True)
+    if not isinstance(deploy, bool):
+        raise PolicyError(f"{where}: deploy must be true or false")
+    return ConfigRule(ident, raw["name"].lower(), tuple(rtypes), tuple(controls), deploy, params, source)
+
+
 def _parse_date(value: Any, source: str, what: str) -> dt.date:
     if isinstance(value, dt.date):
         return value
@@ -172,6 +226,7 @@ def load_policy(policy_dir: str | None = None) -> Policy:
     controls: list[Control] = []
     examples: list[Example] = []
     exemptions: list[Exemption] = []
+    raw_rules: list[tuple[Any, str]] = []
     seen: dict[str, str] = {}
     for path in files:
         source = path.name
@@ -179,7 +234,7 @@ def load_policy(policy_dir: str | None = None) -> Policy:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise PolicyError(f"{source}: not valid TOML: {exc}") from exc
-        unknown = data.keys() - {"controls", "exemptions"}
+        unknown = data.keys() - {"controls", "exemptions", "config_rules"}
         if unknown:
             raise PolicyError(f"{source}: unknown top-level keys: {', '.join(sorted(unknown))}")
         for raw in data.get("controls", []):
@@ -190,11 +245,17 @@ def load_policy(policy_dir: str | None = None) -> Policy:
             controls.append(control)
             examples.extend(control_examples)
         exemptions.extend(_parse_exemption(raw, source) for raw in data.get("exemptions", []))
+        raw_rules.extend((raw, source) for raw in data.get("config_rules", []))
     for ex in exemptions:
         unknown_ids = [c for c in ex.controls if c != "*" and c not in seen]
         if unknown_ids:
             raise PolicyError(f"{ex.source}: exemption for {ex.resource_id} names unknown controls: {', '.join(unknown_ids)}")
-    return Policy(tuple(controls), tuple(examples), tuple(exemptions))
+    by_id = {c.id: c for c in controls}
+    rules = tuple(_parse_config_rule(raw, source, by_id) for raw, source in raw_rules)
+    names = [r.name for r in rules]
+    if len(set(names)) != len(names):
+        raise PolicyError(f"config rules: duplicate names {sorted({n for n in names if names.count(n) > 1})}")
+    return Policy(tuple(controls), tuple(examples), tuple(exemptions), rules)
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,25 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+ACCOUNT_ID_LENGTH = 12
+ORGANIZATION = "organization"
+
+
+def _csv(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(p.strip() for p in env.get(name, "").split(",") if p.strip()))
+
+
+def _accounts(env: Mapping[str, str]) -> tuple[str, ...]:
+    """NETGUARD_ACCOUNTS: account ids (comma-separated), or `organization` for every active account."""
+    accounts = _csv(env, "NETGUARD_ACCOUNTS")
+    if accounts == (ORGANIZATION,):
+        return accounts
+    bad = [a for a in accounts if not (a.isdigit() and len(a) == ACCOUNT_ID_LENGTH)]
+    if bad:
+        raise ConfigError(f"NETGUARD_ACCOUNTS: {', '.join(bad)} not 12-digit account ids (or use '{ORGANIZATION}')")
+    return accounts
+
+
 @dataclass(frozen=True)
 class Settings:
     mode: str = "enforce"
@@ -52,6 +71,33 @@ class Settings:
     dedup_hours: int = 24
     ledger_retention_days: int = 400
     idempotency_hours: int = 24
+    stage: str = "dev"
+    home_account: str | None = None  # the account netguard runs in (the template sets it)
+    accounts: tuple[str, ...] = ()  # () = the home account only; ("organization",) = every active account
+    regions: tuple[str, ...] = ()  # () = the function's own region
+    member_role_name: str | None = None
+    member_external_id: str | None = None
+    recheck_queue_url: str | None = None
+    recheck_max_attempts: int = 8
+    recheck_delay_seconds: int = 60
+    sweep_queue_url: str | None = None
+    sweep_chunk: int = 200
+    report_bucket: str | None = None
+    report_prefix: str = "netguard/sweeps"
+
+    @property
+    def organization(self) -> bool:
+        return self.accounts == (ORGANIZATION,)
+
+    def account_allowed(self, account: str) -> bool:
+        """May netguard act in `account`? An explicit list is an allow-list; with `organization` the
+        event bus policy admits only the organization's accounts; by default only the home account
+        (when it is known)."""
+        if self.organization:
+            return True
+        if self.accounts:
+            return account in self.accounts or account == self.home_account
+        return self.home_account is None or account == self.home_account
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -69,4 +115,17 @@ class Settings:
             dedup_hours=_positive_int(env, "NETGUARD_DEDUP_HOURS", 24),
             ledger_retention_days=_positive_int(env, "NETGUARD_LEDGER_RETENTION_DAYS", 400),
             idempotency_hours=_positive_int(env, "NETGUARD_IDEMPOTENCY_HOURS", 24),
+            stage=env.get("NETGUARD_STAGE", "").strip() or "dev",
+            home_account=env.get("NETGUARD_HOME_ACCOUNT", "").strip() or None,
+            accounts=_accounts(env),
+            regions=_csv(env, "NETGUARD_REGIONS"),
+            member_role_name=env.get("NETGUARD_MEMBER_ROLE_NAME", "").strip() or None,
+            member_external_id=env.get("NETGUARD_MEMBER_EXTERNAL_ID", "").strip() or None,
+            recheck_queue_url=env.get("NETGUARD_RECHECK_QUEUE_URL") or None,
+            recheck_max_attempts=_positive_int(env, "NETGUARD_RECHECK_MAX_ATTEMPTS", 8),
+            recheck_delay_seconds=min(_positive_int(env, "NETGUARD_RECHECK_DELAY_SECONDS", 60), 900),
+            sweep_queue_url=env.get("NETGUARD_SWEEP_QUEUE_URL") or None,
+            sweep_chunk=_positive_int(env, "NETGUARD_SWEEP_CHUNK", 200),
+            report_bucket=env.get("NETGUARD_REPORT_BUCKET", "").strip() or None,
+            report_prefix=env.get("NETGUARD_REPORT_PREFIX", "").strip().strip("/") or "netguard/sweeps",
         )

@@ -41,7 +41,7 @@ def stack(aws, net, monkeypatch) -> Iterator[dict[str, Any]]:
     with WebhookReceiver() as slack:
         create_ledger_table(aws.client("dynamodb"), TABLE)
         topic, queue, param = create_alert_channels(aws.client("sns"), aws.client("sqs"), aws.client("ssm"), slack.url)
-        monkeypatch.setattr(handlers, "Clients", lambda: aws.clients)
+        monkeypatch.setattr(handlers, "make_clients", lambda settings: aws.clients)
         from app import app
 
         # a stage with no environment of its own: the dev stage's variables would replace this stack's

@@ -1,0 +1,127 @@
+"""Deferred re-checks: what could not be decided or done now is looked at again later, through SQS.
+
+A notebook still `Pending`, a Studio domain with running apps, a throttled or failed AWS call: the
+run that met it sends one message naming the resources, delayed (exponential backoff, at most SQS's
+15 minutes). The `recheck` handler runs the normal pipeline on them. Still deferred: a new message,
+one attempt further, up to NETGUARD_RECHECK_MAX_ATTEMPTS, after which the resource is left to the next
+sweep and an error is logged. A message that cannot be processed (a bug, the ledger down) is
+reported as a batch item failure: SQS delivers it again and, after the queue's maxReceiveCount,
+moves it to the dead-letter queue. Nothing is dropped silently.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+from .aws import Clients
+from .errors import InvalidEvent
+from .model import RESOURCE_TYPES, ResourceRef
+from .settings import Settings
+from .triggers import ACCOUNT_RE, REGION_RE
+
+log = logging.getLogger("netguard.recheck")
+
+MESSAGE_SCHEMA = "netguard.recheck/v1"
+MAX_DELAY_SECONDS = 900  # SQS DelaySeconds limit
+MAX_REFS_PER_MESSAGE = 50  # well under SQS's 256 KB
+
+
+@dataclass(frozen=True)
+class Recheck:
+    refs: tuple[ResourceRef, ...]
+    reason: str
+    attempt: int
+    origin: str  # the event id of the run that first deferred
+
+
+def delay_for(attempt: int, base: int) -> int:
+    """Seconds before attempt `attempt` (1-based): base, 2×base, 4×base, … capped at 15 minutes."""
+    return min(MAX_DELAY_SECONDS, base * 2 ** max(attempt - 1, 0))
+
+
+def encode(recheck: Recheck) -> str:
+    return json.dumps({
+        "schema": MESSAGE_SCHEMA,
+        "refs": [{"type": r.resource_type, "id": r.resource_id, "account": r.account, "region": r.region}
+                 for r in recheck.refs],
+        "reason": recheck.reason[:1000],
+        "attempt": recheck.attempt,
+        "origin": recheck.origin,
+    }, separators=(",", ":"))
+
+
+def decode(body: Any) -> Recheck:
+    """A message body back into a Recheck; InvalidEvent says what is wrong with it."""
+    try:
+        data = json.loads(body) if isinstance(body, (str, bytes)) else None
+    except ValueError as exc:
+        raise InvalidEvent(f"recheck message is not JSON: {exc}") from exc
+    if not isinstance(data, Mapping) or data.get("schema") != MESSAGE_SCHEMA:
+        raise InvalidEvent(f"not a {MESSAGE_SCHEMA} message")
+    raw_refs, attempt = data.get("refs"), data.get("attempt")
+    if not isinstance(raw_refs, list) or not raw_refs or len(raw_refs) > MAX_REFS_PER_MESSAGE:
+        raise InvalidEvent(f"refs must be a list of 1 to {MAX_REFS_PER_MESSAGE} resources")
+    if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 1:
+        raise InvalidEvent("attempt must be a positive whole number")
+    refs = []
+    for raw in raw_refs:
+        if not isinstance(raw, Mapping):
+            raise InvalidEvent("each ref must be an object")
+        rtype, rid, account, region = (raw.get(k) for k in ("type", "id", "account", "region"))
+        if rtype not in RESOURCE_TYPES or not isinstance(rid, str) or not 0 < len(rid) <= 256:
+            raise InvalidEvent(f"unsupported resource {str(rtype)[:64]!r} / {str(rid)[:64]!r}")
+        if not isinstance(account, str) or not ACCOUNT_RE.match(account):
+            raise InvalidEvent("invalid account")
+        if not isinstance(region, str) or not REGION_RE.match(region):
+            raise InvalidEvent("invalid region")
+        refs.append(ResourceRef(rtype, rid, account, region))
+    reason, origin = data.get("reason"), data.get("origin")
+    return Recheck(tuple(refs), str(reason or "")[:1000], attempt, str(origin or "")[:128])
+
+
+class RecheckQueue:
+    """Sends re-checks to NETGUARD_RECHECK_QUEUE_URL (nothing when unset: the next event or sweep will)."""
+
+    def __init__(self, settings: Settings, clients: Clients) -> None:
+        self.settings, self.clients = settings, clients
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.settings.recheck_queue_url)
+
+    def schedule(self, items: Iterable[tuple[ResourceRef, str]], origin: str, attempt: int = 1) -> list[str]:
+        """Send re-checks for `items` ((ref, reason)), one attempt number for all; returns their message ids.
+        Past the last attempt nothing is sent and an error is logged for each resource."""
+        items = list(items)
+        if not items:
+            return []
+        if attempt > self.settings.recheck_max_attempts:
+            for ref, reason in items:
+                log.error("giving up re-checking %s after %d attempts (%s): the next sweep will evaluate it",
+                          ref.key, attempt - 1, reason)
+            return []
+        if not self.configured:
+            log.info("no recheck queue configured: %d resource(s) wait for their next event or sweep", len(items))
+            return []
+        queue_url = str(self.settings.recheck_queue_url)
+        sqs = self.clients.client("sqs", _queue_region(queue_url))
+        delay = delay_for(attempt, self.settings.recheck_delay_seconds)
+        sent = []
+        for start in range(0, len(items), MAX_REFS_PER_MESSAGE):
+            part = items[start:start + MAX_REFS_PER_MESSAGE]
+            body = encode(Recheck(tuple(r for r, _ in part), "; ".join(sorted({why for _, why in part})), attempt,
+                                  origin))
+            answer = sqs.send_message(QueueUrl=queue_url, MessageBody=body, DelaySeconds=delay)
+            sent.append(answer["MessageId"])
+            log.info("re-check %s of %s in %d s (attempt %d)", answer["MessageId"],
+                     ", ".join(r.key for r, _ in part), delay, attempt)
+        return sent
+
+
+def _queue_region(queue_url: str) -> str | None:
+    """https://sqs.eu-west-1.amazonaws.com/123/name -> eu-west-1 (None: the default region)."""
+    host = queue_url.split("://", 1)[-1].split("/", 1)[0]
+    parts = host.split(".")
+    return parts[1] if len(parts) > 2 and parts[0] == "sqs" else None
