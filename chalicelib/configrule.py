@@ -23,7 +23,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from .aws import Clients
+from botocore.exceptions import ClientError
+
+from .aws import Clients, error_code
 from .errors import IgnoredEvent, InvalidEvent
 from .model import (
     COMPLIANT,
@@ -149,8 +151,15 @@ def config_resource_name(resource_type: str, item: Mapping[str, Any]) -> str:
 def fetch_item(clients: Clients, inv: RuleInvocation) -> Mapping[str, Any]:
     """The latest configuration item of an oversized notification (its summary is all Config sent)."""
     summary = inv.item or {}
-    answer = clients.client("config", inv.region, inv.account).get_resource_config_history(
-        resourceType=summary["resourceType"], resourceId=summary["resourceId"], limit=1)
+    try:
+        answer = clients.client("config", inv.region, inv.account).get_resource_config_history(
+            resourceType=summary["resourceType"], resourceId=summary["resourceId"], limit=1)
+    except ClientError as exc:
+        if error_code(exc) != "ResourceNotDiscoveredException":
+            raise
+        log.info("Config has no history of %s %s: using the notification's summary", summary["resourceType"],
+                 summary["resourceId"])
+        return summary
     items = answer.get("configurationItems") or []
     if not items:
         return summary

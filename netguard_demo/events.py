@@ -122,3 +122,75 @@ def notebook_state_change(name: str, status: str, account: str, region: str, sub
         detail.pop("NetworkInterfaceId", None)
     detail.pop("KmsKeyId", None)
     return event
+
+
+# ------------------------------------------------------------------------------------- AWS Config
+
+
+def config_rule_invocation(resource_type: str, resource_id: str, account: str, region: str,
+                           resource_name: str | None = None, status: str = "OK", left_scope: bool = False,
+                           rule_name: str = "netguard-sagemaker-network", token: str = "TESTMODE",
+                           configuration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A custom rule invocation for one configuration item, shaped like the published security-group
+    sample (its configurationItem fields), with the resource replaced."""
+    event = copy.deepcopy(sample("config-custom-rule-invocation-securitygroup.json"))
+    invoking = json.loads(event["invokingEvent"])
+    item = invoking["configurationItem"]
+    arn_kind = {"AWS::SageMaker::NotebookInstance": ("sagemaker", "notebook-instance/"),
+                "AWS::EC2::SecurityGroup": ("ec2", "security-group/"), "AWS::EC2::VPC": ("ec2", "vpc/"),
+                "AWS::EC2::Subnet": ("ec2", "subnet/"), "AWS::SageMaker::Model": ("sagemaker", "model/")}
+    service, prefix = arn_kind.get(resource_type, ("ec2", ""))
+    item.update({"resourceType": resource_type, "resourceId": resource_id, "resourceName": resource_name,
+                 "awsAccountId": account, "awsRegion": region, "configurationItemStatus": status,
+                 "ARN": f"arn:aws:{service}:{region}:{account}:{prefix}{resource_name or resource_id}",
+                 "configuration": configuration if configuration is not None else {}, "relationships": []})
+    event.update({"invokingEvent": json.dumps(invoking), "resultToken": token, "eventLeftScope": left_scope,
+                  "configRuleName": rule_name, "accountId": account,
+                  "configRuleArn": f"arn:aws:config:{region}:{account}:config-rule/config-rule-abc123"})
+    return event
+
+
+def config_oversized_invocation(resource_type: str, resource_id: str, account: str, region: str,
+                                resource_name: str | None = None, token: str = "TESTMODE") -> dict[str, Any]:
+    """An OversizedConfigurationItemChangeNotification: Config sends a summary, not the item."""
+    event = config_rule_invocation(resource_type, resource_id, account, region, resource_name, token=token)
+    item = json.loads(event["invokingEvent"])["configurationItem"]
+    summary = {k: item[k] for k in ("configurationItemCaptureTime", "awsAccountId", "configurationItemStatus",
+                                    "resourceType", "resourceId", "resourceName", "awsRegion",
+                                    "configurationStateId", "ARN")}
+    event["invokingEvent"] = json.dumps({"configurationItemSummary": summary,
+                                         "messageType": "OversizedConfigurationItemChangeNotification",
+                                         "notificationCreationTime": "2026-11-27T10:00:00.000Z",
+                                         "recordVersion": "1.0"})
+    return event
+
+
+def config_scheduled_invocation(account: str, region: str, token: str = "TESTMODE",
+                                rule_name: str = "netguard-sagemaker-network") -> dict[str, Any]:
+    """The published periodic invocation, for our account, region and rule."""
+    event = copy.deepcopy(sample("config-custom-rule-invocation-periodic.awsdocs.json"))
+    invoking = json.loads(event["invokingEvent"])
+    invoking["awsAccountId"] = account
+    event.update({"invokingEvent": json.dumps(invoking), "resultToken": token, "accountId": account,
+                  "configRuleName": rule_name,
+                  "configRuleArn": f"arn:aws:config:{region}:{account}:config-rule/config-rule-abc123"})
+    return event
+
+
+def compliance_change(rule_name: str, resource_type: str, resource_id: str, account: str, region: str,
+                      compliance: str = "NON_COMPLIANT") -> dict[str, Any]:
+    """An EventBridge "Config Rules Compliance Change" event: the envelope of the EventBridge sample,
+    the detail of the published compliance notification (the same fields Config puts in `detail`)."""
+    envelope = copy.deepcopy(sample("eventbridge-cloudtrail-ec2-AuthorizeSecurityGroupIngress.json"))
+    detail = copy.deepcopy(sample("config-compliance-change-notification-sns.awsdocs.json")["Message"])
+    qualifier = {"configRuleName": rule_name, "resourceType": resource_type, "resourceId": resource_id}
+    detail.update({"awsAccountId": account, "configRuleName": rule_name, "resourceType": resource_type,
+                   "resourceId": resource_id, "awsRegion": region,
+                   "configRuleARN": f"arn:aws:config:{region}:{account}:config-rule/config-rule-xyz789"})
+    detail["newEvaluationResult"]["complianceType"] = compliance
+    detail["newEvaluationResult"]["evaluationResultIdentifier"]["evaluationResultQualifier"] = qualifier
+    detail["oldEvaluationResult"]["evaluationResultIdentifier"]["evaluationResultQualifier"] = dict(qualifier)
+    detail["oldEvaluationResult"]["complianceType"] = "COMPLIANT" if compliance != "COMPLIANT" else "NON_COMPLIANT"
+    envelope.update({"id": _new_id(), "source": "aws.config", "detail-type": "Config Rules Compliance Change",
+                     "account": account, "region": region, "detail": detail, "resources": []})
+    return envelope

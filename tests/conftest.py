@@ -2,15 +2,21 @@
 for notebooks (netguard_demo.moto_fidelity), the demo network, and a write-call counter."""
 from __future__ import annotations
 
+import io
+import json
 import os
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import boto3
 import pytest
+from chalice.test import Client
 from moto import mock_aws
 
+from chalicelib import handlers, notify
 from chalicelib.aws import Clients
+from netguard_demo.receiver import WebhookReceiver
+from netguard_demo.world import create_alert_channels, create_ledger_table, drain_alerts
 from netguard_demo.moto_fidelity import aws_like_notebooks
 from netguard_demo.moto_sagemaker import aws_like_sagemaker
 from netguard_demo.world import Network, build_network, remove_default_vpc
@@ -79,3 +85,56 @@ def net(aws: Account) -> Network:
     """The demo network, in an account without moto's default VPC."""
     remove_default_vpc(aws.client("ec2"))
     return build_network(aws.client("ec2"), aws.account, aws.region)
+
+
+# ------------------------------------------------------------------- the deployed stack, in moto
+
+TABLE = "netguard-ledger-test"
+
+
+@pytest.fixture
+def stack(aws, net, monkeypatch) -> Iterator[dict[str, Any]]:
+    """The deployed pieces: ledger table, alert topic + read-back queue, Slack webhook in SSM."""
+    with WebhookReceiver() as slack:
+        create_ledger_table(aws.client("dynamodb"), TABLE)
+        topic, queue, param = create_alert_channels(aws.client("sns"), aws.client("sqs"), aws.client("ssm"), slack.url)
+        monkeypatch.setattr(handlers, "make_clients", lambda settings: aws.clients)
+        from app import app
+
+        # a stage with no environment of its own: the dev stage's variables would replace this stack's
+        with Client(app, stage_name="e2e") as client:
+            monkeypatch.setenv("NETGUARD_LEDGER_TABLE", TABLE)
+            monkeypatch.setenv("NETGUARD_ALERT_TOPIC_ARN", topic)
+            monkeypatch.setenv("NETGUARD_SLACK_WEBHOOK_PARAM", param)
+            monkeypatch.setenv("NETGUARD_MODE", "enforce")
+            handlers.runtime.cache_clear()
+            notify.clear_cache()
+            yield {"client": client, "slack": slack, "queue": queue, "aws": aws, "net": net}
+        handlers.runtime.cache_clear()
+
+
+@pytest.fixture
+def engine_log() -> Iterator[io.StringIO]:
+    """What the Powertools logger of the handlers writes (to stdout in Lambda)."""
+    stream = io.StringIO()
+    previous = handlers.logger.registered_handler.setStream(stream)
+    yield stream
+    handlers.logger.registered_handler.setStream(previous)
+
+
+def json_lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
+
+
+def invoke(stack, handler: str, event: Any) -> dict[str, Any]:
+    return stack["client"].lambda_.invoke(handler, event).payload
+
+
+def alerts(stack) -> list[dict[str, Any]]:
+    return drain_alerts(stack["aws"].client("sqs"), stack["queue"])
+
+
+def ledger_items(stack, prefix: str) -> list[dict[str, Any]]:
+    ddb = stack["aws"].client("dynamodb")
+    items = ddb.scan(TableName=TABLE)["Items"]
+    return [{k: list(v.values())[0] for k, v in item.items()} for item in items if item["sk"]["S"].startswith(prefix)]

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import io
 import json
-from typing import Any, Iterator
 
 import pytest
-from chalice.test import Client
 
-from chalicelib import handlers, notify
+from chalicelib import handlers
 from chalicelib.collect import Collector
 from chalicelib.decide import decide
 from chalicelib.evaluate import evaluate
@@ -21,66 +18,13 @@ from chalicelib.remediate import QUARANTINE_TAG
 from chalicelib.triggers import from_api_call
 from netguard_demo import events
 from netguard_demo.moto_fidelity import attach_notebook_eni, notebook_status, set_status
+from conftest import TABLE, alerts, invoke, json_lines, ledger_items
 from netguard_demo.moto_sagemaker import job_status, set_job_status
-from netguard_demo.receiver import WebhookReceiver
 from netguard_demo.world import (TAGS, 
-    create_alert_channels,
-    create_ledger_table,
     create_notebook,
-    drain_alerts,
     ingress_rule_ids,
     tcp,
 )
-
-TABLE = "netguard-ledger-test"
-
-
-@pytest.fixture
-def stack(aws, net, monkeypatch) -> Iterator[dict[str, Any]]:
-    """The deployed pieces: ledger table, alert topic + read-back queue, Slack webhook in SSM."""
-    with WebhookReceiver() as slack:
-        create_ledger_table(aws.client("dynamodb"), TABLE)
-        topic, queue, param = create_alert_channels(aws.client("sns"), aws.client("sqs"), aws.client("ssm"), slack.url)
-        monkeypatch.setattr(handlers, "make_clients", lambda settings: aws.clients)
-        from app import app
-
-        # a stage with no environment of its own: the dev stage's variables would replace this stack's
-        with Client(app, stage_name="e2e") as client:
-            monkeypatch.setenv("NETGUARD_LEDGER_TABLE", TABLE)
-            monkeypatch.setenv("NETGUARD_ALERT_TOPIC_ARN", topic)
-            monkeypatch.setenv("NETGUARD_SLACK_WEBHOOK_PARAM", param)
-            monkeypatch.setenv("NETGUARD_MODE", "enforce")
-            handlers.runtime.cache_clear()
-            notify.clear_cache()
-            yield {"client": client, "slack": slack, "queue": queue, "aws": aws, "net": net}
-        handlers.runtime.cache_clear()
-
-
-@pytest.fixture
-def engine_log() -> Iterator[io.StringIO]:
-    """What the Powertools logger of the handlers writes (to stdout in Lambda)."""
-    stream = io.StringIO()
-    previous = handlers.logger.registered_handler.setStream(stream)
-    yield stream
-    handlers.logger.registered_handler.setStream(previous)
-
-
-def json_lines(stream: io.StringIO) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
-
-
-def invoke(stack, handler: str, event: Any) -> dict[str, Any]:
-    return stack["client"].lambda_.invoke(handler, event).payload
-
-
-def alerts(stack) -> list[dict[str, Any]]:
-    return drain_alerts(stack["aws"].client("sqs"), stack["queue"])
-
-
-def ledger_items(stack, prefix: str) -> list[dict[str, Any]]:
-    ddb = stack["aws"].client("dynamodb")
-    items = ddb.scan(TableName=TABLE)["Items"]
-    return [{k: list(v.values())[0] for k, v in item.items()} for item in items if item["sk"]["S"].startswith(prefix)]
 
 
 def test_notebook_with_internet_in_a_public_subnet_is_deferred_then_stopped(stack):
