@@ -260,11 +260,12 @@ def run_task(task: Task, deps: SweepDeps, time_left: Callable[[], float] | None 
 def evaluate_in_chunks(pipeline: Pipeline, context: EventContext, refs: list[ResourceRef], size: int,
                        should_stop: Callable[[], bool] | None = None) -> Iterator[tuple[list[ResourceRef], RunReport]]:
     """Run the pipeline over `refs` (SageMaker resources before network ones, as list_refs gives them)
-    `size` at a time, yielding each chunk with its report; stops early when `should_stop()` says so.
+    `size` at a time, yielding each chunk with its report; stops early when `should_stop()` says so
+    (checked between chunks, after the first, so that every invocation makes progress).
     SageMaker chunks run with follow=False (only what kind of user their network resources have is
     noted), so each network resource is evaluated once, after them, with every hint known."""
     for start in range(0, len(refs), size):
-        if should_stop is not None and should_stop():
+        if start and should_stop is not None and should_stop():  # one chunk at least: always progress
             return
         batch = refs[start:start + size]
         follow = not any(r.resource_type in SAGEMAKER_TYPES for r in batch)
