@@ -45,14 +45,26 @@ SERVICES = {
     "ssm": "ssm",
     "secretsmanager": "secretsmanager",
     "sts": "sts",
+    "config": "config",
+    "sqs": "sqs",
+    "s3": "s3",
+    "organizations": "organizations",
 }
 # Operations that need no IAM permission.
 NO_PERMISSION_NEEDED = {"sts:GetCallerIdentity"}
+# Operations IAM has no action of their own for: they need the actions of what they do.
+PERMISSIONS_OF = {
+    "dynamodb:TransactWriteItems": {"dynamodb:PutItem", "dynamodb:UpdateItem"},
+    "sqs:SendMessageBatch": {"sqs:SendMessage"},
+}
+# What Lambda's SQS event source mappings do with the function's role (the code never calls these).
+EVENT_SOURCE_MAPPING = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
 # What Powertools' DynamoDBPersistenceLayer (idempotency) calls; checked against its source below.
 POWERTOOLS_IDEMPOTENCY = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
 # Writes that IAM cannot scope to a resource, so they may (must) be granted on "*".
 # Writes IAM cannot scope to a resource (the service authorization reference lists no resource type).
-UNSCOPABLE_WRITES = {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "logs:CreateLogDelivery"}
+UNSCOPABLE_WRITES = {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "logs:CreateLogDelivery",
+                     "config:PutEvaluations"}
 READ_PREFIXES = ("Describe", "List", "Get")
 
 
@@ -308,7 +320,10 @@ def lambda_scan() -> Scan:
 
 
 def required_actions() -> set[str]:
-    return lambda_scan().actions - NO_PERMISSION_NEEDED
+    """The IAM actions the Lambda role needs for what the code calls (and what Lambda does for it)."""
+    called = lambda_scan().actions - NO_PERMISSION_NEEDED
+    needed = {a for op in called for a in PERMISSIONS_OF.get(op, {op})}
+    return needed | EVENT_SOURCE_MAPPING
 
 
 # ------------------------------------------------------------------------------------- policies
@@ -460,7 +475,10 @@ def test_scan_is_not_vacuous() -> None:
     needed = required_actions()
     print("AWS actions the Lambda needs:")
     for action in sorted(needed):
-        print(f"  {action:45} {', '.join(sorted(lambda_scan().calls[action]))}")
+        where = lambda_scan().calls.get(action) or ["(implied: " + ", ".join(
+            sorted(op for op, implied in PERMISSIONS_OF.items() if action in implied)) + ")"
+            if action not in EVENT_SOURCE_MAPPING else "(Lambda's SQS event source mapping)"]
+        print(f"  {action:45} {', '.join(sorted(where))}")
     # Known calls: if the scanner stopped seeing these, it would stop seeing new ones too.
     assert {"ec2:DescribeSecurityGroupRules", "ec2:DescribeNetworkInterfaces", "sagemaker:ListTags",
             "sagemaker:StopNotebookInstance", "ec2:RevokeSecurityGroupIngress", "dynamodb:PutItem"} <= needed
@@ -582,6 +600,11 @@ def test_policy_resources_match_the_stage_config(stage: str) -> None:
                       f"arn:aws:secretsmanager:{region}:{account}:secret:{name}-AbCdEf")
     else:
         assert allows(policy, "ssm:GetParameter", f"arn:aws:ssm:{region}:{account}:parameter/{param.lstrip('/')}")
+    # The stage's queues (named in app.py after NETGUARD_STAGE) and its report bucket.
+    for queue in (f"netguard-recheck-{stage}", f"netguard-sweep-{stage}"):
+        assert allows(policy, "sqs:SendMessage", f"arn:aws:sqs:{region}:{account}:{queue}")
+    assert allows(policy, "s3:PutObject", f"arn:aws:s3:::netguard-reports-{account}-{stage}/netguard/sweeps/x/summary.json")
+    assert not allows(policy, "s3:PutObject", f"arn:aws:s3:::netguard-reports-{account}-{stage}/other/key")
     # Secrets of this stage (Secrets Manager appends a random suffix to the name).
     assert allows(policy, "secretsmanager:GetSecretValue",
                   f"arn:aws:secretsmanager:{region}:{account}:secret:netguard/{stage}/slack-webhook-AbCdEf")
@@ -590,6 +613,7 @@ def test_policy_resources_match_the_stage_config(stage: str) -> None:
         assert not allows(policy, "dynamodb:PutItem",
                           f"arn:aws:dynamodb:{region}:{account}:table/{other_env['NETGUARD_LEDGER_TABLE']}")
         assert not allows(policy, "sns:Publish", other_env["NETGUARD_ALERT_TOPIC_ARN"])
+        assert not allows(policy, "sqs:SendMessage", f"arn:aws:sqs:{region}:{account}:netguard-recheck-{other}")
         assert not allows(policy, "secretsmanager:GetSecretValue",
                           f"arn:aws:secretsmanager:{region}:{account}:secret:netguard/{other}/slack-webhook-AbCdEf")
 
@@ -597,7 +621,8 @@ def test_policy_resources_match_the_stage_config(stage: str) -> None:
 def _handler_names() -> list[str]:
     names = []
     for node in ast.walk(ast.parse(APP.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr.startswith("on_"):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and (node.func.attr.startswith("on_") or node.func.attr in ("lambda_function", "schedule"))):
             names += [k.value.value for k in node.keywords if k.arg == "name" and isinstance(k.value, ast.Constant)]
     return names
 
