@@ -707,14 +707,15 @@ class Collector:
     def collect(self, refs: Iterable[ResourceRef], follow: bool = True) -> Collected:
         """Read every ref, and the network resources the SageMaker ones use (each once). A changed
         shared resource (a route table, a subnet, a deleted flow log) also brings in its users.
-        With follow=False the used resources are not read: only what kind of user they have is kept
+        With follow=False (sweeps, which read everything anyway) neither the resources used nor the
+        users of a changed resource are read: only what kind of user the used ones have is kept
         (`hints`), for when they are collected later in the same run."""
         out = Collected()
         changed = list(dict.fromkeys(refs))
         # route tables and flow logs are not evaluated themselves: only what depends on them is
         pending: dict[ResourceRef, set[str]] = {ref: set(self.hints.get(ref, ())) for ref in changed
                                                 if ref.resource_type not in (ROUTE_TABLE, FLOW_LOG)}
-        for ref in changed:
+        for ref in changed if follow else ():
             for user in self._users(ref, out):
                 pending.setdefault(user, set())
         done: set[ResourceRef] = set()

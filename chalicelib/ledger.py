@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import threading
+import time
 import uuid
 from typing import Any, Mapping, Protocol
 
@@ -63,6 +65,7 @@ def new_action_id() -> str:
     return f"act-{uuid.uuid4().hex[:20]}"
 
 
+log = logging.getLogger("netguard.ledger")
 USES_TTL = dt.timedelta(days=30)  # renewed whenever the user is read again (events and sweeps)
 
 
@@ -172,6 +175,10 @@ class MemoryLedger:
             for ref in used:
                 self.items[(uses_pk(ref), user.key)] = {"pk": uses_pk(ref), "sk": user.key,
                                                         "environment": environment}
+
+    def remember_many(self, entries: list[tuple[ResourceRef, list[ResourceRef], str | None]]) -> None:
+        for user, used, environment in entries:
+            self.remember_uses(user, used, environment)
 
     def users_of(self, used: ResourceRef) -> list[ResourceRef]:
         return [ref for ref, _ in self.users_with_environment(used)]
@@ -294,6 +301,24 @@ class DynamoLedger:
         for ref in used:
             self._put({"pk": uses_pk(ref), "sk": user.key, "expires_at": expires, "environment": environment})
 
+    def remember_many(self, entries: list[tuple[ResourceRef, list[ResourceRef], str | None]]) -> None:
+        """remember_uses for many users, 25 items per BatchWriteItem (sweeps refresh the whole index)."""
+        expires = int((utcnow() + USES_TTL).timestamp())
+        items = {(uses_pk(ref), user.key): {"pk": uses_pk(ref), "sk": user.key, "expires_at": expires,
+                                            "environment": environment}
+                 for user, used, environment in entries for ref in used}
+        requests = [{"PutRequest": {"Item": _serialize(item)}} for item in items.values()]
+        for start in range(0, len(requests), 25):
+            pending = {self.table_name: requests[start:start + 25]}
+            for attempt in range(5):
+                unprocessed = self.ddb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+                if not unprocessed:
+                    break
+                pending = unprocessed
+                time.sleep(0.05 * 2 ** attempt)
+            else:
+                log.warning("dependency index: %d entries not written (throttled)", len(pending[self.table_name]))
+
     def users_of(self, used: ResourceRef) -> list[ResourceRef]:
         return [ref for ref, _ in self.users_with_environment(used)]
 
@@ -363,6 +388,29 @@ class DynamoLedger:
                 return False
             raise
         return True
+
+
+class BufferedIndex:
+    """The dependency index of a sweep: what each resource uses is written in batches (`flush`),
+    not one item per resource and subnet; reads go to the ledger."""
+
+    def __init__(self, ledger: Any) -> None:
+        self.ledger = ledger
+        self.entries: list[tuple[ResourceRef, list[ResourceRef], str | None]] = []
+
+    def remember_uses(self, user: ResourceRef, used: list[ResourceRef], environment: str | None = None) -> None:
+        self.entries.append((user, list(used), environment))
+
+    def flush(self) -> None:
+        entries, self.entries = self.entries, []
+        if entries:
+            self.ledger.remember_many(entries)
+
+    def users_of(self, used: ResourceRef) -> list[ResourceRef]:
+        return self.ledger.users_of(used)
+
+    def users_with_environment(self, used: ResourceRef) -> list[tuple[ResourceRef, str | None]]:
+        return self.ledger.users_with_environment(used)
 
 
 def _serialize(item: Mapping[str, Any]) -> dict[str, Any]:

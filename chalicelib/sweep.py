@@ -33,10 +33,10 @@ from typing import Any, Callable, Iterator, Mapping
 from .aws import Clients, error_code, error_message
 from .collect import Collector
 from .errors import InvalidEvent
+from .ledger import BufferedIndex
 from .model import (
     FAILED,
     NON_COMPLIANT,
-    SAGEMAKER_TYPES,
     SUCCEEDED,
     EventContext,
     ResourceRef,
@@ -212,8 +212,8 @@ def run_task(task: Task, deps: SweepDeps, time_left: Callable[[], float] | None 
     started = time.monotonic()
     stats = Stats(task.account, task.region, task.part)
     settings = deps.settings
-    collector = Collector(deps.clients, {t for c in deps.policy.controls for t in c.resource_types},
-                          index=deps.ledger)
+    index = BufferedIndex(deps.ledger) if deps.ledger is not None else None
+    collector = Collector(deps.clients, {t for c in deps.policy.controls for t in c.resource_types}, index=index)
     context = EventContext(f"sweep-{task.sweep_id}-{task.account}-{task.region}", "sweep")
     pipeline = Pipeline(deps.policy, settings, deps.clients, deps.ledger, deps.notifier, deps.telemetry,
                         collector=collector)
@@ -232,6 +232,8 @@ def run_task(task: Task, deps: SweepDeps, time_left: Callable[[], float] | None 
         should_stop = (lambda: time_left() < STOP_MARGIN_SECONDS) if time_left is not None else None
         for batch, run in evaluate_in_chunks(pipeline, context, refs[task.offset:], settings.sweep_chunk,
                                              should_stop):
+            if index is not None:
+                index.flush()
             _count(stats, run, report)
             stats.rechecks += len(rechecks.schedule(run.recheck_refs(), context.event_id))
             position += len(batch)
@@ -262,14 +264,14 @@ def evaluate_in_chunks(pipeline: Pipeline, context: EventContext, refs: list[Res
     """Run the pipeline over `refs` (SageMaker resources before network ones, as list_refs gives them)
     `size` at a time, yielding each chunk with its report; stops early when `should_stop()` says so
     (checked between chunks, after the first, so that every invocation makes progress).
-    SageMaker chunks run with follow=False (only what kind of user their network resources have is
-    noted), so each network resource is evaluated once, after them, with every hint known."""
+    Every chunk runs with follow=False: the SageMaker chunks only note what kind of user their network
+    resources have, so each network resource is evaluated once, after them, with every hint known;
+    and a network resource does not bring in its users again."""
     for start in range(0, len(refs), size):
         if start and should_stop is not None and should_stop():  # one chunk at least: always progress
             return
         batch = refs[start:start + size]
-        follow = not any(r.resource_type in SAGEMAKER_TYPES for r in batch)
-        yield batch, pipeline.run(Trigger(context, tuple(batch)), follow=follow)
+        yield batch, pipeline.run(Trigger(context, tuple(batch)), follow=False)
 
 
 def _count(stats: Stats, run: Any, report: PartReport) -> None:
