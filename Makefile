@@ -15,7 +15,7 @@ STAGES := dev prod
 BUILD ?= build
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: venv .venv test demo package lint-templates clean distclean
+.PHONY: venv .venv test demo package lint-templates templates clean distclean
 
 venv .venv: $(STAMP)
 
@@ -32,22 +32,36 @@ demo: $(STAMP)
 	$(BIN)/netguard demo
 
 # Chalice zips chalicelib/ whole, bytecode included: clean it first. Writes $(BUILD)/deployment.zip
-# and $(BUILD)/sam.json. Deploy the template as stack netguard-$(STAGE): the log permissions in
-# .chalice/policy-$(STAGE).json are scoped to /aws/lambda/netguard-$(STAGE)-*.
+# and $(BUILD)/sam.json: Chalice's SAM template merged with deploy/netguard-stack.yaml (the stage's
+# copy, $(BUILD)/netguard-stack-$(STAGE).json, from tools/stack.py). NETGUARD_STAGE names the queues
+# the functions read (app.py). Deploy the template as stack netguard-$(STAGE): the log permissions in
+# .chalice/policy-$(STAGE).json are scoped to /aws/lambda/netguard-$(STAGE)-*. The member-account
+# template is linted too.
 package: $(STAMP)
 	find chalicelib -name __pycache__ -type d -prune -exec rm -rf {} +
 	rm -rf $(BUILD)
-	$(BIN)/chalice package --stage $(STAGE) $(BUILD)
-	$(BIN)/cfn-lint $(BUILD)/sam.json
-	@echo "stage $(STAGE): $(BUILD)/deployment.zip $(BUILD)/sam.json"
+	$(BIN)/python -B tools/stack.py check
+	$(BIN)/python -B tools/stack.py merge --stage $(STAGE) --out $(BUILD)/netguard-stack-$(STAGE).json
+	NETGUARD_STAGE=$(STAGE) $(BIN)/chalice package --stage $(STAGE) \
+	  --merge-template $(BUILD)/netguard-stack-$(STAGE).json $(BUILD)
+	$(BIN)/cfn-lint $(BUILD)/sam.json deploy/member-account.yaml
+	@echo "stage $(STAGE): $(BUILD)/deployment.zip $(BUILD)/sam.json (member accounts: deploy/member-account.yaml)"
 
 # Package every stage into $(BUILD)/<stage>/ and lint all the templates.
 lint-templates: $(STAMP)
 	find chalicelib -name __pycache__ -type d -prune -exec rm -rf {} +
+	$(BIN)/python -B tools/stack.py check
 	for stage in $(STAGES); do \
-	  rm -rf $(BUILD)/$$stage && $(BIN)/chalice package --stage $$stage $(BUILD)/$$stage || exit 1; \
+	  rm -rf $(BUILD)/$$stage && \
+	  $(BIN)/python -B tools/stack.py merge --stage $$stage --out $(BUILD)/netguard-stack-$$stage.json && \
+	  NETGUARD_STAGE=$$stage $(BIN)/chalice package --stage $$stage \
+	    --merge-template $(BUILD)/netguard-stack-$$stage.json $(BUILD)/$$stage || exit 1; \
 	done
-	$(BIN)/cfn-lint $(foreach stage,$(STAGES),$(BUILD)/$(stage)/sam.json)
+	$(BIN)/cfn-lint $(foreach stage,$(STAGES),$(BUILD)/$(stage)/sam.json) deploy/member-account.yaml
+
+# Regenerate the parts of deploy/*.yaml that mirror policies/, the central policy and the event patterns.
+templates: $(STAMP)
+	$(BIN)/python -B tools/stack.py write
 
 clean:
 	rm -rf $(BUILD) .pytest_cache .chalice/deployments *.egg-info netguard-ledger.jsonl

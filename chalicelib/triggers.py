@@ -123,7 +123,7 @@ def api_call_pattern(resource_types: Iterable[str]) -> dict[str, Any]:
         "detail-type": [API_CALL],
         "detail": {
             "eventSource": sorted(EVENT_SOURCES[s] for s in sources),
-            "eventName": sorted(n for names in sources.values() for n in names),
+            "eventName": sorted({n for names in sources.values() for n in names}),
             "errorCode": [{"exists": False}],
         },
     }

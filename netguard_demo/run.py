@@ -220,6 +220,44 @@ def run_demo(out: TextIO) -> int:
                 adhoc = ec2.create_security_group(GroupName="adhoc", Description="adhoc", VpcId=net.vpc_id)["GroupId"]
                 send("on_api_call", events.create_security_group(adhoc, "adhoc", net.vpc_id, account, region),
                      f"CreateSecurityGroup {adhoc} without tags")
+
+                with contextlib.redirect_stdout(out):
+                    show.title("5. What the events missed: AWS Config and a scheduled sweep")
+                legacy = ec2.create_security_group(GroupName="legacy-rdp", Description="legacy", VpcId=net.vpc_id,
+                                                   TagSpecifications=[{"ResourceType": "security-group", "Tags": [
+                                                       {"Key": k, "Value": v} for k, v in TAGS.items()]}])["GroupId"]
+                ec2.authorize_security_group_ingress(GroupId=legacy, IpPermissions=[{
+                    "IpProtocol": "tcp", "FromPort": 3389, "ToPort": 3389, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+                attach_notebook_eni(ec2, net.private_subnets[1], [legacy], "nb-private")
+                evaluation = client.lambda_.invoke("config_rule", events.config_rule_invocation(
+                    "AWS::EC2::SecurityGroup", legacy, account, region)).payload
+                with contextlib.redirect_stdout(out):
+                    show.line(f"-> Config custom rule: ConfigurationItemChangeNotification for {legacy} "
+                              f"(RDP open, its CloudTrail event never arrived)")
+                    show.line(f"   PutEvaluations (result token TESTMODE: moto accepts test-mode evaluations only): "
+                              f"{evaluation['by_compliance']}")
+                    left = [f"tcp/{r['FromPort']}" for r in ingress_rule_ids(ec2, legacy).values()]
+                    show.line(f"   {legacy} ingress now: {', '.join(left) or 'none (revoked, SG.1)'}")
+                ec2.modify_subnet_attribute(SubnetId=net.private_subnets[1], MapPublicIpOnLaunch={"Value": True})
+                session.client("s3").create_bucket(Bucket="netguard-demo-reports")
+                os.environ.update(NETGUARD_REPORT_BUCKET="netguard-demo-reports", NETGUARD_REGIONS=region)
+                handlers.runtime.cache_clear()
+                sweep_event = {"version": "0", "id": "sweep-demo", "detail-type": "Scheduled Event",
+                               "source": "aws.events", "account": account, "time": "2026-11-27T06:00:00Z",
+                               "region": region, "resources": [], "detail": {}}
+                planned = client.lambda_.invoke("sweep", sweep_event).payload
+                summary = json.loads(session.client("s3").get_object(
+                    Bucket="netguard-demo-reports", Key=f"netguard/sweeps/{planned['sweep_id']}/summary.json")["Body"].read())
+                with contextlib.redirect_stdout(out):
+                    show.line(f"-> scheduled sweep {planned['sweep_id']} ({planned['tasks']} account-region; "
+                              f"private subnet {net.private_subnets[1]} set to assign public IPs, no event sent)")
+                    show.line(f"   {summary['resources']} resources, {sum(summary['violations'].values())} violations, "
+                              f"{summary['remediated']} remediated, {summary['alerts']} new alerts, one digest")
+                    show.line(f"   report s3://netguard-demo-reports/netguard/sweeps/{planned['sweep_id']}/summary.json"
+                              f" (+ {len(summary['reports'])} part report)")
+                    public_ips = ec2.describe_subnets(SubnetIds=[net.private_subnets[1]])["Subnets"][0]
+                    show.line(f"   subnet {net.private_subnets[1]} MapPublicIpOnLaunch is now "
+                              f"{public_ips['MapPublicIpOnLaunch']}")
         finally:
             handlers.logger.registered_handler.setStream(previous_stream)
             handlers.runtime.cache_clear()
@@ -227,7 +265,7 @@ def run_demo(out: TextIO) -> int:
 
             configure_logging(verbose=False)  # the handlers' JSON logging is for Lambda, not this terminal
 
-        show.title("5. What AWS looks like now")
+        show.title("6. What AWS looks like now")
         for nb in sm.list_notebook_instances()["NotebookInstances"]:
             tags = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=nb["NotebookInstanceArn"])["Tags"]}
             quarantine = f"  netguard:quarantined={tags['netguard:quarantined']}" if "netguard:quarantined" in tags else ""
@@ -238,10 +276,13 @@ def run_demo(out: TextIO) -> int:
             show.line(f"   group {group_id:<22} ingress: {', '.join(rules) or 'none'}")
 
         sns_alerts = drain_alerts(session.client("sqs"), queue)
-        show.title(f"6. Alerts: {len(sns_alerts)} on SNS (read back from a subscribed queue), "
+        show.title(f"7. Alerts: {len(sns_alerts)} on SNS (read back from a subscribed queue), "
                    f"{len(slack.payloads)} on Slack (local webhook receiver)")
         for alert in sns_alerts:
             a = alert["attributes"]
+            if a.get("kind") == "digest":
+                show.line(f"   SNS  [digest  ] {alert['subject']}")
+                continue
             show.line(f"   SNS  [{a['severity']:<8}] {a['control']:<5} action={a['action']:<10} {alert['subject']}")
         for payload in slack.payloads[:3]:
             show.line(f"   Slack: {payload['text'][:110]}")
@@ -254,17 +295,18 @@ def run_demo(out: TextIO) -> int:
             pk, sk = item["pk"]["S"], item["sk"]["S"]
             kind = pk.split("#", 1)[0] if pk.startswith(("idempotency#", "uses#", "alert#")) else sk.split("#", 1)[0]
             kinds[kind] = kinds.get(kind, 0) + 1
-        show.title("7. Ledger " + TABLE + ": " + ", ".join(f"{v} {k}" for k, v in sorted(kinds.items())))
+        show.title("8. Ledger " + TABLE + ": " + ", ".join(f"{v} {k}" for k, v in sorted(kinds.items())))
         logs = [json.loads(line) for line in engine_output.getvalue().splitlines() if line.startswith("{")]
         show.line(f"   engine output: {sum('_aws' not in x for x in logs)} JSON log lines, "
                   f"{sum('_aws' in x for x in logs)} EMF metric lines (correlation id = event id)")
 
-        show.title("8. netguard scan --region us-east-1 (read-only) over the same account")
+        show.title("9. netguard scan --region us-east-1 (read-only) over the same account")
         from chalicelib.cli import build_report, render_table  # noqa: PLC0415
         from chalicelib.aws import Clients  # noqa: PLC0415
         from chalicelib.scan import run_scan  # noqa: PLC0415
 
-        for key in ("NETGUARD_LEDGER_TABLE", "NETGUARD_ALERT_TOPIC_ARN", "NETGUARD_SLACK_WEBHOOK_PARAM"):
+        for key in ("NETGUARD_LEDGER_TABLE", "NETGUARD_ALERT_TOPIC_ARN", "NETGUARD_SLACK_WEBHOOK_PARAM",
+                    "NETGUARD_REPORT_BUCKET", "NETGUARD_REGIONS"):
             os.environ.pop(key, None)
         result = run_scan(Clients(boto3.session.Session(region_name=region)), region)
         render_table(build_report(result.rows, result.errors, False, result.account, region), out)
