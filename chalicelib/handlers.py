@@ -25,7 +25,7 @@ from .aws import Clients, error_code, is_retryable
 from .collect import Collector
 from .configrule import compliance_change_pattern, refs_from_compliance_change
 from .errors import ConfigError, IgnoredEvent, InvalidEvent
-from .ledger import DynamoLedger
+from .ledger import BufferedIndex, DynamoLedger
 from .model import SUCCEEDED, EventContext, ResourceRef, Trigger
 from .notify import Notifier
 from .pipeline import Pipeline, RunReport
@@ -302,7 +302,8 @@ def config_rule(event: Any, context: Any) -> dict[str, Any]:
         if inv.message_type == SCHEDULED:
             from .sweep import evaluate_in_chunks  # noqa: PLC0415
 
-            collector = Collector(rt.clients, {t for c in rt.policy.controls for t in c.resource_types}, index=rt.ledger)
+            collector = Collector(rt.clients, {t for c in rt.policy.controls for t in c.resource_types},
+                                  index=BufferedIndex(rt.ledger))
             refs = [r for r in list_refs(collector, inv.account, inv.region) if r.resource_type in CONFIG_TYPES]
             pipeline = rt.pipeline(telemetry, collector)
             for batch, report in evaluate_in_chunks(pipeline, ctx, refs, rt.settings.sweep_chunk):
@@ -398,7 +399,7 @@ def recheck(event: Any) -> dict[str, Any]:
             report = rt.pipeline(telemetry).run(trigger)
         finally:
             telemetry.flush()
-        retry = [(ref, why) for ref, why in report.recheck_refs(include_duplicates=True)]
+        retry = report.recheck_refs(include_duplicates=True)
         failed_reads = [ref.key for ref, message in report.errors if is_retryable(message)]
         if failed_reads:
             # A throttled or failing read: let SQS deliver this message again (visibility timeout, DLQ).

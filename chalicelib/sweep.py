@@ -232,8 +232,6 @@ def run_task(task: Task, deps: SweepDeps, time_left: Callable[[], float] | None 
         should_stop = (lambda: time_left() < STOP_MARGIN_SECONDS) if time_left is not None else None
         for batch, run in evaluate_in_chunks(pipeline, context, refs[task.offset:], settings.sweep_chunk,
                                              should_stop):
-            if index is not None:
-                index.flush()
             _count(stats, run, report)
             stats.rechecks += len(rechecks.schedule(run.recheck_refs(), context.event_id))
             position += len(batch)
@@ -266,12 +264,17 @@ def evaluate_in_chunks(pipeline: Pipeline, context: EventContext, refs: list[Res
     (checked between chunks, after the first, so that every invocation makes progress).
     Every chunk runs with follow=False: the SageMaker chunks only note what kind of user their network
     resources have, so each network resource is evaluated once, after them, with every hint known;
-    and a network resource does not bring in its users again."""
+    and a network resource does not bring in its users again. A buffered dependency index is written
+    after each chunk."""
     for start in range(0, len(refs), size):
         if start and should_stop is not None and should_stop():  # one chunk at least: always progress
             return
         batch = refs[start:start + size]
-        yield batch, pipeline.run(Trigger(context, tuple(batch)), follow=False)
+        run = pipeline.run(Trigger(context, tuple(batch)), follow=False)
+        index = pipeline.collector.index if pipeline.collector is not None else None
+        if isinstance(index, BufferedIndex):
+            index.flush()
+        yield batch, run
 
 
 def _count(stats: Stats, run: Any, report: PartReport) -> None:

@@ -774,3 +774,24 @@ def test_a_failed_channel_is_paused_then_tried_again(hook: WebhookReceiver, monk
     now[0] += notify.CHANNEL_PAUSE_SECONDS + 1
     assert notifier.send(make_alert())["slack"] == "delivered"
     assert len(hook.payloads) == 1
+
+
+def test_sweep_digest_renders_within_slack_and_sns_limits() -> None:
+    from chalicelib.sweep import digest_alert
+
+    long_text = "<!channel> *x* " * 700  # 10 KB of mrkdwn-looking text in error messages
+    summary = {"sweep_id": "20261127T060000Z-abc", "targets": [f"{i:012d}/us-east-1" for i in range(300)],
+               "resources": 12345, "violations": {f"C.{i}": i for i in range(60)}, "remediated": 7, "failed": 1,
+               "alerts": 9, "error_count": 2, "summary_key": "netguard/sweeps/x/summary.json",
+               "errors": [{"target": "111111111111/us-east-1", "resource": long_text, "error": long_text}] * 5}
+    alert = digest_alert(summary, "netguard-reports-x")
+    subject = notify.sns_subject(alert)
+    assert subject.startswith("[netguard] sweep 20261127T060000Z-abc: 12345 resources") and len(subject) <= 100
+    assert notify.sns_attributes(alert)["kind"]["StringValue"] == "digest"
+    payload = notify.slack_blocks(alert)
+    assert payload["blocks"][0]["text"]["text"] == "netguard sweep 20261127T060000Z-abc"
+    assert len(payload["text"]) <= notify.SLACK_FALLBACK_MAX
+    texts = [t["text"] for t in _mrkdwn_texts(payload)]
+    assert all(len(t) <= 3000 for t in texts)
+    assert not any("<!channel>" in t for t in texts)  # escaped (&lt;!channel&gt;) or inside a code block
+    assert any("s3://netguard-reports-x/netguard/sweeps/x/summary.json" in t for t in texts)
