@@ -15,7 +15,7 @@ STAGES := dev prod
 BUILD ?= build
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: venv .venv test demo package lint-templates templates clean distclean
+.PHONY: venv .venv test demo package lint-templates templates bench-sweep clean distclean
 
 venv .venv: $(STAMP)
 
@@ -30,6 +30,11 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/netguard demo
+
+# A sweep of one account-region of thousands of resources through a moto server: figures only.
+SWEEP_SIZES ?= 1000,5000
+bench-sweep: $(STAMP)
+	$(BIN)/python benchmarks/sweep.py --sizes $(SWEEP_SIZES)
 
 # Chalice zips chalicelib/ whole, bytecode included: clean it first. Writes $(BUILD)/deployment.zip
 # and $(BUILD)/sam.json: Chalice's SAM template merged with deploy/netguard-stack.yaml (the stage's
