@@ -7,9 +7,11 @@ the size of the account (no list-everything to find one resource).
 """
 from __future__ import annotations
 
+import itertools
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from botocore.exceptions import ClientError
 
@@ -684,8 +686,10 @@ def related(resource: Resource) -> list[tuple[ResourceRef, set[str]]]:
 class Collector:
     """Collects refs with one `Lookups` per (account, region), kept for the whole run."""
 
-    def __init__(self, clients: Clients, types: Iterable[str] | None = None, index: Any = None) -> None:
+    def __init__(self, clients: Clients, types: Iterable[str] | None = None, index: Any = None,
+                 workers: int = 1) -> None:
         self.clients = clients
+        self.workers = workers  # concurrent reads of one type (sweeps and scans; events read a few)
         self.types = set(types) if types is not None else set(COLLECTORS)  # what the controls cover
         # The ledger's record of which resources use which (`remember_uses`, `users_of`): how a change to
         # a shared resource finds what depends on it without listing the account.
@@ -726,13 +730,8 @@ class Collector:
             todo = [r for rtype in ORDER for r in pending if r.resource_type == rtype and r not in done]
             if not todo:
                 return out
-            for ref in todo:
-                done.add(ref)
-                hints = frozenset(pending[ref])
-                resource = self._guarded(ref, out, lambda r=ref, h=hints: COLLECTORS[r.resource_type](
-                    self.lookups(r.account, r.region), r, h))
-                if resource is None:
-                    continue
+            done.update(todo)
+            for resource in self._read_by_type(todo, pending, out):
                 out.resources.append(resource)
                 if resource.ref.resource_type == VPC:
                     resource.state["Environments"] = self._vpc_environments(resource.ref, out)
@@ -745,6 +744,26 @@ class Collector:
                     else:
                         self.hints.setdefault(used, set()).update(kinds)
                 self._remember(resource, uses)
+
+    def _read_by_type(self, todo: list[ResourceRef], pending: dict[ResourceRef, set[str]],
+                      out: Collected) -> Iterator[Resource]:
+        """Read `todo` (in ORDER) one type at a time, each type's resources concurrently when there are
+        several and `workers` > 1 (a sweep's chunk: the calls are network round trips). A type's hints
+        are taken when its turn comes, after the types before it were read and their uses noted."""
+        for _, group in itertools.groupby(todo, key=lambda r: r.resource_type):
+            refs = list(group)
+
+            def read(ref: ResourceRef) -> Resource | None:
+                hints = frozenset(pending[ref])
+                return self._guarded(ref, out, lambda: COLLECTORS[ref.resource_type](
+                    self.lookups(ref.account, ref.region), ref, hints))
+
+            if self.workers > 1 and len(refs) > 1:
+                with ThreadPoolExecutor(max_workers=min(self.workers, len(refs))) as pool:
+                    found = list(pool.map(read, refs))
+            else:
+                found = [read(ref) for ref in refs]
+            yield from (resource for resource in found if resource is not None)
 
     def _users(self, ref: ResourceRef, out: Collected) -> list[ResourceRef]:
         """What depends on a changed shared resource: subnets behind a route table, and the resources the

@@ -303,7 +303,7 @@ def config_rule(event: Any, context: Any) -> dict[str, Any]:
             from .sweep import evaluate_in_chunks  # noqa: PLC0415
 
             collector = Collector(rt.clients, {t for c in rt.policy.controls for t in c.resource_types},
-                                  index=BufferedIndex(rt.ledger))
+                                  index=BufferedIndex(rt.ledger), workers=rt.settings.read_concurrency)
             refs = [r for r in list_refs(collector, inv.account, inv.region) if r.resource_type in CONFIG_TYPES]
             pipeline = rt.pipeline(telemetry, collector)
             for batch, report in evaluate_in_chunks(pipeline, ctx, refs, rt.settings.sweep_chunk):

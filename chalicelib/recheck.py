@@ -52,14 +52,20 @@ def encode(recheck: Recheck) -> str:
     }, separators=(",", ":"))
 
 
-def decode(body: Any) -> Recheck:
-    """A message body back into a Recheck; InvalidEvent says what is wrong with it."""
+def message_body(body: Any, schema: str) -> Mapping[str, Any]:
+    """The JSON object of one of netguard's own queue messages, checked to be of `schema`."""
     try:
         data = json.loads(body) if isinstance(body, (str, bytes)) else None
     except ValueError as exc:
-        raise InvalidEvent(f"recheck message is not JSON: {exc}") from exc
-    if not isinstance(data, Mapping) or data.get("schema") != MESSAGE_SCHEMA:
-        raise InvalidEvent(f"not a {MESSAGE_SCHEMA} message")
+        raise InvalidEvent(f"{schema} message is not JSON: {exc}") from exc
+    if not isinstance(data, Mapping) or data.get("schema") != schema:
+        raise InvalidEvent(f"not a {schema} message")
+    return data
+
+
+def decode(body: Any) -> Recheck:
+    """A message body back into a Recheck; InvalidEvent says what is wrong with it."""
+    data = message_body(body, MESSAGE_SCHEMA)
     raw_refs, attempt = data.get("refs"), data.get("attempt")
     if not isinstance(raw_refs, list) or not raw_refs or len(raw_refs) > MAX_REFS_PER_MESSAGE:
         raise InvalidEvent(f"refs must be a list of 1 to {MAX_REFS_PER_MESSAGE} resources")

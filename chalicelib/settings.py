@@ -82,6 +82,7 @@ class Settings:
     recheck_delay_seconds: int = 60
     sweep_queue_url: str | None = None
     sweep_chunk: int = 200
+    read_concurrency: int = 8
     report_bucket: str | None = None
     report_prefix: str = "netguard/sweeps"
 
@@ -126,6 +127,7 @@ class Settings:
             recheck_delay_seconds=min(_positive_int(env, "NETGUARD_RECHECK_DELAY_SECONDS", 60), 900),
             sweep_queue_url=env.get("NETGUARD_SWEEP_QUEUE_URL") or None,
             sweep_chunk=_positive_int(env, "NETGUARD_SWEEP_CHUNK", 200),
+            read_concurrency=min(_positive_int(env, "NETGUARD_READ_CONCURRENCY", 8), 32),
             report_bucket=env.get("NETGUARD_REPORT_BUCKET", "").strip() or None,
             report_prefix=env.get("NETGUARD_REPORT_PREFIX", "").strip().strip("/") or "netguard/sweeps",
         )

@@ -45,7 +45,7 @@ from .model import (
 from .notify import DELIVERED, DIGEST_SCHEMA
 from .pipeline import Pipeline, RunReport
 from .policy import Policy
-from .recheck import RecheckQueue
+from .recheck import RecheckQueue, message_body
 from .scan import finding_row, list_refs
 from .settings import Settings
 from .triggers import ACCOUNT_RE, REGION_RE
@@ -77,12 +77,7 @@ class Task:
 
     @classmethod
     def decode(cls, body: Any) -> "Task":
-        try:
-            data = json.loads(body) if isinstance(body, (str, bytes)) else None
-        except ValueError as exc:
-            raise InvalidEvent(f"sweep task is not JSON: {exc}") from exc
-        if not isinstance(data, Mapping) or data.get("schema") != TASK_SCHEMA:
-            raise InvalidEvent(f"not a {TASK_SCHEMA} message")
+        data = message_body(body, TASK_SCHEMA)
         sweep_id, account, region = data.get("sweep_id"), data.get("account"), data.get("region")
         offset, part = data.get("offset", 0), data.get("part", 0)
         if not isinstance(sweep_id, str) or not 0 < len(sweep_id) <= 64:
@@ -213,7 +208,8 @@ def run_task(task: Task, deps: SweepDeps, time_left: Callable[[], float] | None 
     stats = Stats(task.account, task.region, task.part)
     settings = deps.settings
     index = BufferedIndex(deps.ledger) if deps.ledger is not None else None
-    collector = Collector(deps.clients, {t for c in deps.policy.controls for t in c.resource_types}, index=index)
+    collector = Collector(deps.clients, {t for c in deps.policy.controls for t in c.resource_types}, index=index,
+                          workers=settings.read_concurrency)
     context = EventContext(f"sweep-{task.sweep_id}-{task.account}-{task.region}", "sweep")
     pipeline = Pipeline(deps.policy, settings, deps.clients, deps.ledger, deps.notifier, deps.telemetry,
                         collector=collector)
