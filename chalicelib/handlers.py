@@ -436,7 +436,7 @@ def sweep(event: Any) -> dict[str, Any]:
 
 def sweep_worker(event: Any) -> dict[str, Any]:
     """One account-region of a sweep per message (sweep.py)."""
-    from .sweep import Task, run_task  # noqa: PLC0415
+    from .sweep import Task, give_up_task, run_task  # noqa: PLC0415
 
     logger.append_keys(handler="sweep_worker")
     rt = runtime()
@@ -452,8 +452,15 @@ def sweep_worker(event: Any) -> dict[str, Any]:
             logger.warning("unusable sweep task", extra={"message_id": record.message_id, "reason": exc.reason})
             raise
         telemetry = EmfTelemetry()
+        deps = rt.sweep_deps(telemetry)
         try:
-            figures = run_task(task, rt.sweep_deps(telemetry), time_left)
+            figures = run_task(task, deps, time_left)
+        except Exception as exc:
+            received = int(record.attributes.approximate_receive_count or 1)
+            if received >= rt.settings.sweep_max_receives:
+                logger.error("sweep task failed on its last delivery", extra={"task": task.key, "error": str(exc)})
+                give_up_task(task, deps, f"{type(exc).__name__}: {exc}")
+            raise  # delivered again, or (the last time) kept in the dead-letter queue
         finally:
             telemetry.flush()
         logger.info("sweep task done", extra={"summary": figures})

@@ -83,6 +83,7 @@ class Settings:
     sweep_queue_url: str | None = None
     sweep_chunk: int = 200
     read_concurrency: int = 8
+    sweep_max_receives: int = 5  # the sweep queue's maxReceiveCount (deploy/netguard-stack.yaml)
     report_bucket: str | None = None
     report_prefix: str = "netguard/sweeps"
 
@@ -127,6 +128,7 @@ class Settings:
             recheck_delay_seconds=min(_positive_int(env, "NETGUARD_RECHECK_DELAY_SECONDS", 60), 900),
             sweep_queue_url=env.get("NETGUARD_SWEEP_QUEUE_URL") or None,
             sweep_chunk=_positive_int(env, "NETGUARD_SWEEP_CHUNK", 200),
+            sweep_max_receives=_positive_int(env, "NETGUARD_SWEEP_MAX_RECEIVES", 5),
             read_concurrency=min(_positive_int(env, "NETGUARD_READ_CONCURRENCY", 8), 32),
             report_bucket=env.get("NETGUARD_REPORT_BUCKET", "").strip() or None,
             report_prefix=env.get("NETGUARD_REPORT_PREFIX", "").strip().strip("/") or "netguard/sweeps",

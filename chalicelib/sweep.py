@@ -97,13 +97,12 @@ def new_sweep_id(now: dt.datetime | None = None) -> str:
 
 
 def accounts_to_sweep(settings: Settings, clients: Clients) -> list[str]:
-    """The configured accounts; every ACTIVE account of the organization; or just our own."""
+    """Every ACTIVE account of the organization; or our own and the configured ones."""
     if settings.organization:
         org = clients.client("organizations")
         return sorted(a["Id"] for page in org.get_paginator("list_accounts").paginate()
                       for a in page.get("Accounts", []) if a.get("Status") == "ACTIVE")
-    accounts = list(settings.accounts) or [clients.home_account]
-    return sorted(set(accounts))
+    return sorted({clients.home_account, *settings.accounts})
 
 
 def regions_to_sweep(settings: Settings) -> list[str]:
@@ -249,6 +248,19 @@ def run_task(task: Task, deps: SweepDeps, time_left: Callable[[], float] | None 
     figures = stats.as_dict()
     counted = deps.ledger.record_sweep_stats(task.sweep_id, task.key, figures, final)
     if counted is not None and final and counted[0] >= counted[1]:
+        finish_sweep(task.sweep_id, deps)
+    return figures
+
+
+def give_up_task(task: Task, deps: SweepDeps, error: str) -> dict[str, Any]:
+    """The last delivery of a task failed too: count its account-region done, with the error, so that
+    the sweep still ends with its summary and digest (which report it). The message itself goes on to
+    the dead-letter queue."""
+    stats = Stats(task.account, task.region, task.part)
+    stats.error(f"{task.account}/{task.region}", f"sweep task failed on its last delivery: {error}")
+    figures = stats.as_dict()
+    counted = deps.ledger.record_sweep_stats(task.sweep_id, task.key, figures, True)
+    if counted is not None and counted[0] >= counted[1]:
         finish_sweep(task.sweep_id, deps)
     return figures
 

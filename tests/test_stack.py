@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+
+from chalicelib.configrule import CONFIG_TYPES
 from test_packaging import COPY_IGNORE, REGION, ROOT, STAGES, _functions, _stage_env, _template, _tool
 
 sys.path.insert(0, str(ROOT / "tools"))
@@ -31,9 +33,8 @@ from chalicelib.settings import Settings  # noqa: E402
 
 ACCOUNT = "123456789012"
 MEMBER_ACCOUNTS = ["111111111111", "222222222222"]
-CUSTOM_RULE_TYPES = {"AWS::SageMaker::NotebookInstance", "AWS::SageMaker::Model", "AWS::SageMaker::EndpointConfig",
-                     "AWS::SageMaker::Domain", "AWS::EC2::VPC", "AWS::EC2::Subnet", "AWS::EC2::SecurityGroup",
-                     "AWS::EC2::VPCEndpoint"}
+# What the custom rule's handler evaluates (the types AWS Config records): the rule's scope must match.
+CUSTOM_RULE_TYPES = set(CONFIG_TYPES)
 QUEUES = {"RecheckQueue": ("recheck", "RecheckDeadLetterQueue"), "SweepQueue": ("sweep_worker", "SweepDeadLetterQueue")}
 CENTRAL_ONLY = ("dynamodb:", "sns:", "ssm:", "secretsmanager:", "kms:", "xray:", "sqs:", "s3:", "logs:CreateLogGroup",
                 "logs:CreateLogStream", "logs:PutLogEvents", "config:", "organizations:", "sts:")

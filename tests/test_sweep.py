@@ -180,6 +180,9 @@ def test_accounts_come_from_the_organization(aws) -> None:
     created = org.create_account(AccountName="ml-prod", Email="ml-prod@example.com")["CreateAccountStatus"]
     accounts = accounts_to_sweep(Settings(accounts=("organization",)), aws.clients)
     assert accounts == sorted([aws.account, created["AccountId"]])
+    # a list of member accounts: those and our own
+    assert accounts_to_sweep(Settings(accounts=(MEMBER,)), aws.clients) == sorted([aws.account, MEMBER])
+    assert accounts_to_sweep(Settings(), aws.clients) == [aws.account]
 
 
 def test_an_account_that_cannot_be_assumed_is_reported_not_fatal(aws, net) -> None:
@@ -206,3 +209,30 @@ def _policy() -> Any:
     from chalicelib.policy import load_policy
 
     return load_policy()
+
+
+def test_a_task_failing_on_its_last_delivery_still_ends_the_sweep(stack, reports, monkeypatch) -> None:
+    aws = stack["aws"]
+    sqs = aws.client("sqs")
+    queue = sqs.create_queue(QueueName="netguard-sweep-test")["QueueUrl"]
+    monkeypatch.setenv("NETGUARD_SWEEP_QUEUE_URL", queue)
+    handlers.runtime.cache_clear()
+    planned = invoke(stack, "sweep", scheduled_event(aws.account, aws.region))
+    body = sqs.receive_message(QueueUrl=queue)["Messages"][0]["Body"]
+
+    import chalicelib.sweep
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("worker bug")
+
+    monkeypatch.setattr(chalicelib.sweep, "run_task", broken)
+    event, ids = sqs_batch([body])
+    assert invoke(stack, "sweep_worker", event) == {"batchItemFailures": [{"itemIdentifier": ids[0]}]}
+    assert digests(alerts(stack)) == []  # an early delivery: SQS will deliver it again
+
+    event, ids = sqs_batch([body])
+    event["Records"][0]["attributes"]["ApproximateReceiveCount"] = "5"  # the queue's maxReceiveCount
+    assert invoke(stack, "sweep_worker", event) == {"batchItemFailures": [{"itemIdentifier": ids[0]}]}
+    digest = digests(alerts(stack))
+    assert len(digest) == 1 and digest[0]["error_count"] == 1 and "worker bug" in digest[0]["errors"][0]["error"]
+    assert reports(f"netguard/sweeps/{planned['sweep_id']}/summary.json")["error_count"] == 1
