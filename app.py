@@ -38,6 +38,7 @@ def config_rule(event, context):
     return handlers.config_rule(event, context)
 
 
+@handlers.tolerant
 @app.schedule(Rate(12, unit=Rate.HOURS), name="sweep")
 def sweep(event):
     return handlers.sweep(event)

@@ -23,6 +23,7 @@ import resource
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -118,10 +119,12 @@ def run_sweep(chunk: int) -> dict[str, Any]:
     from chalicelib import handlers
 
     calls: dict[str, int] = {}
+    lock = threading.Lock()  # the sweep reads concurrently (NETGUARD_READ_CONCURRENCY)
 
     def count(model: Any = None, **_: Any) -> None:
         key = f"{model.service_model.service_name}:{model.name}"
-        calls[key] = calls.get(key, 0) + 1
+        with lock:
+            calls[key] = calls.get(key, 0) + 1
 
     session = boto3.session.Session(region_name=REGION)
     session.events.register("before-call.*.*", count)
