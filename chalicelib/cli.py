@@ -1,9 +1,12 @@
 """The `netguard` command: `scan` an account with the same collect/evaluate/decide code as the Lambdas,
-and `demo` the whole flow against an embedded mock AWS.
+`restore` what one remediation changed, and `demo` the whole flow against an embedded mock AWS.
 
 Only the report goes to stdout; logs (and progress, on a terminal) go to stderr.
 Exit status: 0 ran, no violation; 1 ran, violations found; 2 usage error; 3 could not run, or could
 not read some resources (the report says which).
+`restore`: 0 restored, already restored or nothing to restore (also a dry-run's plan); 2 usage error,
+unknown action id, no ledger, or credentials of another account; 3 an AWS call failed (reading, writing
+or recording the restore); 4 refused: the action cannot be undone (the report says why).
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import sys
 from typing import Any, Sequence, TextIO
 
 EXIT_CLEAN, EXIT_VIOLATIONS, EXIT_USAGE, EXIT_ERROR = 0, 1, 2, 3
+EXIT_REFUSED = 4  # restore: the action cannot be undone
 
 log = logging.getLogger("netguard.cli")
 
@@ -31,6 +35,18 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--ledger-file", default="netguard-ledger.jsonl",
                       help="with --enforce and no NETGUARD_LEDGER_TABLE: where actions are recorded")
     scan.add_argument("--policy-dir", help="policy directory (default: the bundled policies/)")
+    restore = sub.add_parser("restore", help="re-apply what one remediation changed, from the ledger's before-state")
+    restore.add_argument("action_id", metavar="ACTION_ID", help="the action id (scan --format json: decision.action_id)")
+    restore.add_argument("--ledger-file", help="the JSON-lines ledger of scan --enforce (default: NETGUARD_LEDGER_TABLE "
+                                               "if set, else netguard-ledger.jsonl)")
+    restore.add_argument("--region", help="region of the ledger table (the action's own region is in its record)")
+    restore.add_argument("--profile", help="AWS profile (default: the standard credential chain)")
+    restore.add_argument("--member-role", help="role name to assume in the action's account, if not ours")
+    restore.add_argument("--external-id", help="external id for --member-role")
+    restore.add_argument("--dry-run", action="store_true", help="print the calls it would make; write nothing")
+    restore.add_argument("--start", action="store_true",
+                         help="quarantine_notebook: also start the notebook (only from Stopped)")
+    restore.add_argument("--format", choices=("table", "json"), default="table")
     demo = sub.add_parser("demo", help="run the whole flow against an embedded mock AWS (needs the dev install)")
     demo.add_argument("--keep-output", action="store_true", help=argparse.SUPPRESS)
     return parser
@@ -132,6 +148,58 @@ def scan(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_VIOLATIONS if report["summary"]["non_compliant"] else EXIT_CLEAN
 
 
+def render_restore(report: dict[str, Any], out: TextIO) -> None:
+    res = report["resource"]
+    out.write(f"action    {report['action_id']} {report['action']} ({', '.join(report['controls']) or '-'}): "
+              f"{report['action_result']}\n")
+    out.write(f"resource  {res['id']} ({res['type']}, {res['account']}, {res['region']})\n")
+    out.write(f"result    {report['result']}: {report['detail']}\n")
+    for call in report["calls"]:
+        out.write(f"  {call['result']:<10} {call['service']}:{call['operation']}  {call['says']}\n")
+        if report["dry_run"]:
+            out.write(f"             {json.dumps(call['params'], sort_keys=True)}\n")
+    for line in report["unchanged"]:
+        out.write(f"  unchanged  {line}\n")
+    for line in report["notes"]:
+        out.write(f"note: {line}\n")
+    if report["record_error"]:
+        out.write(f"not recorded in the ledger: {report['record_error']}\n")
+
+
+def restore(args: argparse.Namespace, out: TextIO) -> int:
+    import boto3  # noqa: PLC0415
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+    from .aws import Clients  # noqa: PLC0415
+    from .errors import ConfigError, NetguardError  # noqa: PLC0415
+    from .restore import FAILED, REFUSED, UnknownAction, open_ledger, restore_action  # noqa: PLC0415
+    from .settings import Settings  # noqa: PLC0415
+
+    try:
+        settings = Settings.from_env()
+        session = boto3.session.Session(profile_name=args.profile, region_name=args.region)
+        clients = Clients(session, args.member_role, args.external_id)
+        ledger = open_ledger(args.ledger_file, settings.ledger_table, clients, args.region,
+                             settings.ledger_retention_days)
+        report = restore_action(ledger, clients, args.action_id, dry_run=args.dry_run, start=args.start,
+                                policy_dir=settings.policy_dir)
+    except (UnknownAction, ConfigError) as exc:
+        print(f"netguard: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ClientError, BotoCoreError, NetguardError) as exc:
+        print(f"netguard: could not restore {args.action_id}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    view = report.as_dict()
+    if args.format == "json":
+        json.dump(view, out, indent=2)
+        out.write("\n")
+    else:
+        render_restore(view, out)
+    if report.result == FAILED or report.record_error:
+        return EXIT_ERROR
+    return EXIT_REFUSED if report.result == REFUSED else EXIT_CLEAN
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -141,6 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.verbose)
     if args.command == "scan":
         return scan(args, sys.stdout)
+    if args.command == "restore":
+        return restore(args, sys.stdout)
     try:
         from netguard_demo.run import run_demo  # noqa: PLC0415
     except ImportError as exc:

@@ -184,11 +184,17 @@ def _parse(kind: str, raw: Any, policy: Policy) -> Trigger:
 
 
 def _check_accounts(trigger: Trigger, settings: Settings) -> None:
-    """Act only in allowed accounts (NETGUARD_ACCOUNTS, the organization, or our own)."""
+    """Act only where configured: allowed accounts (NETGUARD_ACCOUNTS, the organization, or our own) and
+    regions (NETGUARD_REGIONS, when set); and never on a change netguard made itself."""
+    event_id = trigger.context.event_id
     foreign = sorted({r.account for r in trigger.refs if not settings.account_allowed(r.account)})
     if foreign:
-        raise IgnoredEvent(f"account {', '.join(foreign)} is not one netguard is configured for",
-                           trigger.context.event_id)
+        raise IgnoredEvent(f"account {', '.join(foreign)} is not one netguard is configured for", event_id)
+    regions = sorted({r.region for r in trigger.refs if settings.regions and r.region not in settings.regions})
+    if regions:
+        raise IgnoredEvent(f"region {', '.join(regions)} is not one netguard is configured for", event_id)
+    if settings.own_principal(trigger.context.principal):
+        raise IgnoredEvent(f"a change netguard made itself ({trigger.context.principal})", event_id)
 
 
 def schedule_rechecks(rt: Runtime, report: RunReport, attempt: int = 1, include_duplicates: bool = False) -> int:

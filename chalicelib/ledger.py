@@ -8,6 +8,8 @@ holds, side by side with Powertools' idempotency records:
   pk = action#<action id>                   sk = action                                   an action, its before-state, result
   pk = alert#undelivered                    sk = <time>#<alert id>                        an alert a channel failed to take
   pk = uses#<account>#<region>#<type>#<id>  sk = <account>#<region>#<type>#<id>            what uses a subnet or flow log
+  pk = budget#<account>                     sk = window#<start>                            enforce actions taken in a window
+  pk = sweep#<sweep id>                     sk = meta | stats#<part>                       a sweep's progress and figures
 
 A claim is a conditional put: the first event to see a violation (same control, same resource
 version, same evidence) wins; later deliveries or other events for it are duplicates. A claim whose
@@ -57,6 +59,13 @@ def claim_sk(finding: Finding, kind: str) -> str:
     return f"claim#{finding.control.id}#{kind}#{key}"
 
 
+def budget_window(now: dt.datetime, minutes: int) -> str:
+    """The start of the fixed window `now` falls in (UTC), as text."""
+    seconds = minutes * 60
+    start = int(now.timestamp()) // seconds * seconds
+    return dt.datetime.fromtimestamp(start, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def sweep_pk(sweep_id: str) -> str:
     return f"sweep#{sweep_id}"
 
@@ -89,6 +98,7 @@ class Ledger(Protocol):
     def remember_uses(self, user: ResourceRef, used: list[ResourceRef], environment: str | None = None) -> None: ...
     def users_of(self, used: ResourceRef) -> list[ResourceRef]: ...
     def users_with_environment(self, used: ResourceRef) -> list[tuple[ResourceRef, str | None]]: ...
+    def take_action_budget(self, account: str, limit: int, minutes: int) -> tuple[bool, bool]: ...
 
 
 def decision_item(context: EventContext, outcome: Outcome) -> dict[str, Any]:
@@ -190,6 +200,19 @@ class MemoryLedger:
 
     def records(self, prefix: str) -> list[dict[str, Any]]:
         return [v for (pk, sk), v in self.items.items() if sk.startswith(prefix) or pk.startswith(prefix)]
+
+    # --- blast radius (see pipeline.py) ---
+
+    def take_action_budget(self, account: str, limit: int, minutes: int) -> tuple[bool, bool]:
+        with self._lock:
+            key = (f"budget#{account}", f"window#{budget_window(utcnow(), minutes)}")
+            item = self.items.setdefault(key, {"pk": key[0], "sk": key[1], "count": 0})
+            if item["count"] < limit:
+                item["count"] += 1
+                return True, False
+            first = not item.get("notified")
+            item["notified"] = True
+            return False, first
 
     # --- sweeps (see sweep.py) ---
 
@@ -333,6 +356,36 @@ class DynamoLedger:
                     found.append((ref, item.get("environment", {}).get("S")))
         return found
 
+
+    # --- blast radius (see pipeline.py) ---
+
+    def take_action_budget(self, account: str, limit: int, minutes: int) -> tuple[bool, bool]:
+        """Take one enforce action from `account`'s budget for the current window: (allowed, and if not,
+        whether this is the first refusal of the window, which sends the one "limit reached" alert).
+        One conditional counter update; past the limit, one conditional flag update."""
+        now = utcnow()
+        key = {"pk": {"S": f"budget#{account}"}, "sk": {"S": f"window#{budget_window(now, minutes)}"}}
+        expires = {"N": str(int((now + dt.timedelta(minutes=2 * minutes)).timestamp()))}
+        try:
+            self.ddb.update_item(TableName=self.table_name, Key=key,
+                                 UpdateExpression="ADD #c :one SET expires_at = :exp",
+                                 ConditionExpression="attribute_not_exists(#c) OR #c < :limit",
+                                 ExpressionAttributeNames={"#c": "count"},
+                                 ExpressionAttributeValues={":one": {"N": "1"}, ":limit": {"N": str(limit)},
+                                                            ":exp": expires})
+            return True, False
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+        try:
+            self.ddb.update_item(TableName=self.table_name, Key=key, UpdateExpression="SET notified = :t",
+                                 ConditionExpression="attribute_not_exists(notified)",
+                                 ExpressionAttributeValues={":t": {"BOOL": True}})
+            return False, True
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            return False, False
 
     # --- sweeps (see sweep.py): pk = sweep#<id>; sk = meta (expected/done counters) or stats#<part> ---
 

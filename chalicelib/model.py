@@ -49,6 +49,7 @@ ALREADY_DONE = "already-done"
 FAILED = "failed"
 NO_ACTION = "no-action"
 DUPLICATE = "duplicate"
+LIMITED = "limited"  # the account's enforce actions for the window are spent (blast radius): alerted, not done
 
 
 def canonical_json(value: Any) -> str:

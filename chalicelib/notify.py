@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
 ALERT_SCHEMA = "netguard.alert/v1"
 DIGEST_SCHEMA = "netguard.digest/v1"  # one per sweep: see sweep.digest_alert
+NOTICE_SCHEMA = "netguard.notice/v1"  # about netguard itself (a limit reached), not about one resource
 
 DELIVERED = "delivered"
 NOT_CONFIGURED = "not-configured"
@@ -130,6 +131,17 @@ def is_digest(alert: Mapping[str, Any]) -> bool:
     return alert.get("schema") == DIGEST_SCHEMA
 
 
+def is_notice(alert: Mapping[str, Any]) -> bool:
+    return alert.get("schema") == NOTICE_SCHEMA
+
+
+def build_notice(notice_id: str, title: str, text: str, account: str | None = None,
+                 now: datetime | None = None) -> dict[str, Any]:
+    """An alert about netguard itself (e.g. its blast-radius limit reached)."""
+    return {"schema": NOTICE_SCHEMA, "alert_id": notice_id, "title": title, "text": text, "account": account,
+            "severity": "high", "time": _iso_utc(now)}
+
+
 def _digest_headline(alert: Mapping[str, Any]) -> str:
     violations = alert.get("violations") or {}
     return (f"sweep {_fact(alert, 'sweep_id')}: {alert.get('resources', 0)} resources, "
@@ -143,6 +155,8 @@ def sns_subject(alert: Mapping[str, Any]) -> str:
         f"[netguard] {_fact(alert, 'severity').upper()} {_fact(alert, 'control', 'id')} "
         f"{_fact(alert, 'resource', 'id')}: {_fact(alert, 'decision')} {_fact(alert, 'result')}"
     ) if not is_digest(alert) else f"[netguard] {_digest_headline(alert)}"
+    if is_notice(alert):
+        raw = f"[netguard] {_fact(alert, 'title')}"
     text = " ".join(raw.split())
     text = "".join(ch if " " <= ch <= "~" else "?" for ch in text)
     if len(text) > SNS_SUBJECT_MAX:
@@ -158,6 +172,8 @@ def sns_attributes(alert: Mapping[str, Any]) -> dict[str, dict[str, str]]:
         "action": _fact(alert, "decision"),
         "account": _fact(alert, "resource", "account"),
     } if not is_digest(alert) else {"kind": "digest", "severity": "informational"}
+    if is_notice(alert):
+        values = {"kind": "notice", "severity": _fact(alert, "severity"), "account": _fact(alert, "account")}
     return {name: {"DataType": "String", "StringValue": value or "unknown"} for name, value in values.items()}
 
 
@@ -351,6 +367,12 @@ def slack_blocks(alert: Mapping[str, Any]) -> dict[str, Any]:
     """An incoming-webhook Block Kit payload for `alert` (see module docstring for the escaping rules)."""
     if is_digest(alert):
         return digest_blocks(alert)
+    if is_notice(alert):
+        title = one_line(f"netguard: {_fact(alert, 'title')}")
+        return {"text": truncate(escape_mrkdwn(f"[{title}]"), SLACK_FALLBACK_MAX), "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "emoji": False,
+                                        "text": truncate(title, SLACK_HEADER_MAX, entities=False)}},
+            _section("Detail", lambda room: truncate(escape_mrkdwn(_fact(alert, "text")), room))]}
     severity = _fact(alert, "severity").upper()
     control_id = _fact(alert, "control", "id")
     header = one_line(f"{severity} {control_id}: {_fact(alert, 'control', 'title')}")

@@ -18,12 +18,13 @@ from .collect import Collector
 from .decide import decide
 from .errors import RemediationError
 from .evaluate import evaluate
-from .ledger import Ledger, new_action_id
+from .ledger import Ledger, budget_window, new_action_id
 from .model import (
     ALREADY_DONE,
     DEFERRED,
     DUPLICATE,
     FAILED,
+    LIMITED,
     NO_ACTION,
     NON_COMPLIANT,
     REMEDIATE,
@@ -160,9 +161,40 @@ class Pipeline:
             else:
                 outcomes.append(Outcome(decision, NO_ACTION, decision.reason))
                 self._settle(decision, NO_ACTION)
-        for (action_name, _ref), group in groups.items():
+        for (action_name, ref), group in groups.items():
+            refused = self._over_budget(ref)
+            if refused:
+                for decision in group:
+                    self._settle(decision, FAILED)  # not done: a later event or sweep may act
+                    outcomes.append(Outcome(decision, LIMITED, refused))
+                continue
             outcomes.extend(self._execute(context, action_name, group))
         return outcomes
+
+    def _over_budget(self, ref: ResourceRef) -> str | None:
+        """Blast radius: None if one more enforce action is allowed in ref's account in this window,
+        else why not. The first refusal of a window sends one "limit reached" notice."""
+        if self.ledger is None:
+            return None
+        limit, minutes = self.settings.max_actions, self.settings.action_window_minutes
+        try:
+            allowed, first_refusal = self.ledger.take_action_budget(ref.account, limit, minutes)
+        except ClientError as exc:
+            # Without the counter we cannot prove the limit holds: do not act.
+            return f"{error_code(exc)}: action budget unavailable, no action taken"
+        if allowed:
+            return None
+        reason = (f"blast-radius limit reached: {limit} enforce actions in account {ref.account} within "
+                  f"{minutes} minutes; alerting instead of acting until the window ends")
+        if first_refusal:
+            log.warning("%s", reason)
+            if self.notifier is not None:
+                from .notify import build_notice  # noqa: PLC0415
+
+                window = budget_window(dt.datetime.now(dt.timezone.utc), minutes)
+                self.notifier.send(build_notice(f"limit-{ref.account}-{window}", "blast-radius limit reached",
+                                                reason, account=ref.account))
+        return reason
 
     def _execute(self, context: EventContext, action_name: str, group: list[Decision]) -> list[Outcome]:
         action = ACTIONS[action_name]

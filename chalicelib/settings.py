@@ -83,9 +83,23 @@ class Settings:
     sweep_queue_url: str | None = None
     sweep_chunk: int = 200
     read_concurrency: int = 8
+    max_actions: int = 50  # enforce actions per account per window (blast radius)
+    action_window_minutes: int = 60
     sweep_max_receives: int = 5  # the sweep queue's maxReceiveCount (deploy/netguard-stack.yaml)
     report_bucket: str | None = None
     report_prefix: str = "netguard/sweeps"
+
+    def own_principal(self, arn: str | None) -> bool:
+        """Is `arn` netguard itself: one of this stage's function roles (`netguard-<stage>` or
+        `netguard-<stage>-...`, as Chalice and the packaged stack name them), or the member role
+        in the session netguard opens (aws.ROLE_SESSION_NAME)?"""
+        if not arn or ":assumed-role/" not in arn:
+            return False
+        role, _, session = arn.split(":assumed-role/", 1)[1].partition("/")
+        stage_role = f"netguard-{self.stage}"
+        if role == stage_role or role.startswith(stage_role + "-"):
+            return True
+        return bool(self.member_role_name) and role == self.member_role_name and session == "netguard"
 
     @property
     def organization(self) -> bool:
@@ -129,6 +143,8 @@ class Settings:
             sweep_queue_url=env.get("NETGUARD_SWEEP_QUEUE_URL") or None,
             sweep_chunk=_positive_int(env, "NETGUARD_SWEEP_CHUNK", 200),
             sweep_max_receives=_positive_int(env, "NETGUARD_SWEEP_MAX_RECEIVES", 5),
+            max_actions=_positive_int(env, "NETGUARD_MAX_ACTIONS", 50),
+            action_window_minutes=_positive_int(env, "NETGUARD_ACTION_WINDOW_MINUTES", 60),
             read_concurrency=min(_positive_int(env, "NETGUARD_READ_CONCURRENCY", 8), 32),
             report_bucket=env.get("NETGUARD_REPORT_BUCKET", "").strip() or None,
             report_prefix=env.get("NETGUARD_REPORT_PREFIX", "").strip().strip("/") or "netguard/sweeps",

@@ -280,7 +280,7 @@ def run_demo(out: TextIO) -> int:
                    f"{len(slack.payloads)} on Slack (local webhook receiver)")
         for alert in sns_alerts:
             a = alert["attributes"]
-            if a.get("kind") == "digest":
+            if a.get("kind") in ("digest", "notice"):
                 show.line(f"   SNS  [digest  ] {alert['subject']}")
                 continue
             show.line(f"   SNS  [{a['severity']:<8}] {a['control']:<5} action={a['action']:<10} {alert['subject']}")

@@ -1,0 +1,140 @@
+"""What keeps netguard from doing harm: the blast-radius limit on enforce actions, and events it must
+not act on (forged sources, accounts and regions it is not configured for, its own changes)."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+from chalicelib import handlers
+from chalicelib.ledger import MemoryLedger
+from chalicelib.settings import Settings
+from conftest import alerts, invoke
+from netguard_demo import events
+from netguard_demo.world import tag_spec
+
+# `make reliability` sends 500; the everyday suite a smaller burst over the same limit.
+BURST = int(os.environ.get("NETGUARD_TEST_BURST", "60"))
+LIMIT = 20
+
+OPEN_SSH = [{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
+
+
+def open_groups(aws, net, count: int) -> list[str]:
+    """`count` security groups with SSH open to the world, on notebook network interfaces (5 per ENI)."""
+    ec2 = aws.client("ec2")
+    groups = []
+    for i in range(count):
+        gid = ec2.create_security_group(GroupName=f"burst-{i}", Description="burst", VpcId=net.vpc_id,
+                                        TagSpecifications=tag_spec("security-group"))["GroupId"]
+        ec2.authorize_security_group_ingress(GroupId=gid, IpPermissions=OPEN_SSH)
+        groups.append(gid)
+    for start in range(0, count, 5):
+        ec2.create_network_interface(SubnetId=net.private_subnets[start // 5 % 2], Groups=groups[start:start + 5],
+                                     Description=f"SageMaker notebook instance nb-{start} (simulated by the test)")
+    return groups
+
+
+def test_a_burst_of_violations_stops_at_the_limit(stack, monkeypatch) -> None:
+    aws, net = stack["aws"], stack["net"]
+    monkeypatch.setenv("NETGUARD_MAX_ACTIONS", str(LIMIT))
+    monkeypatch.setenv("NETGUARD_SLACK_WEBHOOK_PARAM", "")  # SNS is enough to count alerts here
+    handlers.runtime.cache_clear()
+    groups = open_groups(aws, net, BURST)
+    results: list[tuple[str, str]] = []
+    for gid in groups:
+        result = invoke(stack, "on_api_call", events.authorize_ingress(gid, OPEN_SSH, aws.account, aws.region))
+        results += [(d["decision"], d["result"]) for d in result["decisions"] if d["control"] == "SG.1"]
+    revokes = [w for w in aws.calls.writes() if w == "ec2:RevokeSecurityGroupIngress"]
+    sent = alerts(stack)
+    notices = [a for a in sent if a["attributes"].get("kind") == "notice"]
+    limited = [a for a in sent if a["message"].get("result") == "limited"]
+    print(f"blast radius: {BURST} violating events, limit {LIMIT}: {len(revokes)} revokes, "
+          f"{results.count(('remediate', 'limited'))} limited and alerted, {len(notices)} limit-reached alert")
+    assert len(revokes) == LIMIT  # one action per violating group (tagged: no Owner tag to add)
+    assert results.count(("remediate", "succeeded")) == LIMIT
+    assert results.count(("remediate", "limited")) == BURST - LIMIT
+    assert len(notices) == 1 and "limit reached" in notices[0]["subject"]
+    assert f"{LIMIT} enforce actions in account" in notices[0]["message"]["text"]
+    # SG.1 and SG.2 share the revoke: each limited group is alerted for both
+    assert {a["message"]["resource"]["id"] for a in limited} == set(groups[LIMIT:])
+    assert "blast-radius limit" in limited[0]["message"]["detail"]
+
+
+def test_the_budget_is_per_account_and_per_window(monkeypatch) -> None:
+    ledger = MemoryLedger()
+    taken = [ledger.take_action_budget("111111111111", 3, 60) for _ in range(5)]
+    assert taken == [(True, False)] * 3 + [(False, True), (False, False)]
+    assert ledger.take_action_budget("222222222222", 3, 60) == (True, False)
+    import chalicelib.ledger as ledger_module
+
+    later = ledger_module.utcnow() + ledger_module.dt.timedelta(hours=1)
+    monkeypatch.setattr(ledger_module, "utcnow", lambda: later)
+    assert ledger.take_action_budget("111111111111", 3, 60) == (True, False)  # a new window
+
+
+def test_a_limited_violation_is_acted_on_once_the_window_allows(stack, monkeypatch) -> None:
+    aws, net = stack["aws"], stack["net"]
+    monkeypatch.setenv("NETGUARD_MAX_ACTIONS", "1")
+    handlers.runtime.cache_clear()
+    first, second = open_groups(aws, net, 2)
+    invoke(stack, "on_api_call", events.authorize_ingress(first, OPEN_SSH, aws.account, aws.region))
+    result = invoke(stack, "on_api_call", events.authorize_ingress(second, OPEN_SSH, aws.account, aws.region))
+    assert {d["result"] for d in result["decisions"] if d["control"] == "SG.1"} == {"limited"}
+    monkeypatch.setenv("NETGUARD_MAX_ACTIONS", "5")  # e.g. the next window
+    handlers.runtime.cache_clear()
+    again = invoke(stack, "on_api_call", events.authorize_ingress(second, OPEN_SSH, aws.account, aws.region))
+    assert {d["result"] for d in again["decisions"] if d["control"] == "SG.1"} == {"succeeded"}
+
+
+# -------------------------------------------------------------------------------- foreign events
+
+
+@pytest.mark.parametrize("arn, own", [
+    ("arn:aws:sts::123456789012:assumed-role/netguard-prod-OnApiCallRole-1A2B3C/netguard-prod-OnApiCall", True),
+    ("arn:aws:sts::123456789012:assumed-role/netguard-prod/netguard-prod-on_api_call", True),
+    ("arn:aws:sts::111111111111:assumed-role/netguard-member/netguard", True),
+    ("arn:aws:sts::111111111111:assumed-role/netguard-member/alice", False),  # a person using the role
+    ("arn:aws:sts::123456789012:assumed-role/netguard-dev-OnApiCallRole-1A2B3C/x", False),  # another stage
+    ("arn:aws:sts::123456789012:assumed-role/netguard-production/x", False),
+    ("arn:aws:iam::123456789012:user/data-scientist", False),
+    (None, False),
+])
+def test_netguards_own_principals_are_recognised(arn: str | None, own: bool) -> None:
+    settings = Settings(stage="prod", member_role_name="netguard-member")
+    assert settings.own_principal(arn) is own
+
+
+def foreign_cases(aws, net) -> list[tuple[str, dict[str, Any], dict[str, str], str]]:
+    ssh = events.authorize_ingress(net.sg_ssh_open, OPEN_SSH, aws.account, aws.region)
+    forged = dict(ssh, source="my.scripts")
+    other_region = events.authorize_ingress(net.sg_ssh_open, OPEN_SSH, aws.account, "eu-central-1")
+    own = events.authorize_ingress(net.sg_ssh_open, OPEN_SSH, aws.account, aws.region,
+                                   principal=f"arn:aws:sts::{aws.account}:assumed-role/netguard-e2e-OnApiCallRole-X/s")
+    other_account = events.authorize_ingress(net.sg_ssh_open, OPEN_SSH, "999999999999", aws.region)
+    return [
+        ("a source that is not aws.*", forged, {}, "is not an AWS service"),
+        ("a region netguard is not configured for", other_region, {"NETGUARD_REGIONS": aws.region},
+         "region eu-central-1 is not one"),
+        ("netguard's own change", own, {"NETGUARD_STAGE": "e2e"}, "a change netguard made itself"),
+        ("an account not in the allowed list", other_account, {"NETGUARD_ACCOUNTS": "111111111111"},
+         "account 999999999999 is not one"),
+    ]
+
+
+def test_forged_and_foreign_events_are_never_acted_on(stack, monkeypatch, caplog) -> None:
+    aws, net = stack["aws"], stack["net"]
+    from netguard_demo.moto_fidelity import attach_notebook_eni
+
+    attach_notebook_eni(aws.client("ec2"), net.private_subnets[0], [net.sg_ssh_open], "nb")  # a real violation
+    for what, event, env, reason in foreign_cases(aws, net):
+        for name in ("NETGUARD_REGIONS", "NETGUARD_STAGE", "NETGUARD_ACCOUNTS"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        handlers.runtime.cache_clear()
+        result = invoke(stack, "on_api_call", event)
+        assert result["skipped"] == "ignored" and reason in result["reason"], (what, result)
+        assert aws.calls.writes() == [], what
+    assert alerts(stack) == []
