@@ -153,7 +153,7 @@ def render_restore(report: dict[str, Any], out: TextIO) -> None:
     out.write(f"action    {report['action_id']} {report['action']} ({', '.join(report['controls']) or '-'}): "
               f"{report['action_result']}\n")
     out.write(f"resource  {res['id']} ({res['type']}, {res['account']}, {res['region']})\n")
-    out.write(f"result    {report['result']}: {report['detail']}\n")
+    out.write(f"result    {report['result'].replace('-', ' ')}: {report['detail']}\n")
     for call in report["calls"]:
         out.write(f"  {call['result']:<10} {call['service']}:{call['operation']}  {call['says']}\n")
         if report["dry_run"]:

@@ -27,7 +27,7 @@ from .configrule import compliance_change_pattern, refs_from_compliance_change
 from .errors import ConfigError, IgnoredEvent, InvalidEvent
 from .ledger import BufferedIndex, DynamoLedger
 from .model import SUCCEEDED, EventContext, ResourceRef, Trigger
-from .notify import Notifier
+from .notify import Notifier, resend_undelivered
 from .pipeline import Pipeline, RunReport
 from .policy import Policy, load_policy
 from .recheck import RecheckQueue
@@ -432,8 +432,15 @@ def sweep(event: Any) -> dict[str, Any]:
     telemetry = EmfTelemetry()
     queue = rt.settings.sweep_queue_url
     try:
+        # First what earlier alerts could not deliver (a Slack or SNS outage), then the sweep itself.
+        try:
+            resent = resend_undelivered(rt.ledger, rt.notifier)
+        except ClientError as exc:
+            logger.error("could not read the undelivered alerts", extra={"error": error_code(exc)})
+            resent = {"resent": 0, "still_undelivered": -1}
         result = start_sweep(rt.sweep_deps(telemetry),
                              send=(lambda tasks: send_tasks(rt.clients, queue, tasks)) if queue else None)
+        result["undelivered_alerts"] = resent
     finally:
         telemetry.flush()
     logger.info("sweep planned", extra={"summary": result})

@@ -180,6 +180,15 @@ class MemoryLedger:
             self._put("alert#undelivered", f"{_iso(utcnow())}#{alert.get('alert_id')}#{channel}",
                       {"channel": channel, "error": error, "alert": dict(alert)})
 
+    def undelivered(self, limit: int = 100) -> list[dict[str, Any]]:
+        with self._lock:
+            found = sorted((sk, item) for (pk, sk), item in self.items.items() if pk == "alert#undelivered")
+        return [{"sk": sk, "channel": item["channel"], "alert": item["alert"]} for sk, item in found[:limit]]
+
+    def settle_undelivered(self, sk: str) -> None:
+        with self._lock:
+            self.items.pop(("alert#undelivered", sk), None)
+
     def remember_uses(self, user: ResourceRef, used: list[ResourceRef], environment: str | None = None) -> None:
         with self._lock:
             for ref in used:
@@ -316,6 +325,18 @@ class DynamoLedger:
                    "channel": channel, "error": error[:2000], "alert": _to_dynamo(alert), "at": _iso(now),
                    "expires_at": int((now + self.retention).timestamp())})
 
+
+    def undelivered(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The oldest alerts a channel did not take: {"sk", "channel", "alert"}."""
+        answer = self.ddb.query(TableName=self.table_name, KeyConditionExpression="pk = :pk",
+                                ExpressionAttributeValues={":pk": {"S": "alert#undelivered"}}, Limit=limit,
+                                ConsistentRead=True)
+        return [{"sk": item["sk"]["S"], "channel": item["channel"]["S"], "alert": json.loads(item["alert"]["S"])}
+                for item in answer.get("Items", [])]
+
+    def settle_undelivered(self, sk: str) -> None:
+        """The alert was delivered after all: forget it."""
+        self.ddb.delete_item(TableName=self.table_name, Key={"pk": {"S": "alert#undelivered"}, "sk": {"S": sk}})
 
     def remember_uses(self, user: ResourceRef, used: list[ResourceRef], environment: str | None = None) -> None:
         """pk = uses#<used>, sk = <user>: one partition per shared resource lists what depends on it

@@ -670,6 +670,21 @@ def _read_webhook_url(param_name: str, clients: "Clients", region: str | None) -
     return value
 
 
+def resend_undelivered(ledger: Any, notifier: "Notifier", limit: int = 100) -> dict[str, int]:
+    """Try again the alerts channels did not take (ledger `alert#undelivered`), oldest first: a delivered
+    one is removed from the ledger, a failed one stays for the next try. Run by every sweep."""
+    counts = {"resent": 0, "still_undelivered": 0}
+    for item in ledger.undelivered(limit):
+        if notifier.resend(item["alert"], item["channel"]) == DELIVERED:
+            ledger.settle_undelivered(item["sk"])
+            counts["resent"] += 1
+        else:
+            counts["still_undelivered"] += 1
+    if counts["resent"] or counts["still_undelivered"]:
+        log.info("undelivered alerts: %d re-sent, %d still undelivered", counts["resent"], counts["still_undelivered"])
+    return counts
+
+
 def resolve_webhook_url(
     param_name: str, clients: "Clients", region: str | None = None, *, clock: Callable[[], float] = time.monotonic
 ) -> str:
@@ -726,6 +741,25 @@ class Notifier:
         if self.settings.slack_webhook_param:
             results["slack"] = self._deliver("slack", alert, self._send_slack)
         return results
+
+    def resend(self, alert: Mapping[str, Any], channel: str) -> str:
+        """Deliver an alert a channel did not take earlier, on that channel only: "delivered" or
+        "failed: ..." (not recorded again: the caller keeps the original record until it succeeds)."""
+        send = {"sns": self._send_sns, "slack": self._send_slack}.get(channel)
+        configured = {"sns": self.settings.alert_topic_arn, "slack": self.settings.slack_webhook_param}.get(channel)
+        if send is None or not configured:
+            return f"failed: channel {channel} is not configured"
+        down = self._down.get(channel)
+        if down is not None and self.clock() < down[0]:
+            return f"failed: not attempted: {channel} failed recently ({down[1]})"
+        try:
+            send(alert)
+        except Exception as exc:  # noqa: BLE001 - same isolation as _deliver
+            error = redact_urls(str(exc) if isinstance(exc, DeliveryError) else f"{type(exc).__name__}: {exc}")
+            self._down[channel] = (self.clock() + CHANNEL_PAUSE_SECONDS, error[:200])
+            return f"failed: {error}"
+        self._down.pop(channel, None)
+        return DELIVERED
 
     def _send_sns(self, alert: Mapping[str, Any]) -> None:
         topic_arn = str(self.settings.alert_topic_arn)

@@ -307,7 +307,7 @@ def _permission(rule: Mapping[str, Any]) -> dict[str, Any]:
         for key in ("FromPort", "ToPort"):
             if rule.get(key) is not None:
                 permission[key] = rule[key]
-    described = {"Description": rule["Description"]} if rule.get("Description") else {}
+    described = {}
     if rule.get("CidrIpv4"):
         permission["IpRanges"] = [{"CidrIp": rule["CidrIpv4"], **described}]
     elif rule.get("CidrIpv6"):
@@ -651,7 +651,7 @@ def restore_action(ledger: RestoreLedger, clients: Clients, action_id: str, dry_
     elif plan.nothing:
         report.result, report.detail = NOTHING_TO_RESTORE, f"nothing to restore: {plan.nothing}"
     elif not plan.calls:
-        report.result, report.detail = ALREADY_RESTORED, "already restored: the resource matches the before-state"
+        report.result, report.detail = ALREADY_RESTORED, "nothing written: the resource already matches the before-state"
     elif dry_run:
         report.calls = [_call_view(c, "would call") for c in plan.calls]
         report.result, report.detail = WOULD_RESTORE, f"would make {len(plan.calls)} call(s); nothing written"
@@ -661,9 +661,10 @@ def restore_action(ledger: RestoreLedger, clients: Clients, action_id: str, dry_
         if error:
             report.result, report.detail = FAILED, error
         elif any(c["result"] == "done" for c in report.calls):
-            report.result, report.detail = RESTORED, "restored the before-state"
+            done = sum(c["result"] == "done" for c in report.calls)
+            report.result, report.detail = RESTORED, f"the before-state is back ({done} call(s) made)"
         else:
-            report.result, report.detail = ALREADY_RESTORED, "already restored: the resource matches the before-state"
+            report.result, report.detail = ALREADY_RESTORED, "nothing written: the resource already matches the before-state"
     if not dry_run:
         _record(ledger, clients, report)
     return report

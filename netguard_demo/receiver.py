@@ -121,6 +121,11 @@ class WebhookReceiver:
         with self._lock:
             self._script.extend(_Scripted(504, stall=seconds) for _ in range(count))
 
+    def recover(self) -> None:
+        """End a scripted outage: forget the failures not yet served."""
+        with self._lock:
+            self._script.clear()
+
     def _next_scripted(self) -> _Scripted | None:
         with self._lock:
             self.attempts += 1

@@ -216,6 +216,31 @@ def test_slack_outage_is_recorded_in_the_ledger_not_lost(stack):
     assert len(alerts(stack)) == 2  # SNS still delivered
 
 
+def test_the_next_sweep_delivers_what_an_outage_left_undelivered(stack, monkeypatch):
+    """Slack down while two alerts go out: recorded as undelivered; the next sweep re-sends both (after
+    recovery), removes them from the ledger, and sends its digest."""
+    aws = stack["aws"]
+    stack["slack"].fail_next(500, count=10)
+    create_notebook(aws.client("sagemaker"), aws.account, "nb-y")
+    set_status(aws.account, aws.region, "nb-y", "InService")
+    rt = handlers.runtime()
+    rt.notifier.slack_sleep = lambda seconds: None
+    invoke(stack, "on_state_change", events.notebook_state_change("nb-y", "InService", aws.account, aws.region))
+    assert len([i for i in ledger_items(stack, "") if i["pk"] == "alert#undelivered"]) == 2
+    lost = {p["text"] for p in stack["slack"].payloads}
+    stack["slack"].recover()
+    monkeypatch.setenv("NETGUARD_REGIONS", aws.region)
+    handlers.runtime.cache_clear()  # a new container: the channel pause of the old one is gone too
+    result = invoke(stack, "sweep", {"version": "0", "id": "sweep-1", "detail-type": "Scheduled Event",
+                                     "source": "aws.events", "account": aws.account, "time": "2026-11-27T06:00:00Z",
+                                     "region": aws.region, "resources": [], "detail": {}})
+    assert result["undelivered_alerts"] == {"resent": 2, "still_undelivered": 0}
+    texts = [p["text"] for p in stack["slack"].payloads]
+    assert sum("NB.1" in t or "NB.2" in t for t in texts) >= 2 and not lost
+    assert [i for i in ledger_items(stack, "") if i["pk"] == "alert#undelivered"] == []
+    assert any(t.startswith("[netguard] sweep") for t in texts)
+
+
 def test_an_event_another_invocation_is_processing_fails_for_a_retry_without_acting(stack):
     """Powertools idempotency: while an in-progress record exists, a second delivery does nothing and
     raises, so that Lambda retries it after the first has stored its result."""
