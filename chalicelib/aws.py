@@ -14,6 +14,12 @@ import datetime as dt
 import threading
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
+# What an AWS call raises: an error answer (ClientError) or no answer at all (BotoCoreError: a timeout,
+# a connection error...). Both are handled alike wherever a call's failure must not stop the others.
+AWS_ERRORS = (ClientError, BotoCoreError)
+
 ROLE_SESSION_NAME = "netguard"
 ROLE_SESSION_SECONDS = 3600
 RENEW_BEFORE = dt.timedelta(minutes=10)
@@ -105,7 +111,10 @@ class Clients:
 
 
 def error_code(exc: BaseException) -> str:
-    """The AWS error code of a botocore ClientError, '' for anything else."""
+    """The AWS error code of a botocore ClientError; the exception's name for a BotoCoreError (a
+    timeout: `ReadTimeoutError`); '' for anything else."""
+    if isinstance(exc, BotoCoreError):
+        return type(exc).__name__
     response = getattr(exc, "response", None) or {}
     return str(response.get("Error", {}).get("Code", ""))
 
@@ -122,6 +131,8 @@ RETRYABLE_CODES = frozenset({
     "LimitExceededException", "PriorRequestNotComplete", "EC2ThrottledException", "BandwidthLimitExceeded",
     "InternalError", "InternalFailure", "InternalServerError", "ServiceUnavailable", "ServiceUnavailableException",
     "InternalServiceError", "RequestTimeout", "RequestTimeoutException", "TransactionInProgressException",
+    # no answer at all (BotoCoreError names, see error_code)
+    "ReadTimeoutError", "ConnectTimeoutError", "EndpointConnectionError", "ConnectionClosedError",
 })
 
 

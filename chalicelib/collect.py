@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from botocore.exceptions import ClientError
 
-from .aws import Clients, error_code, error_message
+from .aws import AWS_ERRORS, Clients, error_code, error_message
 from .checks import live_endpoint
 from .model import (
     DOMAIN,
@@ -776,7 +776,7 @@ class Collector:
             if self.index is not None and ref.resource_type in (SUBNET, ROUTE_TABLE, FLOW_LOG):
                 indexed = found if ref.resource_type == ROUTE_TABLE else [ref]
                 found += [user for changed in indexed for user in self.index.users_of(changed)]
-        except ClientError as exc:
+        except AWS_ERRORS as exc:
             out.errors.append((ref, f"{error_code(exc)}: {error_message(exc)}"))
             return []
         return [r for r in found if r.resource_type in self.types]
@@ -791,7 +791,7 @@ class Collector:
                     for user, env in self.index.users_with_environment(ResourceRef(SUBNET, subnet, vpc.account,
                                                                                    vpc.region)):
                         users.setdefault(user.key, env)
-            except ClientError as exc:
+            except AWS_ERRORS as exc:
                 out.errors.append((vpc, f"{error_code(exc)}: {error_message(exc)}"))
         by_env: dict[str, list[str]] = {}
         for key, env in sorted(users.items()):
@@ -812,14 +812,14 @@ class Collector:
         if used:
             try:
                 self.index.remember_uses(resource.ref, used, resource.tags.get("Environment"))
-            except ClientError as exc:  # the index only speeds up later events: never fail the run for it
+            except AWS_ERRORS as exc:  # the index only speeds up later events: never fail the run for it
                 log.warning("could not index what %s uses: %s", resource.ref.key, error_code(exc))
 
     def _guarded(self, ref: ResourceRef, out: Collected, read: Any) -> Resource | None:
         """One resource's read failing must not stop the others: record it and go on."""
         try:
             resource = read()
-        except ClientError as exc:
+        except AWS_ERRORS as exc:
             message = f"{error_code(exc)}: {error_message(exc)}"
             log.warning("collect failed for %s: %s", ref.key, message)
             out.errors.append((ref, message))

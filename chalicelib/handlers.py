@@ -19,9 +19,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from chalice.app import CloudWatchEvent, EventSourceHandler
 
-from botocore.exceptions import ClientError
-
-from .aws import Clients, error_code, is_retryable
+from .aws import AWS_ERRORS, Clients, error_code, is_retryable
 from .collect import Collector
 from .configrule import compliance_change_pattern, refs_from_compliance_change
 from .errors import ConfigError, IgnoredEvent, InvalidEvent
@@ -204,7 +202,7 @@ def schedule_rechecks(rt: Runtime, report: RunReport, attempt: int = 1, include_
         return 0
     try:
         return len(RecheckQueue(rt.settings, rt.clients).schedule(items, report.context.event_id, attempt))
-    except ClientError as exc:
+    except AWS_ERRORS as exc:
         # The decision is recorded and alerted already; the next event or sweep will look again.
         logger.error("could not schedule re-checks", extra={"error": error_code(exc),
                                                             "resources": [r.key for r, _ in items]})
@@ -435,7 +433,7 @@ def sweep(event: Any) -> dict[str, Any]:
         # First what earlier alerts could not deliver (a Slack or SNS outage), then the sweep itself.
         try:
             resent = resend_undelivered(rt.ledger, rt.notifier)
-        except ClientError as exc:
+        except AWS_ERRORS as exc:
             logger.error("could not read the undelivered alerts", extra={"error": error_code(exc)})
             resent = {"resent": 0, "still_undelivered": -1}
         result = start_sweep(rt.sweep_deps(telemetry),

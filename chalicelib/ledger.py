@@ -13,7 +13,8 @@ holds, side by side with Powertools' idempotency records:
 
 A claim is a conditional put: the first event to see a violation (same control, same resource
 version, same evidence) wins; later deliveries or other events for it are duplicates. A claim whose
-action failed can be taken again, so a later event retries.
+action failed can be taken again, so a later event retries; so can one left without a result for 15
+minutes (its invocation died).
 """
 from __future__ import annotations
 
@@ -47,6 +48,15 @@ def utcnow() -> dt.datetime:
 
 def _iso(moment: dt.datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# A claim with no result this old was taken by an invocation that died before settling it (a Lambda
+# runs 15 minutes at most): it can be taken again.
+STALE_CLAIM = dt.timedelta(minutes=15)
+
+
+def _stale(claim: Mapping[str, Any]) -> bool:
+    return "result" not in claim and str(claim.get("at", "")) < _iso(utcnow() - STALE_CLAIM)
 
 
 def resource_pk(ref: ResourceRef) -> str:
@@ -146,7 +156,7 @@ class MemoryLedger:
         key = (resource_pk(finding.resource.ref), claim_sk(finding, kind))
         with self._lock:
             existing = self.items.get(key)
-            if existing is not None and existing.get("result") != FAILED:
+            if existing is not None and existing.get("result") != FAILED and not _stale(existing):
                 return False
             self._put(*key, {"event_id": context.event_id, "at": _iso(utcnow())})
             return True
@@ -279,9 +289,10 @@ class DynamoLedger:
             self._put({"pk": resource_pk(finding.resource.ref), "sk": claim_sk(finding, kind),
                        "event_id": context.event_id, "at": _iso(now),
                        "expires_at": int((now + self.dedup).timestamp())},
-                      ConditionExpression="attribute_not_exists(sk) OR #r = :failed",
-                      ExpressionAttributeNames={"#r": "result"},
-                      ExpressionAttributeValues={":failed": {"S": FAILED}})
+                      ConditionExpression="attribute_not_exists(sk) OR #r = :failed OR "
+                                          "(attribute_not_exists(#r) AND #at < :stale)",
+                      ExpressionAttributeNames={"#r": "result", "#at": "at"},
+                      ExpressionAttributeValues={":failed": {"S": FAILED}, ":stale": {"S": _iso(now - STALE_CLAIM)}})
         except ClientError as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
                 return False

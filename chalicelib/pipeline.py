@@ -11,9 +11,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
-from botocore.exceptions import ClientError
 
-from .aws import Clients, error_code, error_message, is_retryable
+from .aws import AWS_ERRORS, Clients, error_code, error_message, is_retryable
 from .collect import Collector
 from .decide import decide
 from .errors import RemediationError
@@ -146,7 +145,7 @@ class Pipeline:
                 continue
             try:
                 claimed = self.ledger is None or self.ledger.claim(decision.finding, decision.kind, context)
-            except ClientError as exc:
+            except AWS_ERRORS as exc:
                 # Without a claim we cannot prove we act once: do nothing, say so.
                 self.telemetry.count("failures", decision.finding.control.id)
                 outcomes.append(Outcome(decision, FAILED, f"{error_code(exc)}: ledger unavailable, no action taken"))
@@ -179,7 +178,7 @@ class Pipeline:
         limit, minutes = self.settings.max_actions, self.settings.action_window_minutes
         try:
             allowed, first_refusal = self.ledger.take_action_budget(ref.account, limit, minutes)
-        except ClientError as exc:
+        except AWS_ERRORS as exc:
             # Without the counter we cannot prove the limit holds: do not act.
             return f"{error_code(exc)}: action budget unavailable, no action taken"
         if allowed:
@@ -211,12 +210,12 @@ class Pipeline:
             status, detail = result.result, result.detail
         except RemediationError as exc:
             status, detail = FAILED, str(exc)
-        except ClientError as exc:
+        except AWS_ERRORS as exc:
             status, detail = FAILED, f"{error_code(exc)}: {error_message(exc)}"
         if self.ledger is not None:
             try:
                 self.ledger.finish_action(action_id, status, detail)
-            except ClientError as exc:
+            except AWS_ERRORS as exc:
                 log.error("could not record the result of %s: %s", action_id, error_code(exc))
         log.info("action %s %s on %s: %s", action_id, action_name, resource.ref.key, status)
         outcomes = []
@@ -231,7 +230,7 @@ class Pipeline:
             return
         try:
             self.ledger.settle_claim(decision.finding, decision.kind, result)
-        except ClientError as exc:
+        except AWS_ERRORS as exc:
             log.error("could not settle the claim of %s: %s", decision.finding.control.id, error_code(exc))
 
     # --- record and notify ---------------------------------------------------------------------
@@ -242,7 +241,7 @@ class Pipeline:
         if self.ledger is not None:
             try:
                 self.ledger.record_decision(context, outcome)
-            except ClientError as exc:
+            except AWS_ERRORS as exc:
                 self.telemetry.count("failures", outcome.decision.finding.control.id)
                 log.error("could not record the decision on %s: %s", outcome.decision.finding.control.id,
                           error_code(exc))

@@ -307,7 +307,7 @@ def _permission(rule: Mapping[str, Any]) -> dict[str, Any]:
         for key in ("FromPort", "ToPort"):
             if rule.get(key) is not None:
                 permission[key] = rule[key]
-    described = {}
+    described = {"Description": rule["Description"]} if rule.get("Description") else {}
     if rule.get("CidrIpv4"):
         permission["IpRanges"] = [{"CidrIp": rule["CidrIpv4"], **described}]
     elif rule.get("CidrIpv6"):
@@ -540,14 +540,15 @@ ACTS_ON = {"revoke_rules": (SECURITY_GROUP,), "enable_vpc_dns": (VPC,), "disable
 
 # --- executing ---------------------------------------------------------------------------------
 
-def _call_view(call: Call, result: str) -> dict[str, Any]:
-    return {"service": call.service, "operation": call.operation, "params": json.loads(canonical_json(call.params)),
+def _call_view(call: Call, result: str, error: str | None = None) -> dict[str, Any]:
+    view = {"service": call.service, "operation": call.operation, "params": json.loads(canonical_json(call.params)),
             "says": call.says, "result": result}
+    return {**view, "error": error} if error else view
 
 
 def execute(calls: tuple[Call, ...], client: Callable[[str], Any]) -> tuple[list[dict[str, Any]], str | None]:
     """Make the calls in order; stop at the first failure (later calls may depend on it).
-    Returns each call with its result ('done', 'already' or 'failed: ...', the rest 'not made'),
+    Returns each call with its result ('done', 'already', 'failed' with its error, then 'not made'),
     and the error, if any."""
     views, error = [], None
     for call in calls:
@@ -561,15 +562,15 @@ def execute(calls: tuple[Call, ...], client: Callable[[str], Any]) -> tuple[list
             if failed and not all(code in call.done_codes for code in codes):
                 message = (failed[0].get("Error") or {}).get("Message", "")
                 error = f"{call.operation}: {codes[0]}: {message}"
-                views.append(_call_view(call, f"failed: {codes[0]}: {message}"))
+                views.append(_call_view(call, "failed", f"{codes[0]}: {message}"))
                 continue
             views.append(_call_view(call, "already" if failed else "done"))
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:  # no answer (a timeout) is a failure too
             if error_code(exc) in call.done_codes:
                 views.append(_call_view(call, "already"))
                 continue
             error = f"{call.operation}: {error_code(exc)}: {error_message(exc)}"
-            views.append(_call_view(call, f"failed: {error_code(exc)}: {error_message(exc)}"))
+            views.append(_call_view(call, "failed", f"{error_code(exc)}: {error_message(exc)}"))
     return views, error
 
 
@@ -683,7 +684,7 @@ def _record(ledger: RestoreLedger, clients: Clients, report: RestoreReport) -> N
     try:
         ledger.record_restore(report.record.action_id, item)
         report.recorded = True
-    except (ClientError, OSError) as exc:
+    except (ClientError, BotoCoreError, OSError) as exc:
         report.record_error = f"{error_code(exc) or type(exc).__name__}: {error_message(exc)}"
         log.error("could not record the restore of %s in the %s: %s", report.record.action_id, ledger.where,
                   report.record_error)
