@@ -136,7 +136,14 @@ RETRYABLE_CODES = frozenset({
 })
 
 
+# Denials a later attempt may not meet either: IAM changes take seconds to propagate, a member
+# role's policy gets fixed, a session expires. The recheck queue retries them a bounded number of times.
+TRANSIENT_DENIALS = frozenset({
+    "AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "ExpiredToken", "ExpiredTokenException",
+})
+
+
 def is_retryable(code_or_message: str) -> bool:
     """True for an error code (or a "Code: message" text) that a later attempt may not meet."""
     code = code_or_message.split(":", 1)[0].strip()
-    return code in RETRYABLE_CODES
+    return code in RETRYABLE_CODES or code in TRANSIENT_DENIALS

@@ -308,7 +308,9 @@ def config_rule(event: Any, context: Any) -> dict[str, Any]:
 
             collector = Collector(rt.clients, {t for c in rt.policy.controls for t in c.resource_types},
                                   index=BufferedIndex(rt.ledger), workers=rt.settings.read_concurrency)
-            refs = [r for r in list_refs(collector, inv.account, inv.region) if r.resource_type in CONFIG_TYPES]
+            list_errors: list[tuple[str, str]] = []  # logged by list_refs; those types get no evaluation now
+            refs = [r for r in list_refs(collector, inv.account, inv.region, list_errors)
+                    if r.resource_type in CONFIG_TYPES]
             pipeline = rt.pipeline(telemetry, collector)
             for batch, report in evaluate_in_chunks(pipeline, ctx, refs, rt.settings.sweep_chunk):
                 evaluations += _evaluations(report, set(batch), inv, evaluation, not_applicable)

@@ -28,7 +28,7 @@ from typing import Any, Mapping, Protocol
 
 from botocore.exceptions import ClientError
 
-from .aws import Clients, error_code
+from .aws import AWS_ERRORS, Clients, error_code
 from .model import (
     DEFERRED,
     FAILED,
@@ -488,8 +488,12 @@ class BufferedIndex:
 
     def flush(self) -> None:
         entries, self.entries = self.entries, []
-        if entries:
+        if not entries:
+            return
+        try:
             self.ledger.remember_many(entries)
+        except AWS_ERRORS as exc:  # the index only speeds up later events: never fail the run for it
+            log.warning("dependency index: %d entries not written: %s", len(entries), error_code(exc))
 
     def users_of(self, used: ResourceRef) -> list[ResourceRef]:
         return self.ledger.users_of(used)

@@ -709,6 +709,7 @@ def resolve_webhook_url(
 
 
 CHANNEL_PAUSE_SECONDS = 60.0
+UNDELIVERED_RECORD_ATTEMPTS = 3  # each already retried by botocore; then the alert goes to the log whole
 
 
 class Notifier:
@@ -792,10 +793,14 @@ class Notifier:
         self.log.warning("alert %s not delivered on %s: %s", _fact(alert, "alert_id"), channel, error)
         if self.ledger is None:
             return
-        try:
-            self.ledger.record_undelivered(alert, channel, error)
-        except Exception as exc:  # noqa: BLE001 - duck-typed ledger; its failure must still be visible
-            self.log.error(
-                "alert %s: recording the %s delivery failure failed too: %s",
-                _fact(alert, "alert_id"), channel, redact_urls(f"{type(exc).__name__}: {exc}"),
-            )
+        failure = ""
+        for _ in range(UNDELIVERED_RECORD_ATTEMPTS):
+            try:
+                self.ledger.record_undelivered(alert, channel, error)
+                return
+            except Exception as exc:  # noqa: BLE001 - duck-typed ledger; its failure must still be visible
+                failure = redact_urls(f"{type(exc).__name__}: {exc}")
+        # Not in the ledger either: the log line carries the whole alert, so it can still be recovered.
+        self.log.error("alert %s: recording the %s delivery failure failed too (%s); the alert: %s",
+                       _fact(alert, "alert_id"), channel, failure,
+                       redact_urls(json.dumps(alert, sort_keys=True, default=str)))

@@ -142,7 +142,9 @@ def quarantine_notebook(req: ActionRequest) -> ActionResult:
             current = _notebook_status(sm, resource.ref.resource_id)
             if current not in ("Stopping", "Stopped"):
                 raise _fail("StopNotebookInstance", exc) from exc
-    tag_value = ",".join(req.control_ids)
+    # The controls it was quarantined for, with any earlier ones kept (a later run may see fewer).
+    earlier = {c for c in (resource.tags.get(QUARANTINE_TAG) or "").split(",") if c}
+    tag_value = ",".join(sorted(earlier | set(req.control_ids)))
     if resource.tags.get(QUARANTINE_TAG) != tag_value:
         try:
             sm.add_tags(ResourceArn=resource.arn, Tags=[{"Key": QUARANTINE_TAG, "Value": tag_value}])

@@ -56,8 +56,6 @@ WOULD_RESTORE = "would-restore"  # dry-run
 REFUSED = "refused"  # cannot be undone; nothing written
 FAILED = "failed"  # an AWS call failed; the calls before it were made
 
-_START_STATES = ("Stopped",)  # StartNotebookInstance is accepted only from Stopped (and Failed)
-
 
 class UnknownAction(NetguardError):
     """No action with this id in the ledger."""
@@ -157,7 +155,10 @@ def record_from_item(action_id: str, item: Mapping[str, Any], outcome: Mapping[s
         raise ConfigError(f"ledger record of {action_id} is malformed: no action or resource")
     before = item.get("before") or {}
     if isinstance(before, str):
-        before = json.loads(before)
+        try:
+            before = json.loads(before)
+        except ValueError as exc:
+            raise ConfigError(f"ledger record of {action_id} is malformed: its before-state is not JSON") from exc
     result, detail = str(item.get("result") or "started"), str(item.get("detail") or "")
     if result == "started" and outcome is not None and outcome.get("result"):
         result, detail = str(outcome["result"]), str(outcome.get("detail") or "")
@@ -449,7 +450,7 @@ def plan_notebook(req: RestoreRequest) -> Plan:
             notes.append(f"it was {was} before netguard acted: not started")
     elif not req.start:
         notes.append(f"the notebook is {status}: not started (pass --start to start it once it is Stopped)")
-    elif status in _START_STATES:
+    elif status == "Stopped":
         calls.append(Call("sagemaker", "StartNotebookInstance", {"NotebookInstanceName": ref.resource_id},
                           "start the notebook (it was InService before netguard stopped it)"))
     elif status in ("Pending", "InService"):

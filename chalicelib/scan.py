@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .aws import Clients
+from .aws import AWS_ERRORS, Clients, error_code, error_message
 from .collect import Collector
 from .ledger import DynamoLedger, MemoryLedger
 from .model import (
@@ -68,37 +68,56 @@ def finding_row(finding: Finding, outcome: Outcome | None) -> dict[str, Any]:
     }
 
 
-def list_refs(collector: Collector, account: str, region: str) -> list[ResourceRef]:
+RUNNING = {"StatusEquals": "InProgress"}  # jobs whose network settings matter now (a finished job cannot be stopped)
+# What a scan or sweep lists, by type: (result key, name field, filter); the paginators are in list_refs.
+LISTS = {
+    NOTEBOOK: ("NotebookInstances", "NotebookInstanceName", {}),
+    TRAINING_JOB: ("TrainingJobSummaries", "TrainingJobName", RUNNING),
+    PROCESSING_JOB: ("ProcessingJobSummaries", "ProcessingJobName", RUNNING),
+    TUNING_JOB: ("HyperParameterTuningJobSummaries", "HyperParameterTuningJobName", RUNNING),
+    TRANSFORM_JOB: ("TransformJobSummaries", "TransformJobName", RUNNING),
+    MODEL: ("Models", "ModelName", {}),
+    ENDPOINT_CONFIG: ("EndpointConfigs", "EndpointConfigName", {}),
+    ENDPOINT: ("Endpoints", "EndpointName", {}),
+    DOMAIN: ("Domains", "DomainId", {}),
+}
+
+
+def list_refs(collector: Collector, account: str, region: str,
+              errors: list[tuple[str, str]] | None = None) -> list[ResourceRef]:
     """Every resource to evaluate in the region: notebooks, running jobs, models, endpoint configurations,
-    endpoints, Studio domains, VPCs, subnets, security groups."""
+    endpoints, Studio domains, VPCs, subnets, security groups, VPC endpoints. A list that fails is
+    recorded in `errors` ((what, "Code: message")) and the others go on; without `errors` it raises."""
     lookups = collector.lookups(account, region)
-    network = lookups.prime()
-    sm = lookups.sagemaker
-    refs = [ResourceRef(NOTEBOOK, nb["NotebookInstanceName"], account, region)
-            for page in sm.get_paginator("list_notebook_instances").paginate()
-            for nb in page.get("NotebookInstances", [])]
-    # Jobs whose network settings matter now: the running ones (a finished job cannot be stopped).
-    running = {"StatusEquals": "InProgress"}
-    refs += [ResourceRef(TRAINING_JOB, j["TrainingJobName"], account, region)
-             for page in sm.get_paginator("list_training_jobs").paginate(**running)
-             for j in page.get("TrainingJobSummaries", [])]
-    refs += [ResourceRef(PROCESSING_JOB, j["ProcessingJobName"], account, region)
-             for page in sm.get_paginator("list_processing_jobs").paginate(**running)
-             for j in page.get("ProcessingJobSummaries", [])]
-    refs += [ResourceRef(TUNING_JOB, j["HyperParameterTuningJobName"], account, region)
-             for page in sm.get_paginator("list_hyper_parameter_tuning_jobs").paginate(**running)
-             for j in page.get("HyperParameterTuningJobSummaries", [])]
-    refs += [ResourceRef(TRANSFORM_JOB, j["TransformJobName"], account, region)
-             for page in sm.get_paginator("list_transform_jobs").paginate(**running)
-             for j in page.get("TransformJobSummaries", [])]
-    refs += [ResourceRef(MODEL, m["ModelName"], account, region)
-             for page in sm.get_paginator("list_models").paginate() for m in page.get("Models", [])]
-    refs += [ResourceRef(ENDPOINT_CONFIG, c["EndpointConfigName"], account, region)
-             for page in sm.get_paginator("list_endpoint_configs").paginate() for c in page.get("EndpointConfigs", [])]
-    refs += [ResourceRef(ENDPOINT, e["EndpointName"], account, region)
-             for page in sm.get_paginator("list_endpoints").paginate() for e in page.get("Endpoints", [])]
-    refs += [ResourceRef(DOMAIN, d["DomainId"], account, region)
-             for page in sm.get_paginator("list_domains").paginate() for d in page.get("Domains", [])]
+
+    def guarded(what: str, read: Callable[[], Any], empty: Any) -> Any:
+        try:
+            return read()
+        except AWS_ERRORS as exc:
+            if errors is None:
+                raise
+            errors.append((what, f"{error_code(exc)}: {error_message(exc)}"))
+            log.error("could not list %s in %s/%s: %s", what, account, region, errors[-1][1])
+            return empty
+
+    network = guarded("the network (subnets, route tables, VPCs, security groups)", lookups.prime, {})
+    refs: list[ResourceRef] = []
+    # Named one by one, as literal operation names, so that the IAM coverage test can read them.
+    paginators = {NOTEBOOK: lambda: lookups.sagemaker.get_paginator("list_notebook_instances"),
+                  TRAINING_JOB: lambda: lookups.sagemaker.get_paginator("list_training_jobs"),
+                  PROCESSING_JOB: lambda: lookups.sagemaker.get_paginator("list_processing_jobs"),
+                  TUNING_JOB: lambda: lookups.sagemaker.get_paginator("list_hyper_parameter_tuning_jobs"),
+                  TRANSFORM_JOB: lambda: lookups.sagemaker.get_paginator("list_transform_jobs"),
+                  MODEL: lambda: lookups.sagemaker.get_paginator("list_models"),
+                  ENDPOINT_CONFIG: lambda: lookups.sagemaker.get_paginator("list_endpoint_configs"),
+                  ENDPOINT: lambda: lookups.sagemaker.get_paginator("list_endpoints"),
+                  DOMAIN: lambda: lookups.sagemaker.get_paginator("list_domains")}
+    for rtype, (key, name, params) in LISTS.items():
+        def listed(rtype: str = rtype, key: str = key, name: str = name, params: dict = params) -> list[ResourceRef]:
+            return [ResourceRef(rtype, item[name], account, region)
+                    for page in paginators[rtype]().paginate(**params) for item in page.get(key, [])]
+
+        refs += guarded(rtype, listed, [])
     sagemaker_count = len(refs)
     refs += [ResourceRef(rtype, rid, account, region) for rtype, ids in network.items() for rid in ids]
     log.info("scanning %d SageMaker resources and %s in %s/%s", sagemaker_count,
@@ -114,7 +133,8 @@ def run_scan(clients: Clients, region: str, enforce: bool = False, ledger_file: 
     account = clients.client("sts", region).get_caller_identity()["Account"]
     collector = Collector(clients, {t for c in policy.controls for t in c.resource_types},
                           workers=settings.read_concurrency)
-    refs = list_refs(collector, account, region)
+    list_errors: list[tuple[str, str]] = []
+    refs = list_refs(collector, account, region, list_errors)
     ledger: Any = None
     notifier = None
     if enforce:
@@ -131,5 +151,6 @@ def run_scan(clients: Clients, region: str, enforce: bool = False, ledger_file: 
     if meter:
         meter.close()
     rows = [finding_row(f, report.outcome_for(f)) for f in report.findings]
-    errors = [{"resource": ref.resource_id, "error": message} for ref, message in report.errors]
+    errors = [{"resource": what, "error": message} for what, message in list_errors]
+    errors += [{"resource": ref.resource_id, "error": message} for ref, message in report.errors]
     return ScanResult(account, report, rows, errors)

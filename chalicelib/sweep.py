@@ -30,7 +30,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping
 
-from .aws import Clients, error_code, error_message
+from .aws import Clients
 from .collect import Collector
 from .errors import InvalidEvent
 from .ledger import BufferedIndex
@@ -216,13 +216,10 @@ def run_task(task: Task, deps: SweepDeps, time_left: Callable[[], float] | None 
     rechecks = RecheckQueue(settings, deps.clients)
     final, continuation = True, None
     try:
-        try:
-            refs = list_refs(collector, task.account, task.region)
-        except Exception as exc:  # noqa: BLE001 - an account-region we cannot read is reported, not retried forever
-            message = f"{error_code(exc) or type(exc).__name__}: {error_message(exc)}"
-            log.error("cannot list the resources of %s/%s: %s", task.account, task.region, message)
-            stats.error(f"{task.account}/{task.region}", message)
-            refs = []
+        list_errors: list[tuple[str, str]] = []  # what could not be listed: reported, the rest is swept
+        refs = list_refs(collector, task.account, task.region, list_errors)
+        for what, message in list_errors:
+            stats.error(f"{task.account}/{task.region} {what}", message)
         position = task.offset
         should_stop = (lambda: time_left() < STOP_MARGIN_SECONDS) if time_left is not None else None
         for batch, run in evaluate_in_chunks(pipeline, context, refs[task.offset:], settings.sweep_chunk,

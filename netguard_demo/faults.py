@@ -7,7 +7,8 @@ AWS's: throttling, 5xx and timeouts are retried, AccessDenied is not. The same s
 faults for the same sequence of calls.
 
 Error bodies follow each service's protocol (JSON, query XML, EC2 XML, REST XML), so botocore parses
-them into the ClientError netguard's code handles.
+them into the ClientError netguard's code handles. A faulted request is never performed: like AWS
+throttling a call, the in-process moto (whose own before-send handler runs after ours) skips it.
 """
 from __future__ import annotations
 
@@ -32,6 +33,26 @@ _EC2_XML = {"ec2"}
 _REST_XML = {"s3"}
 # What EC2 calls throttling
 _CODE_OVERRIDES = {("ec2", THROTTLE): "RequestLimitExceeded", ("sqs", THROTTLE): "ThrottlingException"}
+FAULT_HEADER = "x-netguard-injected-fault"
+_moto_patch: Any = None
+
+
+def _skip_faulted_requests() -> None:
+    """In-process moto answers at before-send too, after us: make it skip the requests we answered."""
+    global _moto_patch
+    if _moto_patch is not None:
+        return
+    from moto.core.botocore_stubber import BotocoreStubber  # noqa: PLC0415
+
+    real = BotocoreStubber.__call__
+
+    def call(self: Any, event_name: str, request: Any, **kwargs: Any) -> Any:
+        if request is not None and FAULT_HEADER in getattr(request, "headers", {}):
+            return None
+        return real(self, event_name, request, **kwargs)
+
+    BotocoreStubber.__call__ = call  # type: ignore[method-assign]
+    _moto_patch = real
 
 
 class _Raw:
@@ -73,6 +94,7 @@ class FaultInjector:
     def install(self, session: Any) -> "FaultInjector":
         # First: ahead of moto's own before-send handler, which would otherwise answer for real.
         session.events.register_first("before-send", self._before_send)
+        _skip_faulted_requests()
         return self
 
     def _before_send(self, request: Any = None, event_name: str = "", **_: Any) -> AWSResponse | None:
@@ -89,6 +111,8 @@ class FaultInjector:
             raise ReadTimeoutError(endpoint_url=getattr(request, "url", "injected"))
         status, code, message = _ERRORS[kind]
         code = _CODE_OVERRIDES.get((service, kind), code)
+        if request is not None:
+            request.headers[FAULT_HEADER] = kind
         body, headers = _body(service, code, message)
         return AWSResponse(getattr(request, "url", ""), status, headers, _Raw(body))
 

@@ -700,13 +700,20 @@ def test_unexpected_error_on_one_channel_is_contained(hook: WebhookReceiver, log
 
 def test_failing_ledger_is_logged_not_raised(aws: Clients, logs) -> None:
     class BrokenLedger:
+        attempts = 0
+
         def record_undelivered(self, alert: dict, channel: str, error: str) -> None:
+            self.attempts += 1
             raise OSError("table gone")
 
     settings = Settings(alert_topic_arn=f"arn:aws:sns:{REGION}:{ACCOUNT}:no-such-topic")
-    results = notify.Notifier(settings, aws, ledger=BrokenLedger()).send(make_alert())
+    ledger = BrokenLedger()
+    alert = make_alert()
+    results = notify.Notifier(settings, aws, ledger=ledger).send(alert)
     assert results["sns"].startswith("failed:")
-    assert "recording the sns delivery failure failed too: OSError: table gone" in logs.text
+    assert ledger.attempts == notify.UNDELIVERED_RECORD_ATTEMPTS
+    assert "recording the sns delivery failure failed too (OSError: table gone)" in logs.text
+    assert alert["alert_id"] in logs.text and '"schema": "netguard.alert/v1"' in logs.text  # the whole alert
 
 
 def test_failure_without_ledger_is_still_logged(aws: Clients, logs) -> None:

@@ -201,7 +201,8 @@ def test_an_account_that_cannot_be_assumed_is_reported_not_fatal(aws, net) -> No
     result = start_sweep(deps, "sweep-x")
     assert result["tasks"] == 2
     stats = {s["account"]: s for s in ledger.sweep_stats("sweep-x")}
-    assert stats[MEMBER]["error_count"] == 1 and "AccessDenied" in stats[MEMBER]["errors"][0]["error"]
+    assert stats[MEMBER]["error_count"] >= 1 and "AccessDenied" in stats[MEMBER]["errors"][0]["error"]
+    assert stats[MEMBER]["resources"] == 0
     assert stats[aws.account]["resources"] > 10 and ledger.items[("sweep#sweep-x", "meta")]["digest"]
 
 
