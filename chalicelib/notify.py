@@ -674,12 +674,20 @@ def resend_undelivered(ledger: Any, notifier: "Notifier", limit: int = 100) -> d
     """Try again the alerts channels did not take (ledger `alert#undelivered`), oldest first: a delivered
     one is removed from the ledger, a failed one stays for the next try. Run by every sweep."""
     counts = {"resent": 0, "still_undelivered": 0}
+    failures: dict[str, int] = {}  # consecutive failures by channel: after 3, that channel waits for the next sweep
     for item in ledger.undelivered(limit):
-        if notifier.resend(item["alert"], item["channel"]) == DELIVERED:
+        channel = item["channel"]
+        if failures.get(channel, 0) >= RESEND_GIVE_UP_AFTER:
+            counts["still_undelivered"] += 1
+            continue
+        notifier._down.pop(channel, None)  # a resend is tried even right after a failure (bounded above)
+        if notifier.resend(item["alert"], channel) == DELIVERED:
             ledger.settle_undelivered(item["sk"])
             counts["resent"] += 1
+            failures[channel] = 0
         else:
             counts["still_undelivered"] += 1
+            failures[channel] = failures.get(channel, 0) + 1
     if counts["resent"] or counts["still_undelivered"]:
         log.info("undelivered alerts: %d re-sent, %d still undelivered", counts["resent"], counts["still_undelivered"])
     return counts
@@ -709,6 +717,7 @@ def resolve_webhook_url(
 
 
 CHANNEL_PAUSE_SECONDS = 60.0
+RESEND_GIVE_UP_AFTER = 3  # consecutive failed re-sends on a channel before the sweep leaves it to the next one
 UNDELIVERED_RECORD_ATTEMPTS = 3  # each already retried by botocore; then the alert goes to the log whole
 
 

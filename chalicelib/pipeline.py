@@ -89,6 +89,22 @@ class RunReport:
         return None
 
 
+LEDGER_WRITE_ATTEMPTS = 3
+
+
+def _persist(write: Callable[[], Any]) -> str | None:
+    """A ledger write that settles what was done: tried again (beyond botocore's own retries) when AWS
+    refuses it, since an unsettled claim holds its violation. None when written, else the last error."""
+    error = None
+    for _ in range(LEDGER_WRITE_ATTEMPTS):
+        try:
+            write()
+            return None
+        except AWS_ERRORS as exc:
+            error = f"{error_code(exc)}: {error_message(exc)}"
+    return error
+
+
 class Pipeline:
     def __init__(self, policy: Policy, settings: Settings, clients: Clients, ledger: Ledger | None,
                  notifier: Notifier | None, telemetry: Telemetry | None = None,
@@ -213,10 +229,9 @@ class Pipeline:
         except AWS_ERRORS as exc:
             status, detail = FAILED, f"{error_code(exc)}: {error_message(exc)}"
         if self.ledger is not None:
-            try:
-                self.ledger.finish_action(action_id, status, detail)
-            except AWS_ERRORS as exc:
-                log.error("could not record the result of %s: %s", action_id, error_code(exc))
+            error = _persist(lambda: self.ledger.finish_action(action_id, status, detail))
+            if error:
+                log.error("could not record the result of %s: %s", action_id, error)
         log.info("action %s %s on %s: %s", action_id, action_name, resource.ref.key, status)
         outcomes = []
         for decision in group:
@@ -228,10 +243,10 @@ class Pipeline:
     def _settle(self, decision: Decision, result: str) -> None:
         if self.ledger is None:
             return
-        try:
-            self.ledger.settle_claim(decision.finding, decision.kind, result)
-        except AWS_ERRORS as exc:
-            log.error("could not settle the claim of %s: %s", decision.finding.control.id, error_code(exc))
+        error = _persist(lambda: self.ledger.settle_claim(decision.finding, decision.kind, result))
+        if error:
+            # Unsettled, the claim holds the violation for STALE_CLAIM (15 min), then can be taken again.
+            log.error("could not settle the claim of %s: %s", decision.finding.control.id, error)
 
     # --- record and notify ---------------------------------------------------------------------
 

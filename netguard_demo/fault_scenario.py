@@ -71,7 +71,7 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
         os.environ.update(removed)
 
 
-def run(rate: float = 0.3, seed: int = 7, groups: int = 12, notebooks: int = 6, max_sweeps: int = 6) -> Figures:
+def run(rate: float = 0.3, seed: int = 7, groups: int = 12, notebooks: int = 6, max_sweeps: int = 10) -> Figures:
     import boto3  # noqa: PLC0415
     from chalice.test import Client  # noqa: PLC0415
     from moto import mock_aws  # noqa: PLC0415
