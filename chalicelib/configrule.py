@@ -112,8 +112,8 @@ def parse_invocation(event: Any, default_region: str | None = None) -> RuleInvoc
         raise InvalidEvent("not an AWS Config rule invocation (configRuleName, resultToken)")
     try:
         invoking = json.loads(event.get("invokingEvent") or "")
-    except (TypeError, ValueError) as exc:
-        raise InvalidEvent(f"invokingEvent is not JSON: {exc}", rule_name) from exc
+    except (TypeError, ValueError, RecursionError) as exc:  # RecursionError: nested deeper than json parses
+        raise InvalidEvent(f"invokingEvent is not JSON: {str(exc)[:200]}", rule_name) from exc
     if not isinstance(invoking, Mapping):
         raise InvalidEvent("invokingEvent is not an object", rule_name)
     message_type = invoking.get("messageType")

@@ -56,8 +56,8 @@ def message_body(body: Any, schema: str) -> Mapping[str, Any]:
     """The JSON object of one of netguard's own queue messages, checked to be of `schema`."""
     try:
         data = json.loads(body) if isinstance(body, (str, bytes)) else None
-    except ValueError as exc:
-        raise InvalidEvent(f"{schema} message is not JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than json parses
+        raise InvalidEvent(f"{schema} message is not JSON: {str(exc)[:200]}") from exc
     if not isinstance(data, Mapping) or data.get("schema") != schema:
         raise InvalidEvent(f"not a {schema} message")
     return data

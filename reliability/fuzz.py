@@ -455,7 +455,8 @@ class Harness:
         self.mp, self.strict, self.refresh_every = mp, strict, refresh_every
         self.figures = {h: Figures(h) for h in HANDLERS}
         self.log = io.StringIO()
-        self.failed_records: list[tuple[int, BaseException]] = []
+        self.failed_records: list[tuple[int, BaseException]] = []  # (index in the batch, error)
+        self.record_index = -1
         self.profile = ""
         self._count = 0
 
@@ -506,14 +507,15 @@ class Harness:
 
             # per record of an SQS batch: where it starts in the call log, and whether it failed
             process_record, failure_handler = BatchProcessor._process_record, BatchProcessor.failure_handler
-            calls, failed = self.calls, self.failed_records
+            harness = self
 
             def marked(processor: Any, record: dict) -> Any:
-                calls.mark()
+                harness.record_index += 1
+                harness.calls.mark()
                 return process_record(processor, record)
 
             def noted(processor: Any, record: Any, exception: Any) -> Any:
-                failed.append((sum(1 for svc, _ in calls.calls if svc == MARK) - 1, exception[1]))
+                harness.failed_records.append((harness.record_index, exception[1]))
                 return failure_handler(processor, record, exception)
 
             mp.setattr(BatchProcessor, "_process_record", marked)
@@ -598,7 +600,9 @@ class Harness:
         self.log.seek(0)
         self.log.truncate()
         self.failed_records.clear()
-        start = len(self.calls.calls)
+        self.record_index = -1
+        self.calls.calls.clear()
+        start = 0
         response, error = None, None
         with contextlib.redirect_stdout(io.StringIO()):  # Powertools' EMF metric lines
             try:

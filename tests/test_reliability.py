@@ -1,0 +1,139 @@
+"""Reliability in the everyday suite (reduced forms of `make reliability`): AWS faults, duplicate and
+concurrent deliveries, secrets kept out of logs, hostile text in alerts."""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import threading
+from typing import Any
+
+import pytest
+
+from chalicelib import handlers, notify
+from conftest import alerts, invoke, json_lines
+from netguard_demo import events
+from netguard_demo.fault_scenario import run as fault_scenario
+from netguard_demo.moto_fidelity import attach_notebook_eni
+
+OPEN_SSH = [{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
+
+
+def test_under_30_percent_faults_every_violation_is_remediated_once_and_failures_are_alerted() -> None:
+    """One seed of the fault scenario (`make reliability` runs more seeds and a bigger world)."""
+    logging.disable(logging.CRITICAL)
+    try:
+        figures = fault_scenario(rate=0.3, seed=1, groups=6, notebooks=3)
+    finally:
+        logging.disable(logging.NOTSET)
+    print(json.dumps(figures.as_dict()))
+    assert sum(figures.injected.values()) > 50  # the faults were there
+    assert set(figures.injected) == {"throttle", "5xx", "timeout", "denied"}
+    assert figures.remediated == figures.violations == 9
+    assert figures.duplicate_remediations == 0
+    assert figures.failed_outcomes > 0 and figures.failures_alerted_with_error == figures.failed_outcomes
+
+
+def revokes(aws) -> int:
+    return aws.calls.writes().count("ec2:RevokeSecurityGroupIngress")
+
+
+def test_the_same_event_delivered_three_times_acts_once(stack) -> None:
+    aws, net = stack["aws"], stack["net"]
+    attach_notebook_eni(aws.client("ec2"), net.private_subnets[0], [net.sg_ssh_open], "nb")
+    event = events.authorize_ingress(net.sg_ssh_open, OPEN_SSH, aws.account, aws.region)
+    answers = [invoke(stack, "on_api_call", event) for _ in range(3)]
+    assert revokes(aws) == 1
+    assert answers[1] == answers[2] == answers[0]  # the stored result of the first (Powertools idempotency)
+    assert len([a for a in alerts(stack) if a["message"].get("control", {}).get("id") == "SG.1"]) == 1
+
+
+def test_two_concurrent_invocations_for_one_violation_act_once(stack) -> None:
+    """Two different events (two CloudTrail records) for the same open rule, handled at the same time:
+    the ledger's conditional claim lets one act; the other reports a duplicate."""
+    aws, net = stack["aws"], stack["net"]
+    attach_notebook_eni(aws.client("ec2"), net.private_subnets[0], [net.sg_ssh_open], "nb")
+    handlers.runtime()  # one container's runtime, shared by both threads (as two containers share the table)
+    first = events.authorize_ingress(net.sg_ssh_open, OPEN_SSH, aws.account, aws.region)
+    second = events.authorize_ingress(net.sg_ssh_open, OPEN_SSH, aws.account, aws.region)
+    barrier = threading.Barrier(2)
+    results: list[Any] = []
+
+    def deliver(event: dict[str, Any]) -> None:
+        barrier.wait()
+        results.append(invoke(stack, "on_api_call", event))
+
+    threads = [threading.Thread(target=deliver, args=(e,)) for e in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert revokes(aws) == 1
+    sg1 = sorted(d["result"] for r in results for d in r["decisions"] if d["control"] == "SG.1")
+    assert sg1 == ["duplicate", "succeeded"]
+
+
+SECRET_URL_PATH = "/services/T0SECRET/B0SECRET/xoxb-very-secret-token"
+
+
+def test_secrets_never_reach_the_logs(stack, monkeypatch, capsys, caplog) -> None:
+    """The webhook URL (failing, so error paths run) and the member external id appear in no log line,
+    engine output or metric of netguard's, at DEBUG level. (botocore's own DEBUG logging, off unless
+    someone turns the root logger to DEBUG, prints every response body, parameters included.)"""
+    aws, net = stack["aws"], stack["net"]
+    slack = stack["slack"]
+    secret_url = slack.url.rsplit("/", 1)[0] + SECRET_URL_PATH
+    aws.client("ssm").put_parameter(Name="/netguard/secret-test", Value=secret_url, Type="SecureString")
+    monkeypatch.setenv("NETGUARD_SLACK_WEBHOOK_PARAM", "/netguard/secret-test")
+    monkeypatch.setenv("NETGUARD_MEMBER_EXTERNAL_ID", "ext-id-do-not-log-4242")
+    monkeypatch.setenv("NETGUARD_MEMBER_ROLE_NAME", "netguard-member")
+    monkeypatch.setenv("NETGUARD_HOME_ACCOUNT", aws.account)
+    handlers.runtime.cache_clear()
+    notify.clear_cache()
+    stream = io.StringIO()
+    previous = handlers.logger.registered_handler.setStream(stream)
+    caplog.set_level(logging.DEBUG, logger="netguard")  # netguard's own loggers, at their most verbose
+    try:
+        handlers.runtime().notifier.slack_sleep = lambda seconds: None
+        attach_notebook_eni(aws.client("ec2"), net.private_subnets[0], [net.sg_ssh_open], "nb")
+        slack.fail_next(500, count=8, body=f"error at {secret_url}")  # an error body that echoes the URL
+        invoke(stack, "on_api_call", events.authorize_ingress(net.sg_ssh_open, OPEN_SSH, aws.account, aws.region))
+        slack.recover()
+        invoke(stack, "sweep", {"version": "0", "id": "s-1", "detail-type": "Scheduled Event", "source": "aws.events",
+                                "account": aws.account, "time": "2026-11-27T06:00:00Z", "region": aws.region,
+                                "resources": [], "detail": {}})
+    finally:
+        handlers.logger.registered_handler.setStream(previous)
+    captured = stream.getvalue() + capsys.readouterr().out + caplog.text
+    assert json_lines(stream), "the handlers logged nothing: the test would prove nothing"
+    assert "not delivered on slack" in captured  # the failure path ran and was logged
+    for secret in ("T0SECRET", "B0SECRET", "xoxb-very-secret-token", "ext-id-do-not-log-4242"):
+        assert secret not in captured, secret
+
+
+HOSTILE = {
+    "mention": "<!channel> <!here> <@U123>",
+    "bold": "*bold* _it_ ~strike~",
+    "link": "<http://evil.example|click here>",
+    "newlines": "line1\nline2\r\n```\nbreak out",
+    "huge": "x" * 10_000,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE))
+def test_hostile_names_and_tags_are_escaped_and_fit(kind: str) -> None:
+    from test_notify import _mrkdwn_texts, make_alert
+
+    value = HOSTILE[kind]
+    alert = make_alert(resource_id=value, evidence={"tags": {"Owner": value}}, principal=value)
+    payload = notify.slack_blocks(alert)
+    texts = [payload["text"]] + [t["text"] for t in _mrkdwn_texts(payload)]
+    for text in texts:
+        assert "<!channel>" not in text and "<!here>" not in text and "<@U123>" not in text
+        assert "<http://evil.example|" not in text
+        assert len(text) <= 3000
+    assert len(payload["text"]) <= notify.SLACK_FALLBACK_MAX
+    _, message = notify.fit_message(alert, notify.SNS_MAX_BYTES)
+    assert len(message.encode()) <= notify.SNS_MAX_BYTES
+    subject = notify.sns_subject(alert)
+    assert len(subject) <= 100 and "\n" not in subject and all(" " <= c <= "~" for c in subject)
