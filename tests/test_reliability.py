@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from chalicelib import handlers, notify
-from conftest import alerts, invoke, json_lines
+from conftest import alerts, invoke, json_lines, ledger_items
 from netguard_demo import events
 from netguard_demo.fault_scenario import run as fault_scenario
+from netguard_demo.faults import FaultInjector
 from netguard_demo.moto_fidelity import attach_notebook_eni
 
 OPEN_SSH = [{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
@@ -137,3 +138,54 @@ def test_hostile_names_and_tags_are_escaped_and_fit(kind: str) -> None:
     assert len(message.encode()) <= notify.SNS_MAX_BYTES
     subject = notify.sns_subject(alert)
     assert len(subject) <= 100 and "\n" not in subject and all(" " <= c <= "~" for c in subject)
+
+
+OUTAGES = {
+    "slack 500": lambda stack, aws: stack["slack"].fail_next(500, count=1000),
+    "slack 429 Retry-After": lambda stack, aws: stack["slack"].fail_next(429, count=1000, headers={"Retry-After": "1"}),
+    "slack timeouts": lambda stack, aws: stack["slack"].stall_next(0.5, count=1000),
+    "sns errors": lambda stack, aws: FaultInjector(rate=1.0, kinds=("5xx",), services={"sns"}).install(
+        aws.clients.session),
+}
+
+
+@pytest.mark.parametrize("outage", sorted(OUTAGES))
+def test_alerts_sent_during_an_outage_are_delivered_after_it(stack, monkeypatch, outage: str) -> None:
+    """Alerts sent while a channel is down are recorded as undelivered and delivered by the next sweep
+    once the channel is back: none is lost."""
+    aws, net = stack["aws"], stack["net"]
+    monkeypatch.setitem(notify.SlackWebhook.__init__.__kwdefaults__, "timeout", 0.2)  # stalls time out fast
+    monkeypatch.setenv("NETGUARD_REGIONS", aws.region)
+    handlers.runtime.cache_clear()
+    handlers.runtime().notifier.slack_sleep = lambda seconds: None
+    injector = None
+    if outage == "sns errors":
+        injector = OUTAGES[outage](stack, aws)
+    else:
+        OUTAGES[outage](stack, aws)
+    attach_notebook_eni(aws.client("ec2"), net.private_subnets[0], [net.sg_ssh_open], "nb")
+    invoke(stack, "on_api_call", events.authorize_ingress(net.sg_ssh_open, OPEN_SSH, aws.account, aws.region))
+    channel = "sns" if injector else "slack"
+    pending = [i for i in ledger_items(stack, "") if i["pk"] == "alert#undelivered"]
+    during = {json.loads(i["alert"])["alert_id"]: json.loads(i["alert"]) for i in pending if i["channel"] == channel}
+    sent = set(during)
+    assert len(sent) == 2  # SG.1 and SG.2, both undelivered on the channel that is down
+    if injector:
+        injector.enabled = False
+    else:
+        stack["slack"].recover()
+    handlers.runtime.cache_clear()  # the sweep runs in its own container
+    result = invoke(stack, "sweep", {"version": "0", "id": f"s-{outage}", "detail-type": "Scheduled Event",
+                                     "source": "aws.events", "account": aws.account, "time": "2026-11-27T06:00:00Z",
+                                     "region": aws.region, "resources": [], "detail": {}})
+    left = [i for i in ledger_items(stack, "") if i["pk"] == "alert#undelivered"]
+    if injector:
+        delivered = {a["message"]["alert_id"] for a in alerts(stack)}
+    else:  # a Slack message names its control and resource in its text
+        texts = [p["text"] for p in stack["slack"].payloads]
+        delivered = {aid for aid, alert in during.items()
+                     if any(alert["control"]["id"] in t and alert["resource"]["id"] in t for t in texts)}
+    print(f"{outage}: {len(sent)} alerts during the outage, {result['undelivered_alerts']['resent']} re-sent by the "
+          f"next sweep, {len(left)} still undelivered, {len(sent - delivered)} lost")
+    assert result["undelivered_alerts"] == {"resent": 2, "still_undelivered": 0} and left == []
+    assert sent <= delivered
