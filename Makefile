@@ -15,7 +15,7 @@ STAGES := dev prod
 BUILD ?= build
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: venv .venv test demo package lint-templates templates bench-sweep clean distclean
+.PHONY: venv .venv test demo package lint-templates templates bench-sweep reliability clean distclean
 
 venv .venv: $(STAMP)
 
@@ -30,6 +30,18 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/netguard demo
+
+# Reliability figures (README "Reliability"): fuzzing, faults, blast radius, outages, duplicates,
+# secrets. Fails if a figure does not hold. `make test` (and CI) runs each in a reduced form.
+FUZZ_EXAMPLES ?= 10000
+FAULT_SEEDS ?= 1,2,3
+reliability: $(STAMP)
+	$(BIN)/python reliability/fuzz.py --examples $(FUZZ_EXAMPLES)
+	$(BIN)/python reliability/faults.py --seeds $(FAULT_SEEDS)
+	set -o pipefail; NETGUARD_TEST_BURST=500 $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/test_guards.py \
+	  -k "burst or foreign" 2>&1 | grep -E "^blast radius|passed|failed"
+	set -o pipefail; $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/test_reliability.py tests/test_restore.py \
+	  2>&1 | grep -E "alerts during the outage|passed|failed"
 
 # A sweep of one account-region of thousands of resources through a moto server: figures only.
 SWEEP_SIZES ?= 1000,5000
