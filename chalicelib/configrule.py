@@ -44,7 +44,7 @@ from .model import (
     ResourceRef,
 )
 from .policy import Policy
-from .triggers import ACCOUNT_RE, REGION_RE
+from .triggers import ACCOUNT_RE, DOMAIN_ID_RE, REGION_RE, SAGEMAKER_NAME_RE, clean_text
 
 log = logging.getLogger("netguard.config")
 
@@ -60,6 +60,11 @@ TEST_TOKEN = "TESTMODE"  # what `aws configservice` test invocations (and our te
 # SageMaker resources are named in ARNs after this prefix; Config may give the ARN, an id or the name.
 _ARN_PREFIXES = {NOTEBOOK: "notebook-instance/", MODEL: "model/", ENDPOINT_CONFIG: "endpoint-config/",
                  DOMAIN: "domain/"}
+# How SageMaker names what it reads by name (another name is a ValidationException, not "not found").
+_NAME_PATTERNS = {NOTEBOOK: SAGEMAKER_NAME_RE, MODEL: SAGEMAKER_NAME_RE, ENDPOINT_CONFIG: SAGEMAKER_NAME_RE,
+                  DOMAIN: DOMAIN_ID_RE}
+# PutEvaluations' limits on what goes back to Config
+RULE_NAME_MAX, RESOURCE_TYPE_MAX, RESOURCE_ID_MAX, TOKEN_MAX = 128, 256, 768, 65536
 
 
 @dataclass(frozen=True)
@@ -106,9 +111,9 @@ def parse_invocation(event: Any, default_region: str | None = None) -> RuleInvoc
     """Validate a custom rule invocation; InvalidEvent (logged, skipped) when it is not one."""
     if not isinstance(event, Mapping):
         raise InvalidEvent(f"config rule event is a {type(event).__name__}, not an object")
-    rule_name = event.get("configRuleName")
-    token = event.get("resultToken")
-    if not isinstance(rule_name, str) or not rule_name or not isinstance(token, str) or not token:
+    rule_name = clean_text(event.get("configRuleName"), RULE_NAME_MAX)
+    token = clean_text(event.get("resultToken"), TOKEN_MAX)
+    if rule_name is None or token is None:
         raise InvalidEvent("not an AWS Config rule invocation (configRuleName, resultToken)")
     try:
         invoking = json.loads(event.get("invokingEvent") or "")
@@ -119,10 +124,18 @@ def parse_invocation(event: Any, default_region: str | None = None) -> RuleInvoc
     message_type = invoking.get("messageType")
     if message_type not in (CHANGE, OVERSIZED, SCHEDULED):
         raise IgnoredEvent(f"messageType {str(message_type)[:64]!r} is not evaluated", rule_name)
-    item = invoking.get("configurationItem") if message_type == CHANGE else invoking.get("configurationItemSummary")
-    if message_type != SCHEDULED and not (isinstance(item, Mapping) and isinstance(item.get("resourceType"), str)
-                                          and isinstance(item.get("resourceId"), str)):
-        raise InvalidEvent(f"{message_type} without a configuration item", rule_name)
+    item = None
+    if message_type != SCHEDULED:
+        item = invoking.get("configurationItem" if message_type == CHANGE else "configurationItemSummary")
+        # its type and id go back to Config in PutEvaluations: printable, within the API's limits
+        if not (isinstance(item, Mapping) and clean_text(item.get("resourceType"), RESOURCE_TYPE_MAX)
+                and clean_text(item.get("resourceId"), RESOURCE_ID_MAX)):
+            raise InvalidEvent(f"{message_type} without a usable configuration item (resourceType, resourceId)",
+                               rule_name)
+        pattern = _NAME_PATTERNS.get(item["resourceType"])
+        name = config_resource_name(item["resourceType"], item)
+        if pattern is not None and not pattern.match(name):
+            raise InvalidEvent(f"{item['resourceType']} {name[:64]!r}: not a name SageMaker has", rule_name)
     account = (item or {}).get("awsAccountId") or event.get("accountId") or invoking.get("awsAccountId")
     region = (item or {}).get("awsRegion") or _region_of_rule(event.get("configRuleArn")) or default_region
     if not isinstance(account, str) or not ACCOUNT_RE.match(account):
@@ -131,7 +144,7 @@ def parse_invocation(event: Any, default_region: str | None = None) -> RuleInvoc
         raise InvalidEvent("missing or invalid region", rule_name)
     left = event.get("eventLeftScope") is True or str(event.get("eventLeftScope")).lower() == "true"
     return RuleInvocation(message_type, rule_name, account, region, token, left,
-                          _time(invoking.get("notificationCreationTime")), item if message_type != SCHEDULED else None)
+                          _time(invoking.get("notificationCreationTime")), item)
 
 
 def config_resource_name(resource_type: str, item: Mapping[str, Any]) -> str:
@@ -226,9 +239,9 @@ def refs_from_compliance_change(event: Any, policy: Policy) -> tuple[str, str, R
     from .triggers import _envelope  # noqa: PLC0415 - the shared EventBridge envelope validation
 
     event_id, account, region, detail = _envelope(event, ("Config Rules Compliance Change",))
-    rule_name = detail.get("configRuleName")
-    if not isinstance(rule_name, str) or not rule_name:
-        raise InvalidEvent("detail.configRuleName missing", event_id)
+    rule_name = clean_text(detail.get("configRuleName"), RULE_NAME_MAX)  # it goes into the ledger and alerts
+    if rule_name is None:
+        raise InvalidEvent("detail.configRuleName missing or invalid", event_id)
     result = detail.get("newEvaluationResult")
     status = result.get("complianceType") if isinstance(result, Mapping) else None
     if status != NON_COMPLIANT:
@@ -237,9 +250,12 @@ def refs_from_compliance_change(event: Any, policy: Policy) -> tuple[str, str, R
     if rule is None:
         raise IgnoredEvent(f"Config rule {rule_name[:128]!r} is not one netguard maps to its controls", event_id)
     rtype, rid = detail.get("resourceType"), detail.get("resourceId")
-    if rtype not in rule.resource_types or not isinstance(rid, str) or not 0 < len(rid) <= 256:
+    if rtype not in rule.resource_types or clean_text(rid, 256) is None:
         raise InvalidEvent(f"{rule_name}: resource {str(rtype)[:64]} / {str(rid)[:64]} is not what the rule "
                            f"evaluates ({', '.join(rule.resource_types)})", event_id)
+    pattern = _NAME_PATTERNS.get(rtype)
+    if pattern is not None and not pattern.match(config_resource_name(rtype, {"resourceId": rid})):
+        raise InvalidEvent(f"{rule_name}: {rtype} {rid[:64]!r} is not a name SageMaker has", event_id)
     account = detail.get("awsAccountId") if isinstance(detail.get("awsAccountId"), str) else account
     region = detail.get("awsRegion") if isinstance(detail.get("awsRegion"), str) else region
     if not ACCOUNT_RE.match(account) or not REGION_RE.match(region):

@@ -181,6 +181,14 @@ def _parse(kind: str, raw: Any, policy: Policy) -> Trigger:
     return from_state_change(raw)
 
 
+def _loggable(value: Any, limit: int = 256) -> str | None:
+    """Text from an event, safe to log: a string cut to `limit`, with what UTF-8 cannot carry (a lone
+    surrogate) escaped, so that the log line is written, not lost. None for anything but a string."""
+    if not isinstance(value, str):
+        return None
+    return value[:limit].encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _check_accounts(trigger: Trigger, settings: Settings) -> None:
     """Act only where configured: allowed accounts (NETGUARD_ACCOUNTS, the organization, or our own) and
     regions (NETGUARD_REGIONS, when set); and never on a change netguard made itself."""
@@ -211,7 +219,7 @@ def schedule_rechecks(rt: Runtime, report: RunReport, attempt: int = 1, include_
 
 def _handle(kind: str, event: CloudWatchEvent) -> dict[str, Any]:
     raw = event.to_dict()
-    event_id = raw.get("id") if isinstance(raw, Mapping) and isinstance(raw.get("id"), str) else None
+    event_id = _loggable(raw.get("id")) if isinstance(raw, Mapping) else None
     logger.set_correlation_id(event_id)
     logger.append_keys(handler=kind)
     context = event.context
@@ -220,10 +228,11 @@ def _handle(kind: str, event: CloudWatchEvent) -> dict[str, Any]:
         trigger = _parse(kind, raw, rt.policy)
         _check_accounts(trigger, rt.settings)
     except InvalidEvent as exc:
-        logger.warning("malformed event skipped", extra={"event_id": exc.event_id or event_id, "reason": exc.reason})
+        logger.warning("malformed event skipped", extra={"event_id": _loggable(exc.event_id) or event_id,
+                                                         "reason": _loggable(exc.reason)})
         return {"skipped": "invalid", "reason": exc.reason, "event_id": exc.event_id or event_id}
     except IgnoredEvent as exc:
-        logger.info("event ignored", extra={"event_id": exc.event_id, "reason": exc.reason})
+        logger.info("event ignored", extra={"event_id": _loggable(exc.event_id), "reason": _loggable(exc.reason)})
         return {"skipped": "ignored", "reason": exc.reason, "event_id": exc.event_id}
 
     telemetry = EmfTelemetry()
@@ -379,9 +388,15 @@ def _batch(event: Any, record_handler: Callable[[Any], Any]) -> dict[str, Any]:
     if not isinstance(raw, Mapping) or not isinstance(raw.get("Records"), list):
         logger.warning("not an SQS batch: skipped")
         return {"batchItemFailures": []}
+    # A record without a message id cannot be reported as failed (SQS never sends one): log it, go on.
+    records = [r for r in raw["Records"] if isinstance(r, Mapping) and isinstance(r.get("messageId"), str)
+               and r["messageId"]]
+    if len(records) != len(raw["Records"]):
+        logger.warning("SQS records without a message id skipped",
+                       extra={"skipped": len(raw["Records"]) - len(records)})
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    return process_partial_response(event=dict(raw), record_handler=record_handler, processor=processor,
-                                    context=getattr(event, "context", None))
+    return process_partial_response(event={**raw, "Records": records}, record_handler=record_handler,
+                                    processor=processor, context=getattr(event, "context", None))
 
 
 def recheck(event: Any) -> dict[str, Any]:

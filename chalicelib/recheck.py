@@ -12,16 +12,22 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from .aws import Clients
 from .errors import InvalidEvent
-from .model import RESOURCE_TYPES, ResourceRef
+from .model import DOMAIN, RESOURCE_TYPES, SAGEMAKER_TYPES, ResourceRef
 from .settings import Settings
-from .triggers import ACCOUNT_RE, REGION_RE
+from .triggers import ACCOUNT_RE, DOMAIN_ID_RE, EC2_ID_RE, REGION_RE, SAGEMAKER_NAME_RE
 
 log = logging.getLogger("netguard.recheck")
+
+# What each resource type is read by (as the events name them, triggers.py); other types: printable
+_ID_PATTERNS = {**EC2_ID_RE, DOMAIN: DOMAIN_ID_RE,
+                **{t: SAGEMAKER_NAME_RE for t in SAGEMAKER_TYPES if t != DOMAIN}}
+_ANY_ID = re.compile(r"^[ -~]{1,256}\Z")
 
 MESSAGE_SCHEMA = "netguard.recheck/v1"
 MAX_DELAY_SECONDS = 900  # SQS DelaySeconds limit
@@ -60,6 +66,10 @@ def message_body(body: Any, schema: str) -> Mapping[str, Any]:
         raise InvalidEvent(f"{schema} message is not JSON: {str(exc)[:200]}") from exc
     if not isinstance(data, Mapping) or data.get("schema") != schema:
         raise InvalidEvent(f"not a {schema} message")
+    try:  # its strings go into the ledger and AWS calls: a lone surrogate ("\ud800") cannot be sent
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidEvent(f"{schema} message is not valid UTF-8") from exc
     return data
 
 
@@ -76,7 +86,7 @@ def decode(body: Any) -> Recheck:
         if not isinstance(raw, Mapping):
             raise InvalidEvent("each ref must be an object")
         rtype, rid, account, region = (raw.get(k) for k in ("type", "id", "account", "region"))
-        if rtype not in RESOURCE_TYPES or not isinstance(rid, str) or not 0 < len(rid) <= 256:
+        if rtype not in RESOURCE_TYPES or not isinstance(rid, str) or not _ID_PATTERNS.get(rtype, _ANY_ID).match(rid):
             raise InvalidEvent(f"unsupported resource {str(rtype)[:64]!r} / {str(rid)[:64]!r}")
         if not isinstance(account, str) or not ACCOUNT_RE.match(account):
             raise InvalidEvent("invalid account")

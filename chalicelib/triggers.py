@@ -89,13 +89,16 @@ STATE_CHANGES: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
 }
 NOTEBOOK_STATE_CHANGE = "SageMaker Notebook Instance State Change"
 
-ACCOUNT_RE = re.compile(r"^\d{12}$")
-REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
-SAGEMAKER_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
-DOMAIN_ID_RE = re.compile(r"^d-(-*[a-z0-9]){1,61}$")
-EC2_ID_RE = {SECURITY_GROUP: re.compile(r"^sg-[0-9a-f]{8,17}$"), VPC: re.compile(r"^vpc-[0-9a-f]{8,17}$"),
-             SUBNET: re.compile(r"^subnet-[0-9a-f]{8,17}$"), VPC_ENDPOINT: re.compile(r"^vpce-[0-9a-f]{8,17}$"),
-             ROUTE_TABLE: re.compile(r"^rtb-[0-9a-f]{8,17}$"), FLOW_LOG: re.compile(r"^fl-[0-9a-f]{8,17}$")}
+# The whole string (\Z: `$` also matches before a final newline), ASCII digits only (`\d` alone also
+# matches "１２３..." and other scripts' digits, which no AWS id has).
+ACCOUNT_RE = re.compile(r"^\d{12}\Z", re.ASCII)
+REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d\Z", re.ASCII)
+SAGEMAKER_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}\Z")
+DOMAIN_ID_RE = re.compile(r"^d-(-*[a-z0-9]){1,61}\Z")
+EC2_ID_RE = {SECURITY_GROUP: re.compile(r"^sg-[0-9a-f]{8,17}\Z"), VPC: re.compile(r"^vpc-[0-9a-f]{8,17}\Z"),
+             SUBNET: re.compile(r"^subnet-[0-9a-f]{8,17}\Z"), VPC_ENDPOINT: re.compile(r"^vpce-[0-9a-f]{8,17}\Z"),
+             ROUTE_TABLE: re.compile(r"^rtb-[0-9a-f]{8,17}\Z"), FLOW_LOG: re.compile(r"^fl-[0-9a-f]{8,17}\Z")}
+PRINCIPAL_MAX = 2048  # an IAM ARN's limit
 # What a change to a shared resource can make non-compliant: watch it when those types are covered.
 DEPENDENTS = {ROUTE_TABLE: (SUBNET, NOTEBOOK, TRAINING_JOB, PROCESSING_JOB, TUNING_JOB, TRANSFORM_JOB, MODEL, DOMAIN),
               FLOW_LOG: (VPC,)}
@@ -143,8 +146,8 @@ def _envelope(event: Any, detail_types: Iterable[str]) -> tuple[str, str, str, M
     """(event id, account, region, detail) of a valid EventBridge envelope of one of `detail_types`."""
     if not isinstance(event, Mapping):
         raise InvalidEvent(f"event is a {type(event).__name__}, not an object")
-    event_id = event.get("id")
-    if not isinstance(event_id, str) or not event_id or len(event_id) > 128:
+    event_id = clean_text(event.get("id"), 128)
+    if event_id is None:
         raise InvalidEvent("missing or invalid 'id'")
     source, dtype = event.get("source"), event.get("detail-type")
     if not isinstance(source, str) or not isinstance(dtype, str):
@@ -163,8 +166,11 @@ def _envelope(event: Any, detail_types: Iterable[str]) -> tuple[str, str, str, M
     return event_id, account, region, detail
 
 
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
+def clean_text(value: Any, limit: int) -> str | None:
+    """`value` when it is a string of 1 to `limit` printable characters, else None. What comes from an
+    event and goes on into the ledger, alerts or an AWS call must be printable: a lone surrogate
+    ("\\ud800" in the JSON) cannot be encoded as UTF-8, and the call sending it would fail."""
+    return value if isinstance(value, str) and 0 < len(value) <= limit and value.isprintable() else None
 
 
 def _name_ref(rtype: str, name: Any, account: str, region: str, event_id: str) -> ResourceRef:
@@ -273,8 +279,11 @@ def from_api_call(event: Any, resource_types: Iterable[str] = tuple(API_CALLS)) 
     if not refs:
         raise IgnoredEvent(f"{name} names no resource netguard covers", event_id)
     identity = detail.get("userIdentity")
-    principal = _str(identity.get("arn")) if isinstance(identity, Mapping) else None
-    context = EventContext(event_id, "api-call", name, principal, _str(detail.get("eventTime")))
+    arn = identity.get("arn") if isinstance(identity, Mapping) else None
+    principal = clean_text(arn, PRINCIPAL_MAX)
+    if isinstance(arn, str) and arn and principal is None:  # it is recorded and alerted, and may become a tag
+        raise InvalidEvent("invalid 'detail.userIdentity.arn'", event_id)
+    context = EventContext(event_id, "api-call", name, principal, clean_text(detail.get("eventTime"), 64))
     return Trigger(context, tuple(dict.fromkeys(refs)))
 
 
@@ -289,5 +298,6 @@ def from_state_change(event: Any) -> Trigger:
     ref = _name_ref(rtype, detail.get(name_field), account, region, event_id)
     if status not in statuses:
         raise IgnoredEvent(f"{status_field}={status[:32]} needs nothing", event_id)
-    context = EventContext(event_id, "state-change", f"{status_field}={status[:32]}", None, _str(event.get("time")))
+    context = EventContext(event_id, "state-change", f"{status_field}={status[:32]}", None,
+                           clean_text(event.get("time"), 64))
     return Trigger(context, (ref,))

@@ -31,10 +31,11 @@ import copy
 import io
 import json
 import os
+import re
 import sys
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -55,7 +56,8 @@ REGION = "us-east-1"
 TABLE = "netguard-ledger-fuzz"
 READ_PREFIXES = ("Describe", "List", "Get")
 PHASES = (Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink)  # the script does not shrink: it counts
-MARK = "#record"  # in the call log: an SQS record starts here
+MARK = "#record"
+SQS_KEEP = frozenset({(), ("messageId",)})  # in the call log: an SQS record starts here
 
 # moto ids are random: seed them so that a run is the same run again (moto's documented seeding API)
 MOTO_SEED_URL = "http://motoapi.amazonaws.com/moto-api/seed?a={seed}"
@@ -164,7 +166,7 @@ NASTY = ("", " ", "\n", "\x00", "\ud800", "\udfff", "\u202e", "\u200b", "\ufeff"
          "sg-0123456789abcdef0\n", "ＳＧ-0123", "aws.ec2\n", "aws.sagemaker ", "AWS.SAGEMAKER", "𝔫𝔟-𝔬𝔭𝔢𝔫",
          "nb\u0301", "../../etc/passwd", "%s%s%n", "' OR '1'='1", "${jndi:ldap://x}", "\\u0000", "\"", "\\",
          "arn:aws:sagemaker:us-east-1:123456789012:notebook-instance/", "arn:aws", "arn:aws:::::",
-         "2026-13-45T99:99:99Z", "9" * 40, "0" * 12, "-" * 63, "a" * 64, "d-", "sg-", "vpc-00000000")
+         "2026-13-45T99:99:99Z", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "9" * 40, "0" * 12, "-" * 63, "a" * 64, "d-", "sg-", "vpc-00000000")
 UNICODE_DIGITS = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
 FULLWIDTH = str.maketrans("0123456789abcdefghijklmnopqrstuvwxyz-",
                           "０１２３４５６７８９ａｂｃｄｅｆｇｈｉｊｋｌｍｎｏｐｑｒｓｔｕｖｗｘｙｚ－")
@@ -220,14 +222,14 @@ OPS = ("replace", "delete", "retype", "tweak", "extra", "huge", "nested", "deep"
 
 
 @st.composite
-def mutated(draw: Any, base: Any, min_count: int = 0, max_count: int = 4,
-            under: tuple[Any, ...] = ()) -> tuple[Any, list[str]]:
+def mutated(draw: Any, base: Any, min_count: int = 0, max_count: int = 4, under: tuple[Any, ...] = (),
+            keep: frozenset[tuple[Any, ...]] = frozenset()) -> tuple[Any, list[str]]:
     """`base` (a tree, copied) with up to `max_count` mutations, and what they were. `under`: only
-    paths below it (a record's body)."""
+    paths below it (a record's body); `keep`: paths left as they are (an SQS record's messageId)."""
     tree = copy.deepcopy(base)
     done: list[str] = []
     for _ in range(draw(st.integers(min_count, max_count))):
-        nodes = [(p, v) for p, v in walk(tree) if p[: len(under)] == under]
+        nodes = [(p, v) for p, v in walk(tree) if p[: len(under)] == under and p not in keep]
         if not nodes:
             break
         op = draw(st.sampled_from(OPS))
@@ -376,16 +378,14 @@ def refresh(world: World) -> None:
     set_job_status(world.account, world.region, "training", TRAIN, "InProgress")
 
 
-def _clean_env(mp: Any) -> None:
-    for name in list(os.environ):
-        if name.startswith(("AWS_ENDPOINT_URL", "NETGUARD_", "POWERTOOLS_")) or name in ("AWS_PROFILE",
-                                                                                         "AWS_SESSION_TOKEN"):
-            mp.delenv(name, raising=False)
-    mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-    mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    mp.setenv("AWS_DEFAULT_REGION", REGION)
-    mp.setenv("AWS_REGION", REGION)
-    mp.setenv("AWS_LAMBDA_FUNCTION_NAME", "netguard-fuzz")
+def _outside_env() -> dict[str, str | None]:
+    """No endpoint, profile or netguard setting from outside; fake credentials, the test region."""
+    env: dict[str, str | None] = {name: None for name in os.environ
+                                  if name.startswith(("AWS_ENDPOINT_URL", "NETGUARD_", "POWERTOOLS_"))
+                                  or name in ("AWS_PROFILE", "AWS_SESSION_TOKEN")}
+    env.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION,
+                "AWS_REGION": REGION, "AWS_LAMBDA_FUNCTION_NAME": "netguard-fuzz"})
+    return env
 
 
 def _put_evaluations_answer(**_: Any) -> Any:
@@ -410,24 +410,28 @@ class Figures:
     writes_invalid: int = 0  # write calls made for invalid or ignored events / records
     writes_valid: int = 0  # write calls made for valid ones (they may act)
     mismatches: int = 0  # the handler did not answer what the parsers say (skipped, failed, processed)
+    accepted_malformed: int = 0  # the parsers accepted ids, accounts or regions AWS does not have
     unlogged: int = 0  # skipped without a log line naming the event
     mixed_batches: int = 0  # batches with good (unmutated) and invalid or ignored records
     good_in_mixed: int = 0
     good_in_mixed_processed: int = 0
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
+    notes: Counter[str] = field(default_factory=Counter)  # valid for the handler, outside the configuration
 
     @property
     def ok(self) -> bool:
         return not (self.exceptions or self.writes_invalid or self.mismatches or self.unlogged
+                    or self.accepted_malformed
                     or self.good_in_mixed_processed != self.good_in_mixed)
 
     def add(self, other: "Figures") -> None:
         for name in ("events", "records", "valid", "invalid", "ignored", "exceptions", "writes_invalid",
-                     "writes_valid", "mismatches", "unlogged", "mixed_batches", "good_in_mixed",
+                     "writes_valid", "mismatches", "accepted_malformed", "unlogged", "mixed_batches", "good_in_mixed",
                      "good_in_mixed_processed", "seconds"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.problems += other.problems
+        self.notes.update(other.notes)
 
 
 class Problem(AssertionError):
@@ -458,6 +462,7 @@ class Harness:
         self.failed_records: list[tuple[int, BaseException]] = []  # (index in the batch, error)
         self.record_index = -1
         self.profile = ""
+        self.env: dict[str, str | None] = {}
         self._count = 0
 
     # ---------------------------------------------------------------------------------- set-up
@@ -478,7 +483,7 @@ class Harness:
         from netguard_demo.world import create_alert_channels, create_ledger_table  # noqa: PLC0415
 
         mp = self.mp
-        _clean_env(mp)
+        self.set_env(_outside_env())
         with mock_aws(), aws_like_notebooks(), aws_like_sagemaker(), WebhookReceiver() as slack:
             requests.post(MOTO_SEED_URL.format(seed=20261127), timeout=5)
             setup = boto3.session.Session(region_name=REGION)
@@ -498,12 +503,12 @@ class Harness:
             session.events.register("before-call.config-service.PutEvaluations", _put_evaluations_answer)
             clients = Clients(session)
             mp.setattr(handlers, "make_clients", lambda _settings: clients)
-            for name, value in {"NETGUARD_LEDGER_TABLE": TABLE, "NETGUARD_ALERT_TOPIC_ARN": topic,
-                                "NETGUARD_SLACK_WEBHOOK_PARAM": param, "NETGUARD_MODE": "enforce",
-                                "NETGUARD_RECHECK_QUEUE_URL": recheck_url, "NETGUARD_RECHECK_DELAY_SECONDS": "1",
-                                "NETGUARD_SWEEP_QUEUE_URL": sweep_url, "NETGUARD_REPORT_BUCKET": "netguard-reports-fuzz",
-                                "NETGUARD_MAX_ACTIONS": "1000000", "NETGUARD_STAGE": "fuzz"}.items():
-                mp.setenv(name, value)
+            # the packaged stack's settings (deploy/netguard-stack.yaml); no blast-radius limit in a long run
+            self.set_env({"NETGUARD_LEDGER_TABLE": TABLE, "NETGUARD_ALERT_TOPIC_ARN": topic,
+                          "NETGUARD_SLACK_WEBHOOK_PARAM": param, "NETGUARD_MODE": "enforce",
+                          "NETGUARD_RECHECK_QUEUE_URL": recheck_url, "NETGUARD_RECHECK_DELAY_SECONDS": "1",
+                          "NETGUARD_SWEEP_QUEUE_URL": sweep_url, "NETGUARD_REPORT_BUCKET": "netguard-reports-fuzz",
+                          "NETGUARD_MAX_ACTIONS": "1000000", "NETGUARD_STAGE": "fuzz"})
 
             # per record of an SQS batch: where it starts in the call log, and whether it failed
             process_record, failure_handler = BatchProcessor._process_record, BatchProcessor.failure_handler
@@ -535,16 +540,31 @@ class Harness:
                 handlers.runtime.cache_clear()
                 notify.clear_cache()
 
+    def set_env(self, values: Mapping[str, str | None]) -> None:
+        """Set (None: remove) environment variables, remembered for `reapply`."""
+        self.env.update(values)
+        for name, value in values.items():
+            if value is None:
+                self.mp.delenv(name, raising=False)
+            else:
+                self.mp.setenv(name, value)
+
+    def reapply(self, mp: Any) -> None:
+        """The harness's environment again, through `mp` (a test's monkeypatch: conftest clears
+        NETGUARD_* before every test)."""
+        from chalicelib import handlers  # noqa: PLC0415
+
+        self.mp = mp
+        self.set_env(dict(self.env))
+        handlers.runtime.cache_clear()
+
     def use_profile(self, profile: str) -> None:
         """`stack`: the packaged stack's accounts and regions (its own); `chalice`: none configured."""
         from chalicelib import handlers  # noqa: PLC0415
 
-        if profile == "stack":
-            self.mp.setenv("NETGUARD_HOME_ACCOUNT", self.world.account)
-            self.mp.setenv("NETGUARD_REGIONS", self.world.region)
-        else:
-            self.mp.delenv("NETGUARD_HOME_ACCOUNT", raising=False)
-            self.mp.delenv("NETGUARD_REGIONS", raising=False)
+        own = profile == "stack"
+        self.set_env({"NETGUARD_HOME_ACCOUNT": self.world.account if own else None,
+                      "NETGUARD_REGIONS": self.world.region if own else None})
         handlers.runtime.cache_clear()
         self.profile = profile
 
@@ -578,6 +598,27 @@ class Harness:
                 self.figures[handler].seconds += time.monotonic() - started
         return self.figures[handler]
 
+    def envelope_probe(self) -> dict[str, str]:
+        """Batches with one good record and one record Lambda's SQS integration never delivers (only a
+        direct invocation can): what each SQS handler does with each ('' = answered, else the error)."""
+        out = {}
+        bases = event_bases(self.world)
+        for handler in SQS:
+            for name, change in NON_SQS_RECORDS:
+                good = lambda_shaped(sqs_record(str(uuid.uuid4()), bases[handler][0](), "probe"))
+                bad: Any = lambda_shaped(sqs_record(str(uuid.uuid4()), bases[handler][0](), "probe"))
+                if isinstance(change, str):
+                    bad.pop(change)
+                elif isinstance(change, dict):
+                    bad.update(change)
+                else:
+                    bad = change
+                response, error, _ = self._invoke(handler, {"Records": [good, bad]})
+                answered = isinstance(response, Mapping) and good["messageId"] not in str(response)
+                out[f"{handler}: {name}"] = (f"{type(error).__name__}: {str(error)[:80]}" if error is not None
+                                             else "" if answered else f"answered {str(response)[:80]}")
+        return out
+
     # ------------------------------------------------------------------------------- checking
 
     def problem(self, figures: Figures, message: str, case: Case) -> None:
@@ -602,20 +643,25 @@ class Harness:
         self.failed_records.clear()
         self.record_index = -1
         self.calls.calls.clear()
-        start = 0
         response, error = None, None
         with contextlib.redirect_stdout(io.StringIO()):  # Powertools' EMF metric lines
             try:
                 response = getattr(self.app, handler)(event, FakeContext())
             except Exception as exc:  # noqa: BLE001 - what the fuzzing counts
                 error = exc
-        return response, error, self.calls.calls[start:]
+        return response, error, list(self.calls.calls)
 
     def _check_event(self, case: Case, event: Any) -> None:
         figures = self.figures[case.handler]
         figures.events += 1
         expected, why = classify(case.handler, event)
+        if expected == "malformed":  # the parser let it through: a problem, then checked as valid
+            figures.accepted_malformed += 1
+            self.problem(figures, f"a parser accepted a malformed event: {why}", case)
+            expected = "valid"
         setattr(figures, expected, getattr(figures, expected) + 1)
+        if why.startswith(NOTE):
+            figures.notes[re.sub(r"'.*'", "...", why[len(NOTE):])] += 1
         response, error, calls = self._invoke(case.handler, event)
         writes = CallLog.writes(calls)
         if error is not None:
@@ -654,9 +700,16 @@ class Harness:
         raw_records = event.get("Records") if isinstance(event, Mapping) else None
         records = raw_records if isinstance(raw_records, list) else []
         verdicts = [classify_record(case.handler, r) for r in records]
+        for index, (expected, why) in enumerate(verdicts):
+            if expected == "malformed":
+                figures.accepted_malformed += 1
+                self.problem(figures, f"a parser accepted malformed record {index}: {why}", case)
+                verdicts[index] = ("valid", why)
         figures.records += len(records)
-        for expected, _ in verdicts:
+        for expected, why in verdicts:
             setattr(figures, expected, getattr(figures, expected) + 1)
+            if why.startswith(NOTE):
+                figures.notes[re.sub(r"'.*'", "...", why[len(NOTE):])] += 1
         good = [g and i < len(records) for i, g in enumerate(case.good)] if raw_records is records else []
         response, error, calls = self._invoke(case.handler, event)
         if error is not None:
@@ -711,20 +764,56 @@ class Harness:
 # --------------------------------------------------------------------------------- classifying
 
 
-def _allowed(refs: Any, principal: str | None = None) -> tuple[str, str]:
+def malformed(refs: Any) -> list[str]:
+    """What is wrong with refs a parser accepted, by AWS's formats written out again here (not the
+    parsers' own patterns, so that a pattern too loose there shows): ASCII, the whole string."""
+    from chalicelib.model import DOMAIN, SAGEMAKER_TYPES  # noqa: PLC0415
+
+    wrong = []
+    for ref in refs:
+        rtype, rid = ref.resource_type, ref.resource_id
+        prefix = EC2_PREFIXES.get(rtype)
+        if prefix:
+            pattern = prefix + r"-[0-9a-f]{8,17}"
+        elif rtype == DOMAIN:
+            pattern = r"d-[a-z0-9][a-z0-9-]{0,61}"
+        elif rtype in SAGEMAKER_TYPES:
+            pattern = r"[A-Za-z0-9][A-Za-z0-9-]{0,62}"
+        else:
+            pattern = r"[ -~]{1,256}"
+        if not isinstance(rid, str) or not re.fullmatch(pattern, rid, re.ASCII):
+            wrong.append(f"{rtype.rsplit('::', 1)[-1]} id {str(rid)[:40]!r}")
+        if not isinstance(ref.account, str) or not re.fullmatch(r"[0-9]{12}", ref.account, re.ASCII):
+            wrong.append(f"account {str(ref.account)[:40]!r}")
+        if not isinstance(ref.region, str) or not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-[0-9]", ref.region, re.ASCII):
+            wrong.append(f"region {str(ref.region)[:40]!r}")
+    return wrong
+
+
+EC2_PREFIXES = {"AWS::EC2::SecurityGroup": "sg", "AWS::EC2::VPC": "vpc", "AWS::EC2::Subnet": "subnet",
+                "AWS::EC2::VPCEndpoint": "vpce", "AWS::EC2::RouteTable": "rtb", "AWS::EC2::FlowLog": "fl"}
+
+
+def _allowed(refs: Any, principal: str | None = None, checks: str = "accounts,regions") -> tuple[str, str]:
     """('ignored', why) when a ref is outside the configured accounts and regions, or the change is
-    netguard's own; else ('valid', '')."""
+    netguard's own; else ('valid', ''). What the handler does not check (`checks`) is only noted:
+    ('valid', 'NOTE: ...'), counted apart."""
     from chalicelib.settings import Settings  # noqa: PLC0415
 
     current = Settings.from_env()
     for ref in refs:
         if not current.account_allowed(ref.account):
-            return "ignored", f"account {ref.account!r} not configured"
+            why = f"account {ref.account!r} not configured"
+            return ("ignored", why) if "accounts" in checks else ("valid", f"{NOTE}{why}")
         if current.regions and ref.region not in current.regions:
-            return "ignored", f"region {ref.region!r} not configured"
+            why = f"region {ref.region!r} not configured"
+            return ("ignored", why) if "regions" in checks else ("valid", f"{NOTE}{why}")
     if current.own_principal(principal):
         return "ignored", "netguard's own change"
     return "valid", ""
+
+
+NOTE = "NOTE: acted on though "
 
 
 def classify(handler: str, event: Any) -> tuple[str, str]:
@@ -742,15 +831,15 @@ def classify(handler: str, event: Any) -> tuple[str, str]:
     try:
         if handler == "on_api_call":
             trigger = from_api_call(event, covered_types(policy))
-            return _allowed(trigger.refs, trigger.context.principal)
+            return _checked(trigger.refs, trigger.context.principal)
         if handler == "on_state_change":
-            return _allowed(from_state_change(event).refs)
+            return _checked(from_state_change(event).refs)
         if handler == "on_compliance_change":
-            return _allowed([refs_from_compliance_change(event, policy)[2]])
+            return _checked([refs_from_compliance_change(event, policy)[2]])
         inv = parse_invocation(event, os.environ.get("AWS_REGION"))
         if not Settings.from_env().account_allowed(inv.account):
             return "ignored", f"account {inv.account!r} not configured"
-        return "valid", ""
+        return _checked(config_refs(inv), checks="accounts")  # handlers.config_rule: NETGUARD_REGIONS unread
     except InvalidEvent as exc:
         return "invalid", exc.reason[:200]
     except IgnoredEvent as exc:
@@ -761,6 +850,7 @@ def classify(handler: str, event: Any) -> tuple[str, str]:
 
 def classify_record(handler: str, record: Any) -> tuple[str, str]:
     from chalicelib.errors import IgnoredEvent, InvalidEvent  # noqa: PLC0415
+    from chalicelib.model import ResourceRef  # noqa: PLC0415
     from chalicelib.recheck import decode  # noqa: PLC0415
     from chalicelib.sweep import Task  # noqa: PLC0415
 
@@ -768,15 +858,39 @@ def classify_record(handler: str, record: Any) -> tuple[str, str]:
         return "invalid", "not an SQS record (body, messageId)"
     try:
         if handler == "sweep_worker":
-            Task.decode(record["body"])
-            return "valid", "a sweep task"
-        return _allowed(decode(record["body"]).refs)
+            task = Task.decode(record["body"])
+            # handlers.sweep_worker runs any task: it reads neither NETGUARD_ACCOUNTS nor NETGUARD_REGIONS
+            return _checked([ResourceRef("AWS::EC2::VPC", "vpc-00000000", task.account, task.region)], checks="")
+        return _checked(decode(record["body"]).refs)
     except InvalidEvent as exc:
         return "invalid", exc.reason[:200]
     except IgnoredEvent as exc:
         return "ignored", exc.reason[:200]
     except Exception as exc:  # noqa: BLE001 - a parser that crashes: the record must still fail, kept
         return "invalid", f"the parser raised {type(exc).__name__}: {str(exc)[:150]}"
+
+
+def _checked(refs: Any, principal: str | None = None, checks: str = "accounts,regions") -> tuple[str, str]:
+    """Accepted by the parser: 'malformed' when the refs are not what AWS names things by, else what
+    the configured accounts and regions make of it."""
+    wrong = malformed(refs)
+    if wrong:
+        return "malformed", "accepted " + ", ".join(wrong)
+    return _allowed(refs, principal, checks)
+
+
+def config_refs(inv: Any) -> list[Any]:
+    """The resource the custom rule reads for an invocation (handlers.config_rule), if any."""
+    from chalicelib.configrule import CONFIG_TYPES, DELETED_STATUSES, SCHEDULED, config_resource_name  # noqa: PLC0415
+    from chalicelib.model import ResourceRef  # noqa: PLC0415
+
+    if inv.message_type == SCHEDULED:
+        return [ResourceRef("AWS::EC2::VPC", "vpc-00000000", inv.account, inv.region)]
+    item = inv.item or {}
+    rtype = str(item.get("resourceType"))
+    if rtype not in CONFIG_TYPES or inv.event_left_scope or item.get("configurationItemStatus") in DELETED_STATUSES:
+        return [ResourceRef("AWS::EC2::VPC", "vpc-00000000", inv.account, inv.region)]
+    return [ResourceRef(rtype, config_resource_name(rtype, item), inv.account, inv.region)]
 
 
 _POLICY: list[Any] = []
@@ -938,6 +1052,14 @@ def event_bases(w: World) -> dict[str, list[Callable[[], Any]]]:
     }
 
 
+# Records only a direct invocation can send (tests/test_fuzz.py, envelope_probe): (name, change)
+NON_SQS_RECORDS: tuple[tuple[str, Any], ...] = (
+    ("a null record", None), ("a list for a record", [" "]), ("no messageId", "messageId"),
+    ("messageId a number", {"messageId": 7}), ("no body", "body"), ("body an object", {"body": {}}),
+    ("attributes not an object", {"attributes": False}),
+)
+
+
 def sqs_record(message_id: str, body: Any, queue: str) -> dict[str, Any]:
     """One SQS record as Lambda delivers it (the shape of tests/test_recheck.py's sqs_event)."""
     return {"messageId": message_id, "receiptHandle": f"rh-{message_id}", "body": Encoded(body), "attributes": {
@@ -963,27 +1085,37 @@ def sqs_cases(handler: str, bases: list[Callable[[], Any]]) -> Any:
     """Batches of 1 to 10 records (the sweep queue's mapping delivers 1, the recheck queue's 10), each
     good or mutated, sometimes the batch itself mutated."""
     queue = f"netguard-{'sweep' if handler == 'sweep_worker' else 'recheck'}-fuzz"
+    # batch sizes: the sweep queue's mapping delivers 1 message, the recheck queue's up to 10 (a few
+    # larger sweep batches still mix good and bad tasks); small ones more often, to keep the run short
+    sizes = (1, 1, 2, 2, 3) if handler == "sweep_worker" else (1, 2, 2, 3, 3, 4, 5, 7, 10)
 
     @st.composite
     def cases(draw: Any) -> Case:
-        count = draw(st.integers(1, 10))
+        count = draw(st.sampled_from(sizes))
         records, good, done = [], [], []
         for index in range(count):
             record = sqs_record(str(draw(st.uuids())), draw(st.sampled_from(bases))(), queue)
             if draw(st.booleans()):
-                # mostly the body (what netguard parses), sometimes the record around it
+                # mostly the body (what netguard parses), sometimes the record around it; a record
+                # stays an object with its messageId, as SQS always delivers it (envelope_probe: the rest)
                 under = ("body",) if draw(st.integers(0, 4)) else ()
-                changed, what = draw(mutated(record, min_count=1, max_count=3, under=under))
+                changed, what = draw(mutated(record, min_count=1, max_count=3, under=under, keep=SQS_KEEP))
                 if lambda_shaped(changed) != lambda_shaped(record):
                     record = changed
                     done += [f"record {index}: {w}" for w in what]
             good.append(not any(d.startswith(f"record {index}:") for d in done))
             records.append(record)
-        tree: Any = {"Records": records}
-        if draw(st.integers(0, 19)) == 0:  # the batch itself: Records missing, of another type...
-            tree, what = draw(mutated(tree, min_count=1, max_count=2))
-            done += what
-            good = [False] * len(good)
+        tree: dict[str, Any] = {"Records": records}
+        change = draw(st.integers(0, 29))
+        if change < 3:  # the batch itself: no Records, Records of another type, extra keys
+            if change == 0:
+                del tree["Records"]
+            elif change == 1:
+                tree["Records"] = draw(scalars | st.dictionaries(st.text(max_size=8), scalars, max_size=3))
+            else:
+                tree.update(draw(st.dictionaries(st.text(max_size=12), nested, min_size=1, max_size=3)))
+            done.append(("delete Records", "retype Records", "extra keys")[change])
+            good = good if change == 2 else [False] * len(good)
         return Case(handler, tree, done, good)
 
     return cases()
@@ -999,7 +1131,7 @@ def examples_per_handler(total: int) -> dict[str, int]:
 
 def table(figures: list[Figures]) -> str:
     columns = ("handler", "events", "records", "valid", "invalid", "ignored", "exceptions", "writes(invalid)",
-               "writes(valid)", "mismatch", "unlogged", "mixed", "good processed", "s")
+               "writes(valid)", "mismatch", "malformed accepted", "unlogged", "mixed", "good processed", "s")
     rows = []
     total = Figures("total")
     for f in figures:
@@ -1007,7 +1139,7 @@ def table(figures: list[Figures]) -> str:
     for f in [*figures, total]:
         sqs = f.handler in SQS or f.handler == "total"
         rows.append((f.handler, f.events, f.records if sqs else "-", f.valid, f.invalid, f.ignored, f.exceptions,
-                     f.writes_invalid, f.writes_valid, f.mismatches, f.unlogged, f.mixed_batches if sqs else "-",
+                     f.writes_invalid, f.writes_valid, f.mismatches, f.accepted_malformed, f.unlogged, f.mixed_batches if sqs else "-",
                      f"{f.good_in_mixed_processed}/{f.good_in_mixed}" if sqs else "-", f"{f.seconds:.0f}"))
     widths = [max(len(str(c)), *(len(str(r[i])) for r in rows)) for i, c in enumerate(columns)]
     line = "  ".join
@@ -1034,10 +1166,17 @@ def main(argv: list[str] | None = None) -> int:
             harness.run(handler, counts[handler], args.seed)
             f = harness.figures[handler]
             print(f"{handler}: {f.events} events in {f.seconds:.0f} s", file=sys.stderr, flush=True)
+        probe = harness.envelope_probe()
     figures = [harness.figures[h] for h in chosen]
     print(f"netguard handler fuzzing: {sum(f.events for f in figures)} events, seed {args.seed}, "
           f"{time.monotonic() - started:.0f} s, profiles {'+'.join(PROFILES)}")
     print(table(figures))
+    for f in figures:
+        for note, count in sorted(f.notes.items()):
+            print(f"note: {f.handler}: {count} acted on though {note} (the handler does not check it)")
+    crashed = {k: v for k, v in probe.items() if v}
+    print(f"note: records SQS never delivers (direct invocations only): {len(probe)} batches, {len(crashed)} "
+          f"raised{': ' if crashed else ''}{'; '.join(f'{k} ({v})' for k, v in crashed.items())}")
     wrong = [f for f in figures if not f.ok]
     short = sum(f.events for f in figures) < sum(counts.values())
     for f in wrong:
