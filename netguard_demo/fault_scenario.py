@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 from unittest import mock
 
+from netguard_demo.world import OPEN_SSH
+
 REGION = "us-east-1"
 TABLE = "netguard-ledger-faults"
-OPEN_SSH = [{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
 MAX_RECEIVES = 5  # the recheck queue's maxReceiveCount (deploy/netguard-stack.yaml)
 
 
@@ -88,8 +89,8 @@ def run(rate: float = 0.3, seed: int = 7, groups: int = 12, notebooks: int = 6, 
         create_alert_channels,
         create_ledger_table,
         create_notebook,
+        open_ssh_groups,
         remove_default_vpc,
-        tag_spec,
     )
 
     figures = Figures(rate, seed)
@@ -107,15 +108,7 @@ def run(rate: float = 0.3, seed: int = 7, groups: int = 12, notebooks: int = 6, 
                                        Attributes={"VisibilityTimeout": "1"})["QueueUrl"]
 
         # The violations: open SSH on notebook interfaces, notebooks with internet in a public subnet.
-        group_ids = []
-        for i in range(groups):
-            gid = ec2.create_security_group(GroupName=f"open-{i}", Description="open", VpcId=net.vpc_id,
-                                            TagSpecifications=tag_spec("security-group"))["GroupId"]
-            ec2.authorize_security_group_ingress(GroupId=gid, IpPermissions=OPEN_SSH)
-            group_ids.append(gid)
-        for start in range(0, groups, 5):
-            ec2.create_network_interface(SubnetId=net.private_subnets[0], Groups=group_ids[start:start + 5],
-                                         Description=f"SageMaker notebook instance nb-{start} (simulated)")
+        group_ids = open_ssh_groups(ec2, net, groups)
         names = [f"nb-open-{i}" for i in range(notebooks)]
         for name in names:
             create_notebook(sm, account, name, net.public_subnet, [net.sg_notebook_ok], "Enabled")
@@ -160,7 +153,9 @@ def run(rate: float = 0.3, seed: int = 7, groups: int = 12, notebooks: int = 6, 
         env = {"NETGUARD_LEDGER_TABLE": TABLE, "NETGUARD_ALERT_TOPIC_ARN": topic, "NETGUARD_SLACK_WEBHOOK_PARAM": param,
                "NETGUARD_RECHECK_QUEUE_URL": recheck_url, "NETGUARD_RECHECK_DELAY_SECONDS": "1",
                "NETGUARD_REGIONS": REGION, "NETGUARD_MODE": "enforce", "NETGUARD_MAX_ACTIONS": "10000",
-               "POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "CRITICAL"}
+               "POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "CRITICAL",
+               # reads in turn: the seeded faults fall on the same calls every run (reproducible figures)
+               "NETGUARD_READ_CONCURRENCY": "1"}
         import app as app_module  # noqa: PLC0415
 
         with _environment(env), \

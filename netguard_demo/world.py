@@ -198,3 +198,21 @@ def drain_alerts(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
             alerts.append({"message": json.loads(envelope["Message"]), "attributes": attributes,
                            "subject": envelope.get("Subject")})
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=msg["ReceiptHandle"])
+
+
+OPEN_SSH = [{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
+
+
+def open_ssh_groups(ec2: Any, net: Network, count: int, prefix: str = "open") -> list[str]:
+    """`count` tagged security groups with SSH open to the world, on notebook network interfaces (five
+    groups per interface, alternating between the private subnets): SG.1 violations, one per group."""
+    groups = []
+    for i in range(count):
+        gid = ec2.create_security_group(GroupName=f"{prefix}-{i}", Description=prefix, VpcId=net.vpc_id,
+                                        TagSpecifications=tag_spec("security-group"))["GroupId"]
+        ec2.authorize_security_group_ingress(GroupId=gid, IpPermissions=OPEN_SSH)
+        groups.append(gid)
+    for start in range(0, count, 5):
+        ec2.create_network_interface(SubnetId=net.private_subnets[start // 5 % 2], Groups=groups[start:start + 5],
+                                     Description=f"SageMaker notebook instance nb-{start} (simulated by netguard_demo)")
+    return groups

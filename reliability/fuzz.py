@@ -30,6 +30,7 @@ import contextlib
 import copy
 import io
 import json
+import logging
 import os
 import re
 import sys
@@ -438,6 +439,21 @@ class Problem(AssertionError):
     """A property does not hold for one generated event."""
 
 
+class _Utf8Log(io.TextIOWrapper):
+    """Where the handlers' log lines go: UTF-8, strict, like Lambda's stdout (a line UTF-8 cannot carry
+    is lost there, and so here: it shows as 'unlogged')."""
+
+    def __init__(self) -> None:
+        super().__init__(io.BytesIO(), encoding="utf-8", write_through=True)
+
+    def getvalue(self) -> str:
+        return self.buffer.getvalue().decode("utf-8")
+
+    def clear(self) -> None:
+        self.buffer.seek(0)
+        self.buffer.truncate()
+
+
 class Case:
     """One generated invocation: the event tree, what was mutated, and for SQS which records are good
     (not a dataclass: hypothesis would print every field of a failing case in full)."""
@@ -455,15 +471,15 @@ class Case:
 class Harness:
     """The handlers of app.py on one moto account, with the properties checked for each event."""
 
-    def __init__(self, mp: Any, strict: bool = True, refresh_every: int = 25) -> None:
-        self.mp, self.strict, self.refresh_every = mp, strict, refresh_every
+    def __init__(self, mp: Any, strict: bool = True, refresh_every: int = 25, ledger_every: int = 200) -> None:
+        self.mp, self.strict, self.refresh_every, self.ledger_every = mp, strict, refresh_every, ledger_every
         self.figures = {h: Figures(h) for h in HANDLERS}
-        self.log = io.StringIO()
+        self.log = _Utf8Log()
         self.failed_records: list[tuple[int, BaseException]] = []  # (index in the batch, error)
         self.record_index = -1
         self.profile = ""
         self.env: dict[str, str | None] = {}
-        self._count = 0
+        self._count = self._tables = 0
 
     # ---------------------------------------------------------------------------------- set-up
 
@@ -480,7 +496,7 @@ class Harness:
         from netguard_demo.moto_fidelity import aws_like_notebooks  # noqa: PLC0415
         from netguard_demo.moto_sagemaker import aws_like_sagemaker  # noqa: PLC0415
         from netguard_demo.receiver import WebhookReceiver  # noqa: PLC0415
-        from netguard_demo.world import create_alert_channels, create_ledger_table  # noqa: PLC0415
+        from netguard_demo.world import create_alert_channels  # noqa: PLC0415
 
         mp = self.mp
         self.set_env(_outside_env())
@@ -488,8 +504,7 @@ class Harness:
             requests.post(MOTO_SEED_URL.format(seed=20261127), timeout=5)
             setup = boto3.session.Session(region_name=REGION)
             account = setup.client("sts").get_caller_identity()["Account"]
-            self.world = world = _build_resources(setup, account, REGION)
-            create_ledger_table(setup.client("dynamodb"), TABLE)
+            self.world = _build_resources(setup, account, REGION)
             topic, _, param = create_alert_channels(setup.client("sns"), setup.client("sqs"), setup.client("ssm"),
                                                     slack.url)
             sqs = setup.client("sqs")
@@ -504,7 +519,7 @@ class Harness:
             clients = Clients(session)
             mp.setattr(handlers, "make_clients", lambda _settings: clients)
             # the packaged stack's settings (deploy/netguard-stack.yaml); no blast-radius limit in a long run
-            self.set_env({"NETGUARD_LEDGER_TABLE": TABLE, "NETGUARD_ALERT_TOPIC_ARN": topic,
+            self.set_env({"NETGUARD_ALERT_TOPIC_ARN": topic,
                           "NETGUARD_SLACK_WEBHOOK_PARAM": param, "NETGUARD_MODE": "enforce",
                           "NETGUARD_RECHECK_QUEUE_URL": recheck_url, "NETGUARD_RECHECK_DELAY_SECONDS": "1",
                           "NETGUARD_SWEEP_QUEUE_URL": sweep_url, "NETGUARD_REPORT_BUCKET": "netguard-reports-fuzz",
@@ -525,6 +540,7 @@ class Harness:
 
             mp.setattr(BatchProcessor, "_process_record", marked)
             mp.setattr(BatchProcessor, "failure_handler", noted)
+            mp.setattr(logging, "raiseExceptions", False)  # a lost log line is counted, not printed
             previous_stream = handlers.logger.registered_handler.setStream(self.log)
             notify.clear_cache()
             try:
@@ -532,7 +548,7 @@ class Harness:
 
                 self.app = netguard_app
                 self.use_profile(PROFILES[0])
-                world.sweep_id = netguard_app.sweep(_scheduled_event(account, REGION), FakeContext())["sweep_id"]
+                self.new_ledger()
                 self.calls.calls.clear()
                 yield self
             finally:
@@ -627,10 +643,26 @@ class Harness:
         if self.strict:
             raise Problem(f"[{self.profile}] {message}")
 
+    def new_ledger(self) -> None:
+        """A new, empty ledger table, and a sweep started in it for the sweep tasks to belong to. moto's
+        DynamoDB reads slow down with the table's size: a long run changes tables every `ledger_every`
+        events (a new deployment, as far as deduplication and idempotency go)."""
+        from chalicelib import handlers  # noqa: PLC0415
+        from netguard_demo.world import create_ledger_table  # noqa: PLC0415
+
+        self._tables += 1
+        name = create_ledger_table(self.world.setup.client("dynamodb"), f"{TABLE}-{self._tables}")
+        self.set_env({"NETGUARD_LEDGER_TABLE": name})
+        handlers.runtime.cache_clear()
+        with contextlib.redirect_stdout(io.StringIO()):
+            self.world.sweep_id = self.app.sweep(_scheduled_event(self.world.account, REGION), FakeContext())["sweep_id"]
+
     def check(self, case: Case) -> None:
         self._count += 1
         if self._count % self.refresh_every == 0:
             refresh(self.world)
+        if self._count % self.ledger_every == 0:
+            self.new_ledger()
         event = lambda_shaped(case.tree)
         if case.handler in SQS:
             self._check_batch(case, event)
@@ -638,8 +670,7 @@ class Harness:
             self._check_event(case, event)
 
     def _invoke(self, handler: str, event: Any) -> tuple[Any, BaseException | None, list[tuple[str, str]]]:
-        self.log.seek(0)
-        self.log.truncate()
+        self.log.clear()
         self.failed_records.clear()
         self.record_index = -1
         self.calls.calls.clear()

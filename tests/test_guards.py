@@ -12,28 +12,16 @@ from chalicelib.ledger import MemoryLedger
 from chalicelib.settings import Settings
 from conftest import alerts, invoke
 from netguard_demo import events
-from netguard_demo.world import tag_spec
+from netguard_demo.world import OPEN_SSH, open_ssh_groups
 
 # `make reliability` sends 500; the everyday suite a smaller burst over the same limit.
 BURST = int(os.environ.get("NETGUARD_TEST_BURST", "60"))
 LIMIT = 20
 
-OPEN_SSH = [{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
 
 
 def open_groups(aws, net, count: int) -> list[str]:
-    """`count` security groups with SSH open to the world, on notebook network interfaces (5 per ENI)."""
-    ec2 = aws.client("ec2")
-    groups = []
-    for i in range(count):
-        gid = ec2.create_security_group(GroupName=f"burst-{i}", Description="burst", VpcId=net.vpc_id,
-                                        TagSpecifications=tag_spec("security-group"))["GroupId"]
-        ec2.authorize_security_group_ingress(GroupId=gid, IpPermissions=OPEN_SSH)
-        groups.append(gid)
-    for start in range(0, count, 5):
-        ec2.create_network_interface(SubnetId=net.private_subnets[start // 5 % 2], Groups=groups[start:start + 5],
-                                     Description=f"SageMaker notebook instance nb-{start} (simulated by the test)")
-    return groups
+    return open_ssh_groups(aws.client("ec2"), net, count, prefix="burst")
 
 
 def test_a_burst_of_violations_stops_at_the_limit(stack, monkeypatch) -> None:
