@@ -253,7 +253,8 @@ def mutated(draw: Any, base: Any, min_count: int = 0, max_count: int = 4, under:
             if isinstance(target, dict):
                 for _ in range(draw(st.integers(1, 3))):
                     key = draw(st.text(max_size=12) | st.sampled_from(sorted(HOT_KEYS)))
-                    target[key] = draw(nested)
+                    if key not in target:  # extra keys: changing the ones there is `replace`'s work
+                        target[key] = draw(nested)
             else:
                 tree = set_at(tree, path, draw(nested))
         elif op == "huge":
@@ -751,17 +752,20 @@ class Harness:
             figures.exceptions += 1
             self.problem(figures, f"{type(error).__name__}: {str(error)[:300]}", case)
             return
-        # the calls of record i are those after its mark
+        # the calls of record i are those after its mark; records without a message id are not
+        # processed at all (handlers._batch: SQS never sends one, and it could not be reported)
+        delivered = [i for i, r in enumerate(records) if isinstance(r, Mapping) and r.get("messageId")
+                     and isinstance(r.get("messageId"), str)]
         per_record: list[list[tuple[str, str]]] = [[] for _ in records]
         current = -1
         for call in calls:
             if call[0] == MARK:
                 current += 1
-            elif 0 <= current < len(per_record):
-                per_record[current].append(call)
+            elif 0 <= current < len(delivered):
+                per_record[delivered[current]].append(call)
             else:
                 figures.writes_invalid += len(CallLog.writes([call]))
-        failed = dict(self.failed_records)
+        failed = {delivered[i]: exc for i, exc in self.failed_records if i < len(delivered)}
         answered = [f.get("itemIdentifier") for f in response.get("batchItemFailures", [])
                     if isinstance(f, Mapping)] if isinstance(response, Mapping) else []
         if not isinstance(response, Mapping) or not isinstance(response.get("batchItemFailures"), list):
@@ -781,7 +785,7 @@ class Harness:
             if writes:
                 figures.writes_invalid += len(writes)
                 self.problem(figures, f"{expected} record {index} ({why}) made write calls {writes}", case)
-            if index not in failed or (isinstance(message_id, str) and message_id not in answered):
+            if index in delivered and (index not in failed or message_id not in answered):
                 figures.mismatches += 1
                 self.problem(figures, f"{expected} record {index} ({why}) not reported as a batch item failure",
                              case)
@@ -799,16 +803,20 @@ class Harness:
 # --------------------------------------------------------------------------------- classifying
 
 
-def malformed(refs: Any) -> list[str]:
+def malformed(refs: Any, config: bool = False) -> list[str]:
     """What is wrong with refs a parser accepted, by AWS's formats written out again here (not the
-    parsers' own patterns, so that a pattern too loose there shows): ASCII, the whole string."""
+    parsers' own patterns, so that a pattern too loose there shows): ASCII, the whole string.
+    `config`: an EC2 id from a Config item need only be printable (the custom rule answers for any id
+    Config names; EC2 calls an id it cannot have malformed, which netguard reads as "not found")."""
     from chalicelib.model import DOMAIN, SAGEMAKER_TYPES  # noqa: PLC0415
 
     wrong = []
     for ref in refs:
         rtype, rid = ref.resource_type, ref.resource_id
         prefix = EC2_PREFIXES.get(rtype)
-        if prefix:
+        if prefix and config:
+            pattern = r"[ -~]{1,768}"
+        elif prefix:
             pattern = prefix + r"-[0-9a-f]{8,17}"
         elif rtype == DOMAIN:
             pattern = r"d-[a-z0-9][a-z0-9-]{0,61}"
@@ -874,7 +882,7 @@ def classify(handler: str, event: Any) -> tuple[str, str]:
         inv = parse_invocation(event, os.environ.get("AWS_REGION"))
         if not Settings.from_env().account_allowed(inv.account):
             return "ignored", f"account {inv.account!r} not configured"
-        return _checked(config_refs(inv), checks="accounts")  # handlers.config_rule: NETGUARD_REGIONS unread
+        return _checked(config_refs(inv), checks="accounts", config=True)  # handlers.config_rule: NETGUARD_REGIONS unread
     except InvalidEvent as exc:
         return "invalid", exc.reason[:200]
     except IgnoredEvent as exc:
@@ -905,10 +913,11 @@ def classify_record(handler: str, record: Any) -> tuple[str, str]:
         return "invalid", f"the parser raised {type(exc).__name__}: {str(exc)[:150]}"
 
 
-def _checked(refs: Any, principal: str | None = None, checks: str = "accounts,regions") -> tuple[str, str]:
+def _checked(refs: Any, principal: str | None = None, checks: str = "accounts,regions",
+             config: bool = False) -> tuple[str, str]:
     """Accepted by the parser: 'malformed' when the refs are not what AWS names things by, else what
     the configured accounts and regions make of it."""
-    wrong = malformed(refs)
+    wrong = malformed(refs, config)
     if wrong:
         return "malformed", "accepted " + ", ".join(wrong)
     return _allowed(refs, principal, checks)

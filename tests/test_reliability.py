@@ -49,12 +49,25 @@ def test_the_same_event_delivered_three_times_acts_once(stack) -> None:
     assert len([a for a in alerts(stack) if a["message"].get("control", {}).get("id") == "SG.1"]) == 1
 
 
-def test_two_concurrent_invocations_for_one_violation_act_once(stack) -> None:
+def test_two_concurrent_invocations_for_one_violation_act_once(stack, monkeypatch) -> None:
     """Two different events (two CloudTrail records) for the same open rule, handled at the same time:
-    the ledger's conditional claim lets one act; the other reports a duplicate."""
+    the ledger's conditional claim lets one act; the other reports a duplicate. Both are held at the
+    claim until both have read the rule as open (otherwise a fast first invocation revokes it before the
+    second reads, and the second has nothing to claim: right, but not the race this test is about)."""
     aws, net = stack["aws"], stack["net"]
     attach_notebook_eni(aws.client("ec2"), net.private_subnets[0], [net.sg_ssh_open], "nb")
-    handlers.runtime()  # one container's runtime, shared by both threads (as two containers share the table)
+    ledger = handlers.runtime().ledger  # one container's runtime, shared by both threads (as two containers share the table)
+    at_claim = threading.Barrier(2, timeout=30)
+    held: set[int] = set()
+    claim = ledger.claim
+
+    def claim_together(finding: Any, kind: str, context: Any) -> bool:
+        if finding.control.id == "SG.1" and threading.get_ident() not in held:
+            held.add(threading.get_ident())
+            at_claim.wait()
+        return claim(finding, kind, context)
+
+    monkeypatch.setattr(ledger, "claim", claim_together)
     first = events.authorize_ingress(net.sg_ssh_open, OPEN_SSH, aws.account, aws.region)
     second = events.authorize_ingress(net.sg_ssh_open, OPEN_SSH, aws.account, aws.region)
     barrier = threading.Barrier(2)
