@@ -45,8 +45,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from hypothesis import HealthCheck, Phase, given, seed, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import strategies as st
 
 HANDLERS = ("on_api_call", "on_state_change", "on_compliance_change", "config_rule", "sweep", "sweep_worker",
             "recheck")
@@ -334,9 +334,9 @@ def _build_resources(session: Any, account: str, region: str) -> World:
     """The demo network and violators: a notebook with internet access in the public subnet (InService),
     one Pending, a compliant one, an open-SSH group on a notebook's interface, a training job without
     network isolation (InProgress)."""
-    from netguard_demo.moto_fidelity import attach_notebook_eni, set_status  # noqa: PLC0415
-    from netguard_demo.moto_sagemaker import set_job_status  # noqa: PLC0415
-    from netguard_demo.world import TAGS, build_network, create_notebook, ingress_rule_ids, remove_default_vpc  # noqa: PLC0415
+    from netguard_demo.moto_fidelity import attach_notebook_eni, set_status
+    from netguard_demo.moto_sagemaker import set_job_status
+    from netguard_demo.world import TAGS, build_network, create_notebook, ingress_rule_ids, remove_default_vpc
 
     ec2, sagemaker = session.client("ec2"), session.client("sagemaker")
     remove_default_vpc(ec2)
@@ -366,11 +366,11 @@ def _build_resources(session: Any, account: str, region: str) -> World:
 
 def refresh(world: World) -> None:
     """Put the violations back (valid events fix them), so that a write where none is due shows."""
-    from botocore.exceptions import ClientError  # noqa: PLC0415
+    from botocore.exceptions import ClientError
 
-    from netguard_demo.moto_fidelity import notebook_status, set_status  # noqa: PLC0415
-    from netguard_demo.moto_sagemaker import set_job_status  # noqa: PLC0415
-    from netguard_demo.world import tcp  # noqa: PLC0415
+    from netguard_demo.moto_fidelity import notebook_status, set_status
+    from netguard_demo.moto_sagemaker import set_job_status
+    from netguard_demo.world import tcp
 
     with contextlib.suppress(ClientError):
         world.setup.client("ec2").authorize_security_group_ingress(GroupId=world.net.sg_ssh_open,
@@ -392,7 +392,7 @@ def _outside_env() -> dict[str, str | None]:
 
 def _put_evaluations_answer(**_: Any) -> Any:
     """AWS Config's answer to PutEvaluations (moto's takes only test tokens): accepted."""
-    from botocore.awsrequest import AWSResponse  # noqa: PLC0415
+    from botocore.awsrequest import AWSResponse
 
     return AWSResponse("https://config.amazonaws.com/", 200, {}, None), {"FailedEvaluations": []}
 
@@ -487,17 +487,17 @@ class Harness:
     @contextlib.contextmanager
     def running(self) -> Iterator["Harness"]:
         """The moto account, the world, the deployed pieces and the environment; all undone after."""
-        import boto3  # noqa: PLC0415
-        import requests  # noqa: PLC0415
-        from aws_lambda_powertools.utilities.batch import BatchProcessor  # noqa: PLC0415
-        from moto import mock_aws  # noqa: PLC0415
+        import boto3
+        import requests
+        from aws_lambda_powertools.utilities.batch import BatchProcessor
+        from moto import mock_aws
 
-        from chalicelib import handlers, notify  # noqa: PLC0415
-        from chalicelib.aws import Clients  # noqa: PLC0415
-        from netguard_demo.moto_fidelity import aws_like_notebooks  # noqa: PLC0415
-        from netguard_demo.moto_sagemaker import aws_like_sagemaker  # noqa: PLC0415
-        from netguard_demo.receiver import WebhookReceiver  # noqa: PLC0415
-        from netguard_demo.world import create_alert_channels  # noqa: PLC0415
+        from chalicelib import handlers, notify
+        from chalicelib.aws import Clients
+        from netguard_demo.moto_fidelity import aws_like_notebooks
+        from netguard_demo.moto_sagemaker import aws_like_sagemaker
+        from netguard_demo.receiver import WebhookReceiver
+        from netguard_demo.world import create_alert_channels
 
         mp = self.mp
         self.set_env(_outside_env())
@@ -545,7 +545,7 @@ class Harness:
             previous_stream = handlers.logger.registered_handler.setStream(self.log)
             notify.clear_cache()
             try:
-                import app as netguard_app  # noqa: PLC0415
+                import app as netguard_app
 
                 self.app = netguard_app
                 self.use_profile(PROFILES[0])
@@ -569,7 +569,7 @@ class Harness:
     def reapply(self, mp: Any) -> None:
         """The harness's environment again, through `mp` (a test's monkeypatch: conftest clears
         NETGUARD_* before every test)."""
-        from chalicelib import handlers  # noqa: PLC0415
+        from chalicelib import handlers
 
         self.mp = mp
         self.set_env(dict(self.env))
@@ -577,7 +577,7 @@ class Harness:
 
     def use_profile(self, profile: str) -> None:
         """`stack`: the packaged stack's accounts and regions (its own); `chalice`: none configured."""
-        from chalicelib import handlers  # noqa: PLC0415
+        from chalicelib import handlers
 
         own = profile == "stack"
         self.set_env({"NETGUARD_HOME_ACCOUNT": self.world.account if own else None,
@@ -648,8 +648,8 @@ class Harness:
         """A new, empty ledger table, and a sweep started in it for the sweep tasks to belong to. moto's
         DynamoDB reads slow down with the table's size: a long run changes tables every `ledger_every`
         events (a new deployment, as far as deduplication and idempotency go)."""
-        from chalicelib import handlers  # noqa: PLC0415
-        from netguard_demo.world import create_ledger_table  # noqa: PLC0415
+        from chalicelib import handlers
+        from netguard_demo.world import create_ledger_table
 
         self._tables += 1
         name = create_ledger_table(self.world.setup.client("dynamodb"), f"{TABLE}-{self._tables}")
@@ -679,7 +679,7 @@ class Harness:
         with contextlib.redirect_stdout(io.StringIO()):  # Powertools' EMF metric lines
             try:
                 response = getattr(self.app, handler)(event, FakeContext())
-            except Exception as exc:  # noqa: BLE001 - what the fuzzing counts
+            except Exception as exc:
                 error = exc
         return response, error, list(self.calls.calls)
 
@@ -722,7 +722,7 @@ class Harness:
         logged = self.log.getvalue()
         event_id = event.get("id") if isinstance(event, Mapping) else None
         # as the handlers log it: what UTF-8 cannot carry (a lone surrogate) escaped, so the line is written
-        from chalicelib.handlers import _loggable  # noqa: PLC0415
+        from chalicelib.handlers import _loggable
 
         loggable = _loggable(event_id) if isinstance(event_id, str) and event_id else None
         named = json.dumps(loggable, ensure_ascii=False)[1:-1] if loggable else ""
@@ -808,7 +808,7 @@ def malformed(refs: Any, config: bool = False) -> list[str]:
     parsers' own patterns, so that a pattern too loose there shows): ASCII, the whole string.
     `config`: an EC2 id from a Config item need only be printable (the custom rule answers for any id
     Config names; EC2 calls an id it cannot have malformed, which netguard reads as "not found")."""
-    from chalicelib.model import DOMAIN, SAGEMAKER_TYPES  # noqa: PLC0415
+    from chalicelib.model import DOMAIN, SAGEMAKER_TYPES
 
     wrong = []
     for ref in refs:
@@ -841,7 +841,7 @@ def _allowed(refs: Any, principal: str | None = None, checks: str = "accounts,re
     """('ignored', why) when a ref is outside the configured accounts and regions, or the change is
     netguard's own; else ('valid', ''). What the handler does not check (`checks`) is only noted:
     ('valid', 'NOTE: ...'), counted apart."""
-    from chalicelib.settings import Settings  # noqa: PLC0415
+    from chalicelib.settings import Settings
 
     current = Settings.from_env()
     for ref in refs:
@@ -861,12 +861,12 @@ NOTE = "NOTE: acted on though "
 
 def classify(handler: str, event: Any) -> tuple[str, str]:
     """What netguard's parsers make of an event: ('valid' | 'invalid' | 'ignored', why)."""
-    from chalicelib.configrule import parse_invocation, refs_from_compliance_change  # noqa: PLC0415
-    from chalicelib.errors import IgnoredEvent, InvalidEvent  # noqa: PLC0415
-    from chalicelib.handlers import covered_types  # noqa: PLC0415
-    from chalicelib.policy import load_policy  # noqa: PLC0415
-    from chalicelib.settings import Settings  # noqa: PLC0415
-    from chalicelib.triggers import from_api_call, from_state_change  # noqa: PLC0415
+    from chalicelib.configrule import parse_invocation, refs_from_compliance_change
+    from chalicelib.errors import IgnoredEvent, InvalidEvent
+    from chalicelib.handlers import covered_types
+    from chalicelib.policy import load_policy
+    from chalicelib.settings import Settings
+    from chalicelib.triggers import from_api_call, from_state_change
 
     if handler == "sweep":
         return "valid", "the schedule's payload is not read"
@@ -887,15 +887,15 @@ def classify(handler: str, event: Any) -> tuple[str, str]:
         return "invalid", exc.reason[:200]
     except IgnoredEvent as exc:
         return "ignored", exc.reason[:200]
-    except Exception as exc:  # noqa: BLE001 - a parser that crashes: the handler must not
+    except Exception as exc:
         return "invalid", f"the parser raised {type(exc).__name__}: {str(exc)[:150]}"
 
 
 def classify_record(handler: str, record: Any) -> tuple[str, str]:
-    from chalicelib.errors import IgnoredEvent, InvalidEvent  # noqa: PLC0415
-    from chalicelib.model import ResourceRef  # noqa: PLC0415
-    from chalicelib.recheck import decode  # noqa: PLC0415
-    from chalicelib.sweep import Task  # noqa: PLC0415
+    from chalicelib.errors import IgnoredEvent, InvalidEvent
+    from chalicelib.model import ResourceRef
+    from chalicelib.recheck import decode
+    from chalicelib.sweep import Task
 
     if not isinstance(record, Mapping) or "body" not in record or not isinstance(record.get("messageId"), str):
         return "invalid", "not an SQS record (body, messageId)"
@@ -909,7 +909,7 @@ def classify_record(handler: str, record: Any) -> tuple[str, str]:
         return "invalid", exc.reason[:200]
     except IgnoredEvent as exc:
         return "ignored", exc.reason[:200]
-    except Exception as exc:  # noqa: BLE001 - a parser that crashes: the record must still fail, kept
+    except Exception as exc:
         return "invalid", f"the parser raised {type(exc).__name__}: {str(exc)[:150]}"
 
 
@@ -925,8 +925,8 @@ def _checked(refs: Any, principal: str | None = None, checks: str = "accounts,re
 
 def config_refs(inv: Any) -> list[Any]:
     """The resource the custom rule reads for an invocation (handlers.config_rule), if any."""
-    from chalicelib.configrule import CONFIG_TYPES, DELETED_STATUSES, SCHEDULED, config_resource_name  # noqa: PLC0415
-    from chalicelib.model import ResourceRef  # noqa: PLC0415
+    from chalicelib.configrule import CONFIG_TYPES, DELETED_STATUSES, SCHEDULED, config_resource_name
+    from chalicelib.model import ResourceRef
 
     if inv.message_type == SCHEDULED:
         return [ResourceRef("AWS::EC2::VPC", "vpc-00000000", inv.account, inv.region)]
@@ -962,11 +962,11 @@ def _encoded_invocation(event: dict[str, Any]) -> dict[str, Any]:
 
 def event_bases(w: World) -> dict[str, list[Callable[[], Any]]]:
     """Builders of real-shaped, valid events of every handler against the world (each call a new event)."""
-    from chalicelib.model import NOTEBOOK, SECURITY_GROUP, SUBNET, TRAINING_JOB, VPC, ResourceRef  # noqa: PLC0415
-    from chalicelib.recheck import Recheck, encode  # noqa: PLC0415
-    from chalicelib.sweep import Task  # noqa: PLC0415
-    from netguard_demo import events  # noqa: PLC0415
-    from netguard_demo.world import tcp  # noqa: PLC0415
+    from chalicelib.model import NOTEBOOK, SECURITY_GROUP, SUBNET, TRAINING_JOB, VPC, ResourceRef
+    from chalicelib.recheck import Recheck, encode
+    from chalicelib.sweep import Task
+    from netguard_demo import events
+    from netguard_demo.world import tcp
 
     a, r, net = w.account, w.region, w.net
     arn = f"arn:aws:sagemaker:{r}:{a}"
@@ -1194,7 +1194,7 @@ def table(figures: list[Figures]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import pytest  # noqa: PLC0415 - its MonkeyPatch undoes every environment change
+    import pytest
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--examples", type=int, default=10_000, help="events in all (split over the handlers)")

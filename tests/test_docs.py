@@ -8,9 +8,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 
-import controls_table  # noqa: E402
+import controls_table
 
-from chalicelib.policy import load_policy  # noqa: E402
+from chalicelib.policy import load_policy
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 

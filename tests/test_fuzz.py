@@ -26,13 +26,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from chalicelib.configrule import parse_invocation  # noqa: E402
-from chalicelib.errors import InvalidEvent  # noqa: E402
-from chalicelib.recheck import decode  # noqa: E402
-from chalicelib.sweep import Task  # noqa: E402
-from chalicelib.triggers import from_api_call, from_state_change  # noqa: E402
-from netguard_demo import events  # noqa: E402
-from reliability.fuzz import (  # noqa: E402
+from chalicelib.configrule import parse_invocation
+from chalicelib.errors import InvalidEvent
+from chalicelib.recheck import decode
+from chalicelib.sweep import Task
+from chalicelib.triggers import from_api_call, from_state_change
+from netguard_demo import events
+from reliability.fuzz import (
     HANDLERS,
     Case,
     Encoded,

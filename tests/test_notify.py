@@ -686,7 +686,7 @@ def test_unresolvable_webhook_is_recorded_and_sns_still_sent(aws: Clients) -> No
 
 
 def test_unexpected_error_on_one_channel_is_contained(hook: WebhookReceiver, logs) -> None:
-    notify._cache[("/p", None)] = (float("inf"), hook.url)  # noqa: SLF001 - pre-seeded cache, no AWS needed
+    notify._cache[("/p", None)] = (float("inf"), hook.url)
     clients = RecordingClients(sns=RecordingSns(error=RuntimeError("kaboom")))
     settings = Settings(alert_topic_arn="arn:aws:sns:eu-west-1:123456789012:alerts", slack_webhook_param="/p")
     ledger = FakeLedger()

@@ -455,9 +455,9 @@ def assert_deliberate_policy(document: str) -> None:
 
 
 def test_patches_are_undone_on_exit() -> None:
-    from moto.ec2.models.vpcs import VPCBackend  # noqa: PLC0415
-    from moto.sagemaker.models import FakeTrainingJob, SageMakerModelBackend  # noqa: PLC0415
-    from moto.sagemaker.responses import SageMakerResponse  # noqa: PLC0415
+    from moto.ec2.models.vpcs import VPCBackend
+    from moto.sagemaker.models import FakeTrainingJob, SageMakerModelBackend
+    from moto.sagemaker.responses import SageMakerResponse
 
     before = (FakeTrainingJob.__init__, VPCBackend.create_vpc_endpoint, SageMakerResponse.create_model)
     with aws_like_sagemaker():
@@ -471,8 +471,8 @@ def test_patches_are_undone_on_exit() -> None:
 def test_builder_works_over_http_against_a_moto_server() -> None:
     """The same builder through boto3 clients with endpoint_url; the backend-level patches hold in the
     server thread too."""
-    import requests  # noqa: PLC0415
-    from moto.server import ThreadedMotoServer  # noqa: PLC0415
+    import requests
+    from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)

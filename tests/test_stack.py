@@ -26,10 +26,10 @@ from test_packaging import COPY_IGNORE, REGION, ROOT, STAGES, _functions, _stage
 
 sys.path.insert(0, str(ROOT / "tools"))
 
-import stack  # noqa: E402
+import stack
 
-from chalicelib.policy import ConfigRule, load_policy  # noqa: E402
-from chalicelib.settings import Settings  # noqa: E402
+from chalicelib.policy import ConfigRule, load_policy
+from chalicelib.settings import Settings
 
 ACCOUNT = "123456789012"
 MEMBER_ACCOUNTS = ["111111111111", "222222222222"]
