@@ -15,7 +15,7 @@ STAGES := dev prod
 BUILD ?= build
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: venv .venv test demo package lint-templates templates bench-sweep reliability clean distclean
+.PHONY: venv .venv .venv-bench test demo package lint-templates templates bench bench-sweep reliability clean distclean
 
 venv .venv: $(STAMP)
 
@@ -43,10 +43,31 @@ reliability: $(STAMP)
 	set -o pipefail; $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/test_reliability.py tests/test_restore.py \
 	  2>&1 | grep -E "alerts during the outage|passed|failed"
 
-# A sweep of one account-region of thousands of resources through a moto server: figures only.
-SWEEP_SIZES ?= 1000,5000
+# Cloud Custodian, for the benchmarks only, in its own virtualenv (c7n pins boto3 < 1.44).
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+.venv-bench: $(BENCH_STAMP)
+$(BENCH_STAMP): benchmarks/requirements-bench.txt
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet -r benchmarks/requirements-bench.txt
+	touch $@
+
+# netguard against Cloud Custodian on the same work (README "Performance"): figures only, never
+# asserted. Per-event and sweep figures run on a plain moto server and on one adding DELAYS ms to
+# every request. About an hour on 2 CPUs with the default sizes.
+EVENT_SIZES ?= 10,5000
+SWEEP_SIZES ?= 2000,10000
+DELAYS ?= 0,25
+BENCH_RUNS ?= 15
+bench: $(STAMP) $(BENCH_STAMP)
+	$(BIN)/python benchmarks/cold_start.py -n $(BENCH_RUNS)
+	$(BIN)/python benchmarks/per_event.py --sizes $(EVENT_SIZES) --delays $(DELAYS)
+	$(BIN)/python benchmarks/sweep.py --sizes $(SWEEP_SIZES) --delays $(DELAYS)
+	$(BIN)/python benchmarks/package.py
+
+# The sweep alone, netguard only.
 bench-sweep: $(STAMP)
-	$(BIN)/python benchmarks/sweep.py --sizes $(SWEEP_SIZES)
+	$(BIN)/python benchmarks/sweep.py --sizes $(SWEEP_SIZES) --delays 0 --tools netguard
 
 # Chalice zips chalicelib/ whole, bytecode included: clean it first. Writes $(BUILD)/deployment.zip
 # and $(BUILD)/sam.json: Chalice's SAM template merged with deploy/netguard-stack.yaml (the stage's
@@ -82,7 +103,7 @@ templates: $(STAMP)
 
 clean:
 	rm -rf $(BUILD) .pytest_cache .chalice/deployments *.egg-info netguard-ledger.jsonl
-	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+	find . \( -path ./$(VENV) -o -path ./$(BENCH_VENV) \) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(BENCH_VENV)

@@ -110,6 +110,7 @@ class Lookups:
         self._endpoints_by_vpc: dict[str, list[dict[str, Any]]] = {}
         self._acls: dict[str, dict[str, Any] | None] = {}
         self._primed = False
+        self._bulk_tags: dict[str, dict[str, str]] | None = None  # SageMaker ARN -> tags (scan mode)
 
     @property
     def ec2(self) -> Any:
@@ -170,9 +171,30 @@ class Lookups:
             if subnet_id not in self._route_tables:
                 self._route_tables[subnet_id] = self._main_tables.get(self._subnets[subnet_id]["VpcId"])
         self._primed = True
+        self._bulk_tags = self._read_sagemaker_tags()
         endpoints = sorted(e["VpcEndpointId"] for es in self._endpoints_by_vpc.values() for e in es if live_endpoint(e))
         return {VPC: sorted(self._vpcs), SUBNET: sorted(self._subnets), VPC_ENDPOINT: endpoints,
                 SECURITY_GROUP: sorted(self._groups)}
+
+    def _read_sagemaker_tags(self) -> dict[str, dict[str, str]] | None:
+        """Scan mode: the tags of every tagged SageMaker resource of the region, 100 per call (the
+        Resource Groups Tagging API), instead of one ListTags per resource. None when it cannot be
+        read (each resource's ListTags is used then)."""
+        tagging = self.clients.client("resourcegroupstaggingapi", self.region, self.account)
+        found: dict[str, dict[str, str]] = {}
+        try:
+            for page in tagging.get_paginator("get_resources").paginate(ResourceTypeFilters=["sagemaker"],
+                                                                         ResourcesPerPage=100):
+                for item in page.get("ResourceTagMappingList", []):
+                    found[item["ResourceARN"]] = _tags_from_list(item.get("Tags"))
+        except AWS_ERRORS as exc:
+            log.warning("tags of %s/%s not read in bulk (%s): one ListTags per resource instead",
+                        self.account, self.region, error_code(exc))
+            return None
+        return found
+
+    def bulk_tags(self, arn: str) -> dict[str, str] | None:
+        return self._bulk_tags.get(arn) if self._bulk_tags is not None else None
 
     @staticmethod
     def _describe_one(describe: Callable[[], dict[str, Any]], key: str) -> dict[str, Any] | None:
@@ -383,9 +405,22 @@ def collect_notebook(lookups: Lookups, ref: ResourceRef) -> Resource | None:
     return Resource(ref, arn, state, tags, version)
 
 
+class BulkTags(dict):
+    """Tags read in bulk at the start of a scan or sweep (minutes old, and the tagging index is
+    eventually consistent): the pipeline reads them again before acting on the resource."""
+
+
 def _sagemaker_tags(lookups: Lookups, arn: str) -> dict[str, str]:
+    bulk = lookups.bulk_tags(arn)
+    if bulk is not None:
+        return BulkTags(bulk)
+    return sagemaker_tags(lookups.sagemaker, arn)
+
+
+def sagemaker_tags(sagemaker: Any, arn: str) -> dict[str, str]:
+    """A SageMaker resource's tags now (ListTags)."""
     tags: dict[str, str] = {}
-    for page in lookups.sagemaker.get_paginator("list_tags").paginate(ResourceArn=arn):
+    for page in sagemaker.get_paginator("list_tags").paginate(ResourceArn=arn):
         tags.update(_tags_from_list(page.get("Tags")))
     return tags
 

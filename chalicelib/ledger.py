@@ -24,11 +24,11 @@ import logging
 import threading
 import time
 import uuid
-from typing import Any, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 from botocore.exceptions import ClientError
 
-from .aws import AWS_ERRORS, Clients, error_code
+from .aws import AWS_ERRORS, Clients, error_code, error_message
 from .model import (
     DEFERRED,
     FAILED,
@@ -104,6 +104,9 @@ class Ledger(Protocol):
                       before: Mapping[str, Any], context: EventContext) -> None: ...
     def finish_action(self, action_id: str, result: str, detail: str) -> None: ...
     def record_decision(self, context: EventContext, outcome: Outcome) -> None: ...
+    def settle_run(self, context: EventContext, claims: list[tuple[Finding, str, str]],
+                   actions: list[tuple[str, str, str]], decisions: list[Outcome],
+                   attempts: int = 3) -> list[tuple[str, str]]: ...
     def record_undelivered(self, alert: Mapping[str, Any], channel: str, error: str) -> None: ...
     def remember_uses(self, user: ResourceRef, used: list[ResourceRef], environment: str | None = None) -> None: ...
     def users_of(self, used: ResourceRef) -> list[ResourceRef]: ...
@@ -184,6 +187,17 @@ class MemoryLedger:
         with self._lock:
             self._put(resource_pk(ref), f"decision#{_iso(utcnow())}#{context.event_id}#{outcome.decision.finding.control.id}",
                       decision_item(context, outcome))
+
+    def settle_run(self, context: EventContext, claims: list[tuple[Finding, str, str]],
+                   actions: list[tuple[str, str, str]], decisions: list[Outcome],
+                   attempts: int = 3) -> list[tuple[str, str]]:
+        for finding, kind, result in claims:
+            self.settle_claim(finding, kind, result)
+        for action_id, result, detail in actions:
+            self.finish_action(action_id, result, detail)
+        for outcome in decisions:
+            self.record_decision(context, outcome)
+        return []
 
     def record_undelivered(self, alert: Mapping[str, Any], channel: str, error: str) -> None:
         with self._lock:
@@ -270,6 +284,21 @@ def _to_dynamo(value: Any) -> Any:
     return canonical_json(value)
 
 
+TRANSACTION_ITEMS = 100  # DynamoDB's limit of writes per TransactWriteItems
+
+
+def _attempt(write: Callable[[], Any], attempts: int) -> str | None:
+    """None once `write` succeeds, else the last error after `attempts` tries."""
+    error = None
+    for _ in range(attempts):
+        try:
+            write()
+            return None
+        except AWS_ERRORS as exc:
+            error = f"{error_code(exc)}: {error_message(exc)}"
+    return error
+
+
 class DynamoLedger:
     """The ledger in the DynamoDB table named by NETGUARD_LEDGER_TABLE."""
 
@@ -299,12 +328,22 @@ class DynamoLedger:
             raise
         return True
 
+    def _settle_claim_op(self, finding: Finding, kind: str, result: str) -> dict[str, Any]:
+        return {"Update": {
+            "TableName": self.table_name,
+            "Key": {"pk": {"S": resource_pk(finding.resource.ref)}, "sk": {"S": claim_sk(finding, kind)}},
+            "UpdateExpression": "SET #r = :r", "ExpressionAttributeNames": {"#r": "result"},
+            "ExpressionAttributeValues": {":r": {"S": result}}}}
+
+    def _apply(self, op: Mapping[str, Any]) -> None:
+        """One write of a transaction on its own: the same parameters, one call."""
+        if "Put" in op:
+            self.ddb.put_item(**op["Put"])
+        else:
+            self.ddb.update_item(**op["Update"])
+
     def settle_claim(self, finding: Finding, kind: str, result: str) -> None:
-        self.ddb.update_item(
-            TableName=self.table_name,
-            Key={"pk": {"S": resource_pk(finding.resource.ref)}, "sk": {"S": claim_sk(finding, kind)}},
-            UpdateExpression="SET #r = :r", ExpressionAttributeNames={"#r": "result"},
-            ExpressionAttributeValues={":r": {"S": result}})
+        self._apply(self._settle_claim_op(finding, kind, result))
 
     def record_action(self, action_id, action, ref, controls, before, context) -> None:
         now = utcnow()
@@ -313,22 +352,54 @@ class DynamoLedger:
                    "result": "started", "at": _iso(now), "expires_at": int((now + self.retention).timestamp())},
                   ConditionExpression="attribute_not_exists(pk)")
 
-    def finish_action(self, action_id: str, result: str, detail: str) -> None:
-        self.ddb.update_item(
-            TableName=self.table_name, Key={"pk": {"S": f"action#{action_id}"}, "sk": {"S": "action"}},
-            UpdateExpression="SET #r = :r, detail = :d, finished_at = :f",
-            ExpressionAttributeNames={"#r": "result"},
-            ExpressionAttributeValues={":r": {"S": result}, ":d": {"S": detail}, ":f": {"S": _iso(utcnow())}})
+    def _finish_action_op(self, action_id: str, result: str, detail: str) -> dict[str, Any]:
+        return {"Update": {
+            "TableName": self.table_name, "Key": {"pk": {"S": f"action#{action_id}"}, "sk": {"S": "action"}},
+            "UpdateExpression": "SET #r = :r, detail = :d, finished_at = :f",
+            "ExpressionAttributeNames": {"#r": "result"},
+            "ExpressionAttributeValues": {":r": {"S": result}, ":d": {"S": detail}, ":f": {"S": _iso(utcnow())}}}}
 
-    def record_decision(self, context: EventContext, outcome: Outcome) -> None:
+    def finish_action(self, action_id: str, result: str, detail: str) -> None:
+        self._apply(self._finish_action_op(action_id, result, detail))
+
+    def _decision_op(self, context: EventContext, outcome: Outcome) -> dict[str, Any]:
         now = utcnow()
         item = decision_item(context, outcome)
         for key in ("resource", "evidence", "before"):
             item[key] = _to_dynamo(item[key])
         ref = outcome.decision.finding.resource.ref
-        self._put({"pk": resource_pk(ref),
-                   "sk": f"decision#{_iso(now)}#{context.event_id}#{outcome.decision.finding.control.id}",
-                   "at": _iso(now), "expires_at": int((now + self.retention).timestamp()), **item})
+        return {"Put": {"TableName": self.table_name, "Item": _serialize({
+            "pk": resource_pk(ref), "sk": f"decision#{_iso(now)}#{context.event_id}#{outcome.decision.finding.control.id}",
+            "at": _iso(now), "expires_at": int((now + self.retention).timestamp()), **item})}}
+
+    def record_decision(self, context: EventContext, outcome: Outcome) -> None:
+        self._apply(self._decision_op(context, outcome))
+
+    def settle_run(self, context: EventContext, claims: list[tuple[Finding, str, str]],
+                   actions: list[tuple[str, str, str]], decisions: list[Outcome],
+                   attempts: int = 3) -> list[tuple[str, str]]:
+        """What a run settles (claims' and actions' results, the decisions), in TransactWriteItems of
+        up to 100 writes: one call for an event. Each part is tried `attempts` times (beyond botocore's
+        own retries); a transaction still refused (a conflict on one item cancels all) is written item
+        by item. The writes are built once, so a repeated one rewrites the same item. Returns what
+        could not be written: (what, error)."""
+        ops = [(f"the claim of {f.control.id} on {f.resource.ref.key}", self._settle_claim_op(f, kind, result))
+               for f, kind, result in claims]
+        ops += [(f"the result of {action_id}", self._finish_action_op(action_id, result, detail))
+                for action_id, result, detail in actions]
+        ops += [(f"the decision on {o.decision.finding.control.id} for {o.decision.finding.resource.ref.key}",
+                 self._decision_op(context, o)) for o in decisions]
+        failed: list[tuple[str, str]] = []
+        for start in range(0, len(ops), TRANSACTION_ITEMS):
+            part = ops[start:start + TRANSACTION_ITEMS]
+            if len(part) > 1 and _attempt(lambda part=part: self.ddb.transact_write_items(
+                    TransactItems=[op for _, op in part]), attempts) is None:
+                continue
+            for what, op in part:
+                error = _attempt(lambda op=op: self._apply(op), attempts)
+                if error is not None:
+                    failed.append((what, error))
+        return failed
 
     def record_undelivered(self, alert: Mapping[str, Any], channel: str, error: str) -> None:
         now = utcnow()

@@ -23,7 +23,7 @@ import re
 import threading
 import time
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 from .errors import DeliveryError
@@ -122,6 +122,7 @@ def _fact(alert: Mapping[str, Any], *path: str) -> str:
 # ----------------------------------------------------------------------------------------------- SNS
 
 SNS_MAX_BYTES = 256 * 1024
+SNS_BATCH_ENTRIES = 10  # PublishBatch's limit
 SNS_SUBJECT_MAX = 100
 _SNS_MARGIN = 512  # bytes kept free for anything SNS counts that we do not model exactly
 _LONG_STRING_CAP = 4096
@@ -223,10 +224,9 @@ def fit_message(alert: Mapping[str, Any], max_bytes: int) -> tuple[dict[str, Any
         keep = max(min(keep - 1, keep * room // used), 0)  # scale down by the observed bytes per character
 
 
-def publish_sns(sns_client: Any, topic_arn: str, alert: Mapping[str, Any]) -> None:
-    """Publish `alert` as JSON to `topic_arn`. Raises DeliveryError on failure."""
-    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415 - keep botocore off import
-
+def sns_message(alert: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
+    """Publish's parameters for `alert` (Message, Subject, MessageAttributes), the message fitted so
+    that all of it stays within SNS's 256 KB, and the bytes SNS counts for it."""
     subject = sns_subject(alert)
     attributes = sns_attributes(alert)
     attributes_size = sum(
@@ -234,8 +234,35 @@ def publish_sns(sns_client: Any, topic_arn: str, alert: Mapping[str, Any]) -> No
     )
     budget = SNS_MAX_BYTES - attributes_size - _size(subject) - _SNS_MARGIN
     _, message = fit_message(alert, budget)
+    return ({"Message": message, "Subject": subject, "MessageAttributes": attributes},
+            _size(message) + _size(subject) + attributes_size)
+
+
+def sns_batches(alerts: Sequence[Mapping[str, Any]]) -> list[list[tuple[int, dict[str, Any]]]]:
+    """PublishBatch entries of `alerts`, by index, packed into batches within SNS's limits (10 entries,
+    256 KB in all). An alert that cannot fit at all is left out (publish_sns reports it)."""
+    batches: list[list[tuple[int, dict[str, Any]]]] = []
+    size = 0
+    for index, alert in enumerate(alerts):
+        try:
+            params, bytes_ = sns_message(alert)
+        except DeliveryError:
+            continue
+        if not batches or len(batches[-1]) == SNS_BATCH_ENTRIES or size + bytes_ > SNS_MAX_BYTES - _SNS_MARGIN:
+            batches.append([])
+            size = 0
+        batches[-1].append((index, {"Id": str(index), **params}))
+        size += bytes_
+    return batches
+
+
+def publish_sns(sns_client: Any, topic_arn: str, alert: Mapping[str, Any]) -> None:
+    """Publish `alert` as JSON to `topic_arn`. Raises DeliveryError on failure."""
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415 - keep botocore off import
+
+    params, _ = sns_message(alert)
     try:
-        sns_client.publish(TopicArn=topic_arn, Message=message, Subject=subject, MessageAttributes=attributes)
+        sns_client.publish(TopicArn=topic_arn, **params)
     except ClientError as exc:
         from .aws import error_code, error_message  # noqa: PLC0415
 
@@ -751,6 +778,58 @@ class Notifier:
         if self.settings.slack_webhook_param:
             results["slack"] = self._deliver("slack", alert, self._send_slack)
         return results
+
+    def send_all(self, alerts: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
+        """send() for the alerts of one run, with the same results and failure handling per alert:
+        SNS takes them in PublishBatch calls (10 at most, 256 KB in all), Slack one post each."""
+        if len(alerts) <= 1:
+            return [self.send(alert) for alert in alerts]
+        results = [{"sns": NOT_CONFIGURED, "slack": NOT_CONFIGURED} for _ in alerts]
+        if self.settings.alert_topic_arn:
+            for index, result in enumerate(self._deliver_sns_batches(alerts)):
+                results[index]["sns"] = result
+        if self.settings.slack_webhook_param:
+            for index, alert in enumerate(alerts):
+                results[index]["slack"] = self._deliver("slack", alert, self._send_slack)
+        return results
+
+    def _deliver_sns_batches(self, alerts: Sequence[Mapping[str, Any]]) -> list[str]:
+        from .aws import AWS_ERRORS, error_code, error_message  # noqa: PLC0415
+
+        topic_arn = str(self.settings.alert_topic_arn)
+        out = [""] * len(alerts)
+        batches = sns_batches(alerts)
+        for index in set(range(len(alerts))) - {i for batch in batches for i, _ in batch}:
+            out[index] = self._deliver("sns", alerts[index], self._send_sns)  # too big even alone: says why
+        for batch in batches:
+            down = self._down.get("sns")
+            if down is not None and self.clock() < down[0]:
+                failed = {i: f"not attempted: sns failed {CHANNEL_PAUSE_SECONDS:.0f} s ago or less ({down[1]})"
+                          for i, _ in batch}
+            else:
+                try:
+                    answer = self.clients.client("sns", topic_region(topic_arn)).publish_batch(
+                        TopicArn=topic_arn, PublishBatchRequestEntries=[entry for _, entry in batch])
+                except AWS_ERRORS as exc:
+                    error = redact_urls(f"SNS publish to {topic_arn} failed: {error_code(exc)}: {error_message(exc)}")
+                    self._down["sns"] = (self.clock() + CHANNEL_PAUSE_SECONDS, error[:200])
+                    failed = {i: error for i, _ in batch}
+                except Exception as exc:  # noqa: BLE001 - the same isolation boundary as _deliver
+                    error = redact_urls(f"unexpected {type(exc).__name__}: {exc}")
+                    self._down["sns"] = (self.clock() + CHANNEL_PAUSE_SECONDS, error[:200])
+                    failed = {i: error for i, _ in batch}
+                else:
+                    self._down.pop("sns", None)
+                    failed = {int(f["Id"]): redact_urls(f"SNS publish to {topic_arn} failed: {f.get('Code')}: "
+                                                        f"{f.get('Message', '')}")
+                              for f in answer.get("Failed", [])}
+            for index, _ in batch:
+                if index in failed:
+                    self._undelivered(alerts[index], "sns", failed[index])
+                    out[index] = f"failed: {failed[index]}"
+                else:
+                    out[index] = DELIVERED
+        return out
 
     def resend(self, alert: Mapping[str, Any], channel: str) -> str:
         """Deliver an alert a channel did not take earlier, on that channel only: "delivered" or

@@ -9,15 +9,15 @@ import dataclasses
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 
 from .aws import AWS_ERRORS, Clients, error_code, error_message, is_retryable
-from .collect import Collector
+from .collect import BulkTags, Collector, sagemaker_tags
 from .decide import decide
 from .errors import RemediationError
 from .evaluate import evaluate
-from .ledger import Ledger, budget_window, new_action_id
+from .ledger import BufferedIndex, Ledger, budget_window, new_action_id
 from .model import (
     ALREADY_DONE,
     DEFERRED,
@@ -45,6 +45,7 @@ log = logging.getLogger("netguard.pipeline")
 
 class Notifier(Protocol):
     def send(self, alert: dict[str, Any]) -> dict[str, str]: ...
+    def send_all(self, alerts: list[dict[str, Any]]) -> list[dict[str, str]]: ...
 
 
 class Telemetry(Protocol):
@@ -92,17 +93,12 @@ class RunReport:
 LEDGER_WRITE_ATTEMPTS = 3
 
 
-def _persist(write: Callable[[], Any]) -> str | None:
-    """A ledger write that settles what was done: tried again (beyond botocore's own retries) when AWS
-    refuses it, since an unsettled claim holds its violation. None when written, else the last error."""
-    error = None
-    for _ in range(LEDGER_WRITE_ATTEMPTS):
-        try:
-            write()
-            return None
-        except AWS_ERRORS as exc:
-            error = f"{error_code(exc)}: {error_message(exc)}"
-    return error
+@dataclass
+class Settlement:
+    """What one run settles in the ledger once it has acted."""
+    claims: list[tuple[Finding, str, str]] = field(default_factory=list)  # (finding, kind, result)
+    actions: list[tuple[str, str, str]] = field(default_factory=list)  # (action id, result, detail)
+    decisions: list[Outcome] = field(default_factory=list)
 
 
 class Pipeline:
@@ -121,8 +117,10 @@ class Pipeline:
         """One trigger through every stage. follow=False: see Collector.collect (sweeps)."""
         context = trigger.context
         report = RunReport(context)
+        # what the resources use (the dependency index) is written once, after acting
         collector = self.collector or Collector(
-            self.clients, {t for c in self.policy.controls for t in c.resource_types}, index=self.ledger)
+            self.clients, {t for c in self.policy.controls for t in c.resource_types},
+            index=BufferedIndex(self.ledger) if self.ledger is not None else None)
         collected = collector.collect(trigger.refs, follow=follow)
         report.missing, report.errors = collected.missing, collected.errors
         for ref in collected.missing:
@@ -134,7 +132,7 @@ class Pipeline:
         today = self.today()
         # The event's principal changed the resources it names, not the ones they use (a notebook's VPC).
         anonymous = dataclasses.replace(context, principal=None)
-        decisions: list[Decision] = []
+        decided: list[tuple[Decision, EventContext]] = []
         for finding in report.findings:
             self.telemetry.count("evaluations", finding.control.id)
             if finding.status == NON_COMPLIANT:
@@ -143,17 +141,57 @@ class Pipeline:
             decision = decide(finding, self.policy, self.settings, today, self.report_only,
                               context if named else anonymous)
             if decision is not None:
-                decisions.append(decision)
-        report.outcomes = self.act(context, decisions)
-        for outcome in report.outcomes:
-            self._record_and_notify(context, outcome, report)
+                decided.append((decision, context if named else anonymous))
+        report.outcomes = self.act(context, self._with_current_tags(decided, today, report))
+        if isinstance(collector.index, BufferedIndex):
+            collector.index.flush()
+        self._notify(context, report)
         return report
+
+    def _with_current_tags(self, decided: list[tuple[Decision, EventContext]], today: dt.date,
+                           report: RunReport) -> list[Decision]:
+        """Before acting on a resource whose tags were read in bulk (sweeps, scans: minutes old, from
+        an eventually consistent index), read them again and decide again if they changed, so that
+        an exemption added since is honoured (the report then holds the finding with those tags).
+        One ListTags per resource acted on."""
+        current: dict[str, Mapping[str, str] | None] = {}
+        out: list[Decision] = []
+        for decision, decision_context in decided:
+            resource = decision.finding.resource
+            if decision.kind != REMEDIATE or not isinstance(resource.tags, BulkTags):
+                out.append(decision)
+                continue
+            if resource.arn not in current:
+                ref = resource.ref
+                try:
+                    current[resource.arn] = sagemaker_tags(self.clients.client("sagemaker", ref.region, ref.account),
+                                                           resource.arn)
+                except AWS_ERRORS as exc:
+                    log.warning("tags of %s not read again before acting (%s): acting on those read at the "
+                                "start of the sweep", ref.key, error_code(exc))
+                    current[resource.arn] = None
+            tags = current[resource.arn]
+            if tags is None or tags == dict(resource.tags):
+                out.append(decision)
+                continue
+            finding = dataclasses.replace(decision.finding, resource=dataclasses.replace(resource, tags=tags))
+            report.findings = [finding if f is decision.finding else f for f in report.findings]
+            again = decide(finding, self.policy, self.settings, today, self.report_only, decision_context)
+            log.info("tags of %s changed since the sweep read them: %s decided again (%s)", resource.ref.key,
+                     finding.control.id, again.kind if again else "nothing to do")
+            if again is not None:
+                out.append(again)
+        return out
 
     # --- act -----------------------------------------------------------------------------------
 
     def act(self, context: EventContext, decisions: list[Decision]) -> list[Outcome]:
-        """Claim each decision once, then run each remediation once per resource for all its findings."""
+        """Claim each decision once, then run each remediation once per resource for all its findings.
+        The claims (one conditional write each) and each action's before-state are written before
+        anything is done; what the run settles (claims' results, actions' results, the decisions)
+        is written at the end, in as few calls as the ledger allows."""
         outcomes: list[Outcome] = []
+        done = Settlement()
         groups: dict[tuple[str, ResourceRef], list[Decision]] = {}
         for decision in decisions:
             if decision.kind == REPORT_ONLY:
@@ -171,19 +209,26 @@ class Pipeline:
                          decision.finding.resource.ref.key, decision.kind)
                 outcomes.append(Outcome(decision, DUPLICATE, "already handled by an earlier event"))
                 continue
-            if decision.kind == REMEDIATE and decision.action:
+            holds = ACTIONS[decision.action].holds_for if decision.kind == REMEDIATE and decision.action else None
+            if holds is not None and holds(decision.finding.resource, decision.finding.control.id):
+                outcomes.append(Outcome(decision, ALREADY_DONE, "containment already in place for this control"))
+                done.claims.append((decision.finding, decision.kind, ALREADY_DONE))
+            elif decision.kind == REMEDIATE and decision.action:
                 groups.setdefault((decision.action, decision.finding.resource.ref), []).append(decision)
             else:
                 outcomes.append(Outcome(decision, NO_ACTION, decision.reason))
-                self._settle(decision, NO_ACTION)
+                done.claims.append((decision.finding, decision.kind, NO_ACTION))
         for (action_name, ref), group in groups.items():
             refused = self._over_budget(ref)
             if refused:
                 for decision in group:
-                    self._settle(decision, FAILED)  # not done: a later event or sweep may act
+                    # settled as failed: not done, a later event or sweep may act
+                    done.claims.append((decision.finding, decision.kind, FAILED))
                     outcomes.append(Outcome(decision, LIMITED, refused))
                 continue
-            outcomes.extend(self._execute(context, action_name, group))
+            outcomes.extend(self._execute(context, action_name, group, done))
+        done.decisions = [o for o in outcomes if o.result != DUPLICATE and o.decision.kind != REPORT_ONLY]
+        self._settle(context, done)
         return outcomes
 
     def _over_budget(self, ref: ResourceRef) -> str | None:
@@ -211,7 +256,8 @@ class Pipeline:
                                                 reason, account=ref.account))
         return reason
 
-    def _execute(self, context: EventContext, action_name: str, group: list[Decision]) -> list[Outcome]:
+    def _execute(self, context: EventContext, action_name: str, group: list[Decision],
+                 done: Settlement) -> list[Outcome]:
         action = ACTIONS[action_name]
         resource = group[0].finding.resource
         targets = tuple(sorted({t for d in group for t in d.finding.targets}))
@@ -228,39 +274,33 @@ class Pipeline:
             status, detail = FAILED, str(exc)
         except AWS_ERRORS as exc:
             status, detail = FAILED, f"{error_code(exc)}: {error_message(exc)}"
-        if self.ledger is not None:
-            error = _persist(lambda: self.ledger.finish_action(action_id, status, detail))
-            if error:
-                log.error("could not record the result of %s: %s", action_id, error)
+        done.actions.append((action_id, status, detail))
         log.info("action %s %s on %s: %s", action_id, action_name, resource.ref.key, status)
         outcomes = []
         for decision in group:
             self.telemetry.count("remediations" if status != FAILED else "failures", decision.finding.control.id)
-            self._settle(decision, status)
+            done.claims.append((decision.finding, decision.kind, status))
             outcomes.append(Outcome(decision, status, detail, action_id, before))
         return outcomes
 
-    def _settle(self, decision: Decision, result: str) -> None:
-        if self.ledger is None:
+    def _settle(self, context: EventContext, done: Settlement) -> None:
+        """Write what the run settled. What cannot be written is logged: an unsettled claim holds its
+        violation for STALE_CLAIM (15 min), then can be taken again; a decision not recorded is
+        still alerted."""
+        if self.ledger is None or not (done.claims or done.actions or done.decisions):
             return
-        error = _persist(lambda: self.ledger.settle_claim(decision.finding, decision.kind, result))
-        if error:
-            # Unsettled, the claim holds the violation for STALE_CLAIM (15 min), then can be taken again.
-            log.error("could not settle the claim of %s: %s", decision.finding.control.id, error)
+        for what, error in self.ledger.settle_run(context, done.claims, done.actions, done.decisions,
+                                                  attempts=LEDGER_WRITE_ATTEMPTS):
+            self.telemetry.count("failures", "ledger")
+            log.error("could not record %s: %s", what, error)
 
-    # --- record and notify ---------------------------------------------------------------------
+    # --- notify --------------------------------------------------------------------------------
 
-    def _record_and_notify(self, context: EventContext, outcome: Outcome, report: RunReport) -> None:
-        if outcome.result == DUPLICATE or outcome.decision.kind == REPORT_ONLY:
-            return
-        if self.ledger is not None:
-            try:
-                self.ledger.record_decision(context, outcome)
-            except AWS_ERRORS as exc:
-                self.telemetry.count("failures", outcome.decision.finding.control.id)
-                log.error("could not record the decision on %s: %s", outcome.decision.finding.control.id,
-                          error_code(exc))
-        # Nothing new to tell when the containment already held (e.g. a second state-change event).
-        if self.notifier is not None and outcome.result != ALREADY_DONE:
-            report.deliveries.append(self.notifier.send(build_alert(context, outcome)))
+    def _notify(self, context: EventContext, report: RunReport) -> None:
+        """One alert per outcome worth telling, all sent together (SNS batches them). Nothing new to
+        tell for duplicates, report-only findings, or a containment that already held (e.g. a second
+        state-change event)."""
+        told = [o for o in report.outcomes if o.result not in (DUPLICATE, ALREADY_DONE) and o.decision.kind != REPORT_ONLY]
+        if self.notifier is not None and told:
+            report.deliveries.extend(self.notifier.send_all([build_alert(context, o) for o in told]))
 

@@ -216,10 +216,14 @@ def _parse_exemption(raw: Any, source: str) -> Exemption:
     return Exemption(str(raw["resource_id"]), tuple(controls), until, str(raw["reason"]), source)
 
 
-@functools.lru_cache(maxsize=8)
 def load_policy(policy_dir: str | None = None) -> Policy:
-    """Load every *.toml under the directory (default: the deployed `policies/`)."""
-    root = Path(policy_dir) if policy_dir else DEFAULT_POLICY_DIR
+    """Load every *.toml under the directory (default: the deployed `policies/`), once per directory."""
+    return _load_policy(str(Path(policy_dir).resolve()) if policy_dir else str(DEFAULT_POLICY_DIR))
+
+
+@functools.lru_cache(maxsize=8)
+def _load_policy(policy_dir: str) -> Policy:
+    root = Path(policy_dir)
     files = sorted(root.glob("*.toml"))
     if not files:
         raise PolicyError(f"{root}: no policy files (*.toml) found")

@@ -91,6 +91,10 @@ class ActionSpec:
     params: frozenset[str] = frozenset()  # control parameters the action reads
     needs_principal: bool = False  # acts on who made the change (CloudTrail userIdentity)
     handles_targets: frozenset[str] | None = None  # only these targets (None: all)
+    # Whether the containment already holds for one control on this resource (actions that contain
+    # several controls at once, such as a quarantine tag naming them): such a decision is not acted
+    # on again when another control of the resource is.
+    holds_for: Callable[[Resource, str], bool] | None = None
 
     def readiness(self, resource: Resource) -> str:
         """'act', 'defer', 'done' or 'cannot' for the resource's current state."""
@@ -154,6 +158,12 @@ def quarantine_notebook(req: ActionRequest) -> ActionResult:
     if not done:
         return ActionResult(ALREADY_DONE, "notebook already stopped and tagged")
     return ActionResult(SUCCEEDED, "; ".join(done) + "; its network settings are immutable: the owner must recreate it")
+
+
+def _quarantine_holds(resource: Resource, control_id: str) -> bool:
+    """Stopped (or stopping) and tagged for this control."""
+    tagged = set((resource.tags.get(QUARANTINE_TAG) or "").split(","))
+    return resource.state.get("NotebookInstanceStatus") in ("Stopping", "Stopped") and control_id in tagged
 
 
 def _notebook_status(sm: Any, name: str) -> str | None:
@@ -440,6 +450,7 @@ ACTIONS: dict[str, ActionSpec] = {
         act_states=frozenset({"InService"}),
         defer_states=frozenset({"Pending", "Updating"}),
         done_states=frozenset({"Stopping", "Stopped"}),
+        holds_for=_quarantine_holds,
     ),
     "stop_job": ActionSpec(
         name="stop_job",

@@ -130,19 +130,20 @@ def run(rate: float = 0.3, seed: int = 7, groups: int = 12, notebooks: int = 6, 
         outcomes: list[tuple[str, str, str]] = []  # (alert id, result, detail) of every alerted outcome
         delivered: dict[str, bool] = {}
         resent: set[str] = set()
-        real_record = pipeline.Pipeline._record_and_notify
-        real_send = notify.Notifier.send
+        real_record = pipeline.Pipeline._notify
+        real_send_all = notify.Notifier.send_all
         real_resend = notify.Notifier.resend
 
-        def record(self: Any, context: Any, outcome: Any, report: Any) -> None:
-            real_record(self, context, outcome, report)
-            if outcome.result == "failed":
-                outcomes.append((notify.alert_id(context, outcome), outcome.result, outcome.detail))
+        def record(self: Any, context: Any, report: Any) -> None:
+            real_record(self, context, report)
+            outcomes.extend((notify.alert_id(context, o), o.result, o.detail) for o in report.outcomes
+                            if o.result == "failed")
 
-        def send(self: Any, alert: Any) -> dict[str, str]:
-            result = real_send(self, alert)
-            delivered[str(alert.get("alert_id"))] = notify.DELIVERED in result.values()
-            return result
+        def send_all(self: Any, alerts: Any) -> list[dict[str, str]]:
+            results = real_send_all(self, alerts)
+            for alert, result in zip(alerts, results):
+                delivered[str(alert.get("alert_id"))] = notify.DELIVERED in result.values()
+            return results
 
         def resend(self: Any, alert: Any, channel: str) -> str:
             result = real_resend(self, alert, channel)
@@ -161,8 +162,8 @@ def run(rate: float = 0.3, seed: int = 7, groups: int = 12, notebooks: int = 6, 
         with _environment(env), \
                 mock.patch.object(handlers, "make_clients", lambda settings: Clients(faulty)), \
                 mock.patch("botocore.retries.standard.ExponentialBackoff.delay_amount", lambda self, context: 0), \
-                mock.patch.object(pipeline.Pipeline, "_record_and_notify", record), \
-                mock.patch.object(notify.Notifier, "send", send), \
+                mock.patch.object(pipeline.Pipeline, "_notify", record), \
+                mock.patch.object(notify.Notifier, "send_all", send_all), \
                 mock.patch.object(notify.Notifier, "resend", resend), \
                 mock.patch.object(notify.Notifier, "__init__", _quick_slack(notify.Notifier.__init__)), \
                 Client(app_module.app, stage_name="faults") as client:

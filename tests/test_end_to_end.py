@@ -379,3 +379,23 @@ def test_a_deleted_flow_log_makes_its_vpc_create_an_all_flow_log_again(stack):
                                                                                           "succeeded")}
     [created] = ec2.describe_flow_logs(Filters=[{"Name": "resource-id", "Values": [net.vpc_id]}])["FlowLogs"]
     assert created["TrafficType"] == "ALL" and created["LogGroupName"] == f"/netguard/vpc-flow-logs/{net.vpc_id}"
+
+
+def test_a_notebook_quarantined_for_one_control_is_tagged_for_the_other_without_redoing_the_first(stack):
+    """Quarantined (stopped, tagged) for NB.3 by an earlier run whose NB.1 claim failed: the next run
+    acts for NB.1 only; NB.3's containment already holds, so it is neither redone nor alerted again."""
+    aws, net = stack["aws"], stack["net"]
+    acct, region = aws.account, aws.region
+    sm = aws.client("sagemaker")
+    arn = create_notebook(sm, acct, "nb-half", net.public_subnet, [net.sg_notebook_ok])
+    set_status(acct, region, "nb-half", "Stopped")
+    sm.add_tags(ResourceArn=arn, Tags=[{"Key": QUARANTINE_TAG, "Value": "NB.3"}])
+    result = invoke(stack, "on_api_call", events.api_call(
+        "UpdateNotebookInstance", "aws.sagemaker", {"notebookInstanceName": "nb-half"}, None, acct, region))
+    assert {(d["control"], d["result"]) for d in result["decisions"]} == {("NB.1", "succeeded"),
+                                                                         ("NB.3", "already-done")}
+    [action] = ledger_items(stack, "action")
+    assert [c["S"] for c in action["controls"]] == ["NB.1"]
+    assert [a["message"]["control"]["id"] for a in alerts(stack)] == ["NB.1"]
+    tags = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=arn)["Tags"]}
+    assert tags[QUARANTINE_TAG] == "NB.1,NB.3"

@@ -39,6 +39,7 @@ LIB = ROOT / "chalicelib"
 # botocore service name -> IAM service prefix (the same for every service the code uses).
 SERVICES = {
     "sagemaker": "sagemaker",
+    "resourcegroupstaggingapi": "tag",
     "ec2": "ec2",
     "dynamodb": "dynamodb",
     "sns": "sns",
@@ -56,6 +57,7 @@ NO_PERMISSION_NEEDED = {"sts:GetCallerIdentity"}
 PERMISSIONS_OF = {
     "dynamodb:TransactWriteItems": {"dynamodb:PutItem", "dynamodb:UpdateItem"},
     "sqs:SendMessageBatch": {"sqs:SendMessage"},
+    "sns:PublishBatch": {"sns:Publish"},  # IAM has no sns:PublishBatch action: it is authorized as sns:Publish
 }
 # What Lambda's SQS event source mappings do with the function's role (the code never calls these).
 EVENT_SOURCE_MAPPING = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}

@@ -802,3 +802,88 @@ def test_sweep_digest_renders_within_slack_and_sns_limits() -> None:
     assert all(len(t) <= 3000 for t in texts)
     assert not any("<!channel>" in t for t in texts)  # escaped (&lt;!channel&gt;) or inside a code block
     assert any("s3://netguard-reports-x/netguard/sweeps/x/summary.json" in t for t in texts)
+
+
+# ------------------------------------------------------------------------------- alerts of one run
+
+
+def _drain(aws: Clients, queue_url: str) -> list[dict]:
+    sqs, found = aws.client("sqs", REGION), []
+    while messages := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
+        found += [json.loads(m["Body"]) for m in messages]
+        sqs.delete_message_batch(QueueUrl=queue_url, Entries=[
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
+    return found
+
+
+def test_the_alerts_of_a_run_go_to_sns_in_batches_of_ten_each_as_send_would_publish_it(aws: Clients) -> None:
+    topic_arn, queue_url = _topic_and_queue(aws)
+    calls: list[str] = []
+    sns = aws.client("sns", REGION)
+    sns.meta.events.register("before-call.sns.*", lambda model, **_: calls.append(model.name))
+    alerts = [make_alert(resource_id=f"nb-{i}") for i in range(23)]
+
+    results = notify.Notifier(Settings(alert_topic_arn=topic_arn), aws, ledger=FakeLedger()).send_all(alerts)
+
+    assert results == [{"sns": "delivered", "slack": "not-configured"}] * 23
+    assert calls == ["PublishBatch"] * 3
+    received = {json.loads(e["Message"])["alert_id"]: e for e in _drain(aws, queue_url)}
+    assert set(received) == {a["alert_id"] for a in alerts}
+    alone, _ = notify.sns_message(alerts[0])
+    envelope = received[alerts[0]["alert_id"]]
+    assert envelope["Subject"] == alone["Subject"] and json.loads(envelope["Message"]) == alerts[0]
+    assert {k: v["Value"] for k, v in envelope["MessageAttributes"].items()} == {
+        k: v["StringValue"] for k, v in alone["MessageAttributes"].items()}
+
+
+def test_batches_stay_within_snss_256_kb_and_an_alert_too_big_even_alone_is_reported() -> None:
+    big = [make_alert(resource_id=f"nb-{i}", evidence={"blob": "x" * 100_000}) for i in range(5)]
+    batches = notify.sns_batches(big)
+    assert [len(b) for b in batches] == [2, 2, 1]
+    for batch in batches:
+        size = sum(notify.sns_message(big[i])[1] for i, _ in batch)
+        assert size <= notify.SNS_MAX_BYTES
+
+
+class BatchSns:
+    """PublishBatch that fails the entries whose Id is listed, or raises for the whole call."""
+
+    def __init__(self, failed_ids: set[str] = frozenset(), error: Exception | None = None) -> None:
+        self.failed_ids, self.error, self.calls = failed_ids, error, []
+
+    def publish_batch(self, TopicArn: str, PublishBatchRequestEntries: list[dict]) -> dict:  # noqa: N803
+        self.calls.append([e["Id"] for e in PublishBatchRequestEntries])
+        if self.error is not None:
+            raise self.error
+        return {"Successful": [{"Id": e["Id"]} for e in PublishBatchRequestEntries if e["Id"] not in self.failed_ids],
+                "Failed": [{"Id": i, "Code": "InternalError", "Message": "try again", "SenderFault": False}
+                           for i in sorted(self.failed_ids)]}
+
+
+def test_an_entry_sns_refuses_is_recorded_undelivered_and_the_rest_delivered() -> None:
+    sns = BatchSns(failed_ids={"1"})
+    ledger = FakeLedger()
+    alerts = [make_alert(resource_id=f"nb-{i}") for i in range(3)]
+    settings = Settings(alert_topic_arn="arn:aws:sns:eu-west-1:123456789012:alerts")
+
+    results = notify.Notifier(settings, RecordingClients(sns=sns), ledger=ledger).send_all(alerts)
+
+    assert [r["sns"] for r in results] == ["delivered", "failed: SNS publish to arn:aws:sns:eu-west-1:123456789012:"
+                                           "alerts failed: InternalError: try again", "delivered"]
+    assert [(a["alert_id"], channel) for a, channel, _ in ledger.calls] == [(alerts[1]["alert_id"], "sns")]
+
+
+def test_a_batch_call_that_fails_records_every_alert_of_it_and_pauses_the_channel() -> None:
+    from botocore.exceptions import EndpointConnectionError
+
+    sns = BatchSns(error=EndpointConnectionError(endpoint_url="https://sns.eu-west-1.amazonaws.com"))
+    ledger = FakeLedger()
+    alerts = [make_alert(resource_id=f"nb-{i}") for i in range(12)]
+    settings = Settings(alert_topic_arn="arn:aws:sns:eu-west-1:123456789012:alerts")
+
+    results = notify.Notifier(settings, RecordingClients(sns=sns), ledger=ledger).send_all(alerts)
+
+    assert len(sns.calls) == 1  # the second batch is not attempted while the channel is down
+    assert all(r["sns"].startswith("failed: ") for r in results)
+    assert "EndpointConnectionError" in results[0]["sns"] and "not attempted" in results[11]["sns"]
+    assert sorted(a["alert_id"] for a, _, _ in ledger.calls) == sorted(a["alert_id"] for a in alerts)

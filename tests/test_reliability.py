@@ -202,3 +202,59 @@ def test_alerts_sent_during_an_outage_are_delivered_after_it(stack, monkeypatch,
           f"next sweep, {len(left)} still undelivered, {len(sent - delivered)} lost")
     assert result["undelivered_alerts"] == {"resent": 2, "still_undelivered": 0} and left == []
     assert sent <= delivered
+
+
+def ledger_writes(aws) -> list[str]:
+    return [op for op in aws.calls.ops("dynamodb") if op not in ("Query", "GetItem")]
+
+
+def test_an_event_settles_its_claims_actions_and_decisions_in_one_transaction(stack) -> None:
+    """Before acting: the idempotency record, one conditional claim per decision, the budget and the
+    action's before-state. After: one TransactWriteItems for the rest (claims' results, the action's
+    result, the decisions), one BatchWriteItem for the dependency index, then Powertools' update."""
+    aws, net = stack["aws"], stack["net"]
+    attach_notebook_eni(aws.client("ec2"), net.private_subnets[0], [net.sg_ssh_open], "nb")
+    result = invoke(stack, "on_api_call", events.authorize_ingress(net.sg_ssh_open, OPEN_SSH, aws.account, aws.region))
+    decided = [d for d in result["decisions"] if d["result"] != "duplicate"]
+    acted = {d["action_id"] for d in decided if d["action_id"]}
+    assert len(decided) >= 2 and acted
+    writes = ledger_writes(aws)
+    assert writes.count("TransactWriteItems") == 1
+    assert writes.count("PutItem") == 1 + len(decided) + len(acted)  # idempotency, claims, before-states
+    assert writes.count("UpdateItem") == len(acted) + 1  # budget per action, idempotency completed
+    settled = {i["sk"].split("#")[1]: i.get("result") for i in ledger_items(stack, "claim#")}
+    assert settled == {d["control"]: d["result"] for d in decided}
+    assert len(ledger_items(stack, "decision#")) == len(decided)
+    assert {i["result"] for i in ledger_items(stack, "action")} <= {"succeeded"}
+
+
+def test_a_refused_transaction_is_written_item_by_item_and_what_fails_is_logged(stack, monkeypatch, engine_log) -> None:
+    """A transaction cancelled every time (a conflict on one item cancels all of it): the run writes its
+    settlement item by item; an item that still fails is logged with what it was. No action is redone."""
+    from botocore.exceptions import ClientError
+
+    aws, net = stack["aws"], stack["net"]
+    attach_notebook_eni(aws.client("ec2"), net.private_subnets[0], [net.sg_ssh_open], "nb")
+    ledger = handlers.runtime().ledger
+    cancelled = ClientError({"Error": {"Code": "TransactionCanceledException", "Message": "conflict"}},
+                            "TransactWriteItems")
+    monkeypatch.setattr(ledger.ddb, "transact_write_items", lambda **_: (_ for _ in ()).throw(cancelled))
+    apply = ledger._apply
+
+    def apply_but_decisions(op):  # decisions refused too: only they stay unwritten
+        if "Put" in op and op["Put"]["Item"]["sk"]["S"].startswith("decision#"):
+            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}},
+                              "PutItem")
+        apply(op)
+
+    monkeypatch.setattr(ledger, "_apply", apply_but_decisions)
+    result = invoke(stack, "on_api_call", events.authorize_ingress(net.sg_ssh_open, OPEN_SSH, aws.account, aws.region))
+    decided = [d for d in result["decisions"] if d["result"] != "duplicate"]
+    assert revokes(aws) == 1
+    assert {i["sk"].split("#")[1]: i.get("result") for i in ledger_items(stack, "claim#")} == {
+        d["control"]: d["result"] for d in decided}  # settled item by item
+    assert {i["result"] for i in ledger_items(stack, "action")} == {"succeeded"}
+    assert ledger_items(stack, "decision#") == []
+    logged = [line["message"] for line in json_lines(engine_log) if "could not record the decision" in line["message"]]
+    assert len(logged) == len(decided) and all("ProvisionedThroughputExceededException" in m for m in logged)
+    assert len(alerts(stack)) == len(decided)  # still alerted

@@ -492,13 +492,13 @@ def test_member_permissions_are_the_engine_subset_of_the_central_policy(
     (statements,) = [p["Properties"]["PolicyDocument"]["Statement"] for p in policies.values()]
 
     def engine(st: dict[str, Any]) -> bool:
-        return all(a.startswith(("sagemaker:", "ec2:")) or a in ("iam:PassRole", "logs:CreateLogDelivery")
+        return all(a.startswith(("sagemaker:", "ec2:", "tag:")) or a in ("iam:PassRole", "logs:CreateLogDelivery")
                    for a in _as_list(st["Action"]))
 
     assert statements == [st for st in central_statements if engine(st)]
     granted = {a for st in statements for a in _as_list(st["Action"])}
     central_engine = {a for st in central_statements for a in _as_list(st["Action"])
-                      if a.startswith(("sagemaker:", "ec2:"))}
+                      if a.startswith(("sagemaker:", "ec2:", "tag:"))}
     assert central_engine <= granted
     assert not [a for a in granted if a.startswith(CENTRAL_ONLY)]
 

@@ -237,3 +237,43 @@ def test_a_task_failing_on_its_last_delivery_still_ends_the_sweep(stack, reports
     digest = digests(alerts(stack))
     assert len(digest) == 1 and digest[0]["error_count"] == 1 and "worker bug" in digest[0]["errors"][0]["error"]
     assert reports(f"netguard/sweeps/{planned['sweep_id']}/summary.json")["error_count"] == 1
+
+
+def test_a_sweep_reads_sagemaker_tags_in_bulk_and_reads_them_again_only_before_acting(stack, reports) -> None:
+    """Tags of every SageMaker resource come from the Resource Groups Tagging API (100 per call); the
+    one notebook netguard stops gets its tags read again just before (ListTags), nothing else does."""
+    aws, net = stack["aws"], stack["net"]
+    sm = aws.client("sagemaker")
+    for i in range(12):
+        create_notebook(sm, aws.account, f"nb-ok-{i}", net.private_subnets[i % 2], [net.sg_notebook_ok])
+    violating_world(aws, net)
+    invoke(stack, "sweep", scheduled_event(aws.account, aws.region))
+    assert notebook_status(aws.account, aws.region, "nb-open") == "Stopping"
+    assert aws.calls.ops("resourcegroupstaggingapi") == ["GetResources"]
+    assert aws.calls.ops("sagemaker").count("DescribeNotebookInstance") == 13
+    assert aws.calls.ops("sagemaker").count("ListTags") == 1  # nb-open, before it was stopped
+
+
+def test_an_exemption_tagged_after_the_bulk_read_is_honoured(stack, reports, monkeypatch) -> None:
+    """The tagging index lags and the sweep's read is minutes old: a notebook exempted since is not
+    stopped; the decision made again with its current tags says why."""
+    from chalicelib import collect
+
+    aws, net = stack["aws"], stack["net"]
+    violating_world(aws, net)
+    arn = f"arn:aws:sagemaker:{aws.region}:{aws.account}:notebook-instance/nb-open"
+    read = collect.Lookups._read_sagemaker_tags
+
+    def read_then_exempt(self):  # the owner exempts the notebook right after the bulk read
+        found = read(self)
+        aws.client("sagemaker").add_tags(ResourceArn=arn, Tags=[
+            {"Key": "netguard:exempt", "Value": "NB.1,NB.3"}, {"Key": "netguard:exempt-reason", "Value": "migration"}])
+        return found
+
+    monkeypatch.setattr(collect.Lookups, "_read_sagemaker_tags", read_then_exempt)
+    result = invoke(stack, "sweep", scheduled_event(aws.account, aws.region))
+    assert notebook_status(aws.account, aws.region, "nb-open") == "InService"
+    assert "sagemaker:StopNotebookInstance" not in aws.calls.writes()
+    summary = reports(f"netguard/sweeps/{result['sweep_id']}/summary.json")
+    part = reports(summary["reports"][0])
+    assert {f["decision"]["kind"] for f in part["findings"] if f["resource_id"] == "nb-open"} == {"exempt"}

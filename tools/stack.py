@@ -66,7 +66,7 @@ CHANGE_TRIGGERED_RULES = frozenset({
 
 # Which statements of the central policy a member account needs: the engine's reads and
 # remediations. Every action of the central policy must be classified, so a new service is a decision.
-MEMBER_SERVICES = frozenset({"sagemaker", "ec2"})
+MEMBER_SERVICES = frozenset({"sagemaker", "ec2", "tag"})
 MEMBER_ACTIONS = frozenset({"iam:PassRole", "logs:CreateLogDelivery"})
 CENTRAL_SERVICES = frozenset({"cloudwatch", "config", "dynamodb", "kms", "logs", "organizations", "s3",
                               "secretsmanager", "sns", "sqs", "ssm", "sts", "xray"})
@@ -186,7 +186,7 @@ def member_statements(policy: dict[str, Any]) -> list[dict[str, Any]]:
                 raise StackError(f"{CENTRAL_POLICY.name} statement {st.get('Sid')}: NotAction/NotResource")
             out.append(st)
     if not out:
-        raise StackError(f"{CENTRAL_POLICY.name}: no SageMaker or EC2 statement found")
+        raise StackError(f"{CENTRAL_POLICY.name}: no SageMaker, EC2 or tagging statement found")
     return out
 
 
