@@ -158,7 +158,7 @@ def main() -> None:
 
             profile = cProfile.Profile()
             figures = profile.runcall(run_netguard, args.chunk, args.table)
-            pstats.Stats(profile, stream=sys.stderr).sort_stats("cumulative").print_stats(30)
+            pstats.Stats(profile, stream=sys.stderr).sort_stats("cumulative").print_stats(r"chalicelib|benchmarks", 40)
         else:
             figures = run_netguard(args.chunk, args.table)
         print(json.dumps(figures))

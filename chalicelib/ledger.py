@@ -284,7 +284,11 @@ def _to_dynamo(value: Any) -> Any:
     return canonical_json(value)
 
 
-TRANSACTION_ITEMS = 100  # DynamoDB's limit of writes per TransactWriteItems
+BATCH_WRITE_ITEMS = 25  # DynamoDB's limit of writes per BatchWriteItem
+
+
+def _key(item: Mapping[str, Any]) -> tuple[str, str]:
+    return str(item["pk"]), str(item["sk"])
 
 
 def _attempt(write: Callable[[], Any], attempts: int) -> str | None:
@@ -308,17 +312,20 @@ class DynamoLedger:
         self.ddb = clients.client("dynamodb", region)
         self.dedup = dt.timedelta(hours=dedup_hours)
         self.retention = dt.timedelta(days=retention_days)
+        # What this container claimed and started and has not settled yet: settled, each is written
+        # whole (with its result) by settle_run, in batches, rather than updated item by item.
+        self._claimed: dict[tuple[str, str], dict[str, Any]] = {}
+        self._started: dict[str, dict[str, Any]] = {}
 
     def _put(self, item: Mapping[str, Any], **kwargs: Any) -> None:
         self.ddb.put_item(TableName=self.table_name, Item=_serialize(item), **kwargs)
 
     def claim(self, finding: Finding, kind: str, context: EventContext) -> bool:
         now = utcnow()
+        item = {"pk": resource_pk(finding.resource.ref), "sk": claim_sk(finding, kind), "event_id": context.event_id,
+                "at": _iso(now), "expires_at": int((now + self.dedup).timestamp())}
         try:
-            self._put({"pk": resource_pk(finding.resource.ref), "sk": claim_sk(finding, kind),
-                       "event_id": context.event_id, "at": _iso(now),
-                       "expires_at": int((now + self.dedup).timestamp())},
-                      ConditionExpression="attribute_not_exists(sk) OR #r = :failed OR "
+            self._put(item, ConditionExpression="attribute_not_exists(sk) OR #r = :failed OR "
                                           "(attribute_not_exists(#r) AND #at < :stale)",
                       ExpressionAttributeNames={"#r": "result", "#at": "at"},
                       ExpressionAttributeValues={":failed": {"S": FAILED}, ":stale": {"S": _iso(now - STALE_CLAIM)}})
@@ -326,6 +333,7 @@ class DynamoLedger:
             if error_code(exc) == "ConditionalCheckFailedException":
                 return False
             raise
+        self._claimed[(item["pk"], item["sk"])] = item
         return True
 
     def _settle_claim_op(self, finding: Finding, kind: str, result: str) -> dict[str, Any]:
@@ -336,7 +344,7 @@ class DynamoLedger:
             "ExpressionAttributeValues": {":r": {"S": result}}}}
 
     def _apply(self, op: Mapping[str, Any]) -> None:
-        """One write of a transaction on its own: the same parameters, one call."""
+        """One write: {"Put": put_item's parameters} or {"Update": update_item's}."""
         if "Put" in op:
             self.ddb.put_item(**op["Put"])
         else:
@@ -347,10 +355,11 @@ class DynamoLedger:
 
     def record_action(self, action_id, action, ref, controls, before, context) -> None:
         now = utcnow()
-        self._put({"pk": f"action#{action_id}", "sk": "action", "action": action, "resource": ref.key,
-                   "controls": list(controls), "before": _to_dynamo(before), "event_id": context.event_id,
-                   "result": "started", "at": _iso(now), "expires_at": int((now + self.retention).timestamp())},
-                  ConditionExpression="attribute_not_exists(pk)")
+        item = {"pk": f"action#{action_id}", "sk": "action", "action": action, "resource": ref.key,
+                "controls": list(controls), "before": _to_dynamo(before), "event_id": context.event_id,
+                "result": "started", "at": _iso(now), "expires_at": int((now + self.retention).timestamp())}
+        self._put(item, ConditionExpression="attribute_not_exists(pk)")
+        self._started[action_id] = item
 
     def _finish_action_op(self, action_id: str, result: str, detail: str) -> dict[str, Any]:
         return {"Update": {
@@ -362,44 +371,74 @@ class DynamoLedger:
     def finish_action(self, action_id: str, result: str, detail: str) -> None:
         self._apply(self._finish_action_op(action_id, result, detail))
 
-    def _decision_op(self, context: EventContext, outcome: Outcome) -> dict[str, Any]:
+    def _decision_record(self, context: EventContext, outcome: Outcome) -> dict[str, Any]:
         now = utcnow()
         item = decision_item(context, outcome)
         for key in ("resource", "evidence", "before"):
             item[key] = _to_dynamo(item[key])
         ref = outcome.decision.finding.resource.ref
-        return {"Put": {"TableName": self.table_name, "Item": _serialize({
-            "pk": resource_pk(ref), "sk": f"decision#{_iso(now)}#{context.event_id}#{outcome.decision.finding.control.id}",
-            "at": _iso(now), "expires_at": int((now + self.retention).timestamp()), **item})}}
+        return {"pk": resource_pk(ref), "sk": f"decision#{_iso(now)}#{context.event_id}#{outcome.decision.finding.control.id}",
+                "at": _iso(now), "expires_at": int((now + self.retention).timestamp()), **item}
 
     def record_decision(self, context: EventContext, outcome: Outcome) -> None:
-        self._apply(self._decision_op(context, outcome))
+        self._put(self._decision_record(context, outcome))
 
     def settle_run(self, context: EventContext, claims: list[tuple[Finding, str, str]],
                    actions: list[tuple[str, str, str]], decisions: list[Outcome],
                    attempts: int = 3) -> list[tuple[str, str]]:
-        """What a run settles (claims' and actions' results, the decisions), in TransactWriteItems of
-        up to 100 writes: one call for an event. Each part is tried `attempts` times (beyond botocore's
-        own retries); a transaction still refused (a conflict on one item cancels all) is written item
-        by item. The writes are built once, so a repeated one rewrites the same item. Returns what
-        could not be written: (what, error)."""
-        ops = [(f"the claim of {f.control.id} on {f.resource.ref.key}", self._settle_claim_op(f, kind, result))
-               for f, kind, result in claims]
-        ops += [(f"the result of {action_id}", self._finish_action_op(action_id, result, detail))
-                for action_id, result, detail in actions]
-        ops += [(f"the decision on {o.decision.finding.control.id} for {o.decision.finding.resource.ref.key}",
-                 self._decision_op(context, o)) for o in decisions]
+        """What a run settles (claims' and actions' results, the decisions), each item written whole
+        with its result, 25 per BatchWriteItem: one call for an event, a few per sweep chunk (and half
+        the write capacity of transactions). A claim or action this container did not make is updated
+        on its own. Each write is tried `attempts` times (beyond botocore's own retries); items a
+        batch leaves unwritten are written one by one. Returns what could not be written: (what, error)."""
+        now = utcnow()
+        whole: list[tuple[str, dict[str, Any]]] = []
+        alone: list[tuple[str, dict[str, Any]]] = []
+        for finding, kind, result in claims:
+            what = f"the claim of {finding.control.id} on {finding.resource.ref.key}"
+            claimed = self._claimed.pop((resource_pk(finding.resource.ref), claim_sk(finding, kind)), None)
+            if claimed is None:
+                alone.append((what, self._settle_claim_op(finding, kind, result)))
+            else:
+                whole.append((what, {**claimed, "result": result, "settled_at": _iso(now)}))
+        for action_id, result, detail in actions:
+            started = self._started.pop(action_id, None)
+            if started is None:
+                alone.append((f"the result of {action_id}", self._finish_action_op(action_id, result, detail)))
+            else:
+                whole.append((f"the result of {action_id}",
+                              {**started, "result": result, "detail": detail, "finished_at": _iso(now)}))
+        whole += [(f"the decision on {o.decision.finding.control.id} for {o.decision.finding.resource.ref.key}",
+                   self._decision_record(context, o)) for o in decisions]
+        for start in range(0, len(whole), BATCH_WRITE_ITEMS):
+            part = whole[start:start + BATCH_WRITE_ITEMS]
+            left = {_key(item) for _, item in part} if len(part) == 1 else self._batch_put(
+                [item for _, item in part], attempts)
+            alone += [(what, {"Put": {"TableName": self.table_name, "Item": _serialize(item)}})
+                      for what, item in part if _key(item) in left]
         failed: list[tuple[str, str]] = []
-        for start in range(0, len(ops), TRANSACTION_ITEMS):
-            part = ops[start:start + TRANSACTION_ITEMS]
-            if len(part) > 1 and _attempt(lambda part=part: self.ddb.transact_write_items(
-                    TransactItems=[op for _, op in part]), attempts) is None:
-                continue
-            for what, op in part:
-                error = _attempt(lambda op=op: self._apply(op), attempts)
-                if error is not None:
-                    failed.append((what, error))
+        for what, op in alone:
+            error = _attempt(lambda op=op: self._apply(op), attempts)
+            if error is not None:
+                failed.append((what, error))
         return failed
+
+    def _batch_put(self, items: list[dict[str, Any]], attempts: int) -> set[tuple[str, str]]:
+        """Up to 25 items in BatchWriteItem calls, again for what DynamoDB leaves unprocessed or when a
+        call fails, `attempts` times. Returns the keys of the items still unwritten."""
+        left = {_key(item): {"PutRequest": {"Item": _serialize(item)}} for item in items}
+        for attempt in range(attempts):
+            try:
+                answer = self.ddb.batch_write_item(RequestItems={self.table_name: list(left.values())})
+            except AWS_ERRORS as exc:
+                log.warning("ledger: %d items not written in a batch: %s", len(left), error_code(exc))
+                continue
+            unprocessed = (answer.get("UnprocessedItems") or {}).get(self.table_name, [])
+            left = {(r["PutRequest"]["Item"]["pk"]["S"], r["PutRequest"]["Item"]["sk"]["S"]): r for r in unprocessed}
+            if not left:
+                break
+            time.sleep(0.05 * 2 ** attempt)
+        return set(left)
 
     def record_undelivered(self, alert: Mapping[str, Any], channel: str, error: str) -> None:
         now = utcnow()

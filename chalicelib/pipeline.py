@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Protocol
 
@@ -91,6 +92,7 @@ class RunReport:
 
 
 LEDGER_WRITE_ATTEMPTS = 3
+CONCURRENT_CLAIMS_FROM = 8  # fewer claims (an event's) are made in turn: threads would cost more than they save
 
 
 @dataclass
@@ -193,16 +195,16 @@ class Pipeline:
         outcomes: list[Outcome] = []
         done = Settlement()
         groups: dict[tuple[str, ResourceRef], list[Decision]] = {}
+        claims = self._claim_all(context, [d for d in decisions if d.kind != REPORT_ONLY])
         for decision in decisions:
             if decision.kind == REPORT_ONLY:
                 outcomes.append(Outcome(decision, NO_ACTION, decision.reason))
                 continue
-            try:
-                claimed = self.ledger is None or self.ledger.claim(decision.finding, decision.kind, context)
-            except AWS_ERRORS as exc:
+            claimed = claims[id(decision)]
+            if isinstance(claimed, Exception):
                 # Without a claim we cannot prove we act once: do nothing, say so.
                 self.telemetry.count("failures", decision.finding.control.id)
-                outcomes.append(Outcome(decision, FAILED, f"{error_code(exc)}: ledger unavailable, no action taken"))
+                outcomes.append(Outcome(decision, FAILED, f"{error_code(claimed)}: ledger unavailable, no action taken"))
                 continue
             if not claimed:
                 log.info("duplicate: %s on %s already handled (%s)", decision.finding.control.id,
@@ -230,6 +232,24 @@ class Pipeline:
         done.decisions = [o for o in outcomes if o.result != DUPLICATE and o.decision.kind != REPORT_ONLY]
         self._settle(context, done)
         return outcomes
+
+    def _claim_all(self, context: EventContext, decisions: list[Decision]) -> dict[int, bool | Exception]:
+        """Each decision's claim (True: ours to handle; False: handled already; the error when the
+        ledger could not be written), by id(decision). Independent conditional writes: a sweep's
+        chunk makes them NETGUARD_READ_CONCURRENCY at a time; an event's few, in turn."""
+        def claim(decision: Decision) -> bool | Exception:
+            if self.ledger is None:
+                return True
+            try:
+                return self.ledger.claim(decision.finding, decision.kind, context)
+            except AWS_ERRORS as exc:
+                return exc
+
+        workers = min(self.settings.read_concurrency, len(decisions))
+        if workers <= 1 or len(decisions) < CONCURRENT_CLAIMS_FROM:
+            return {id(d): claim(d) for d in decisions}
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="netguard-claim") as pool:
+            return {id(d): result for d, result in zip(decisions, pool.map(claim, decisions))}
 
     def _over_budget(self, ref: ResourceRef) -> str | None:
         """Blast radius: None if one more enforce action is allowed in ref's account in this window,

@@ -66,6 +66,11 @@ VPC endpoints (EC2; SageMaker in a private VPC depends on them, so they are patc
   * DescribeNetworkInterfaces ignores the filters `interface-type` and `requester-managed` (matches
     nothing). -> supported.
 
+Resource Groups Tagging API (netguard reads SageMaker tags with it in sweeps)
+  * `GetResources` without `TagsPerPage` stops a page at 100 tags (20 notebooks of 5 tags), as if
+    `TagsPerPage=100` had been given. AWS limits a page by tags only when `TagsPerPage` is given and
+    recommends `ResourcesPerPage` (at most 100 resources) instead. -> no tag limit unless asked.
+
 Not patched (documented): endpoints are `InService` at once (AWS: `Creating` first; move them with
 `set_job_status(..., "endpoint", ...)`); UpdateEndpointWeightsAndCapacities does not require InService.
 """
@@ -454,6 +459,10 @@ def aws_like_sagemaker(vpc_endpoints: bool = True) -> Iterator[None]:
     for kind in ("training", "processing", "transform", "tuning"):
         name = f"stop_{JOB_KINDS[kind].store[:-1]}"
         patches += [(SageMakerModelBackend, name, _stop_job(kind)), (SageMakerResponse, name, _stop_response(kind))]
+    from moto.resourcegroupstaggingapi.responses import ResourceGroupsTaggingAPIResponse  # noqa: PLC0415
+
+    patches.append((ResourceGroupsTaggingAPIResponse, "get_resources",
+                    _tags_per_page_only_when_asked(ResourceGroupsTaggingAPIResponse.get_resources)))
     with contextlib.ExitStack() as stack:
         for target, attribute, replacement in patches:
             stack.enter_context(mock.patch.object(target, attribute, replacement,
@@ -461,6 +470,24 @@ def aws_like_sagemaker(vpc_endpoints: bool = True) -> Iterator[None]:
         if vpc_endpoints:
             stack.enter_context(aws_like_vpc_endpoints())
         yield
+
+
+# --- the tagging API -----------------------------------------------------------------------------------
+
+def _tags_per_page_only_when_asked(original: Any) -> Any:
+    def get_resources(self: Any) -> Any:
+        if self._get_param("TagsPerPage") is not None:
+            return original(self)
+        backend = self.backend
+        limited = backend.get_resources
+
+        def unlimited(**kwargs: Any) -> Any:
+            return limited(**{**kwargs, "tags_per_page": 2**31})
+
+        with mock.patch.object(backend, "get_resources", unlimited):
+            return original(self)
+
+    return get_resources
 
 
 # --- playing SageMaker's part ---------------------------------------------------------------------------
