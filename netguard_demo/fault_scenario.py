@@ -168,6 +168,9 @@ def run(rate: float = 0.3, seed: int = 7, groups: int = 12, notebooks: int = 6, 
                 mock.patch.object(notify.Notifier, "__init__", _quick_slack(notify.Notifier.__init__)), \
                 Client(app_module.app, stage_name="faults") as client:
             handlers.runtime.cache_clear()
+            # a new deployment: no webhook URL cached by an earlier run in this process (its receiver
+            # is gone; a stale URL would fail Slack for the cache's lifetime)
+            notify.clear_cache()
 
             def invoke(name: str, event: Any) -> Any:
                 """As Lambda invokes asynchronously: an invocation that raises is tried twice more."""
