@@ -103,7 +103,7 @@ def main() -> None:
     medians = {name: statistics.median(times) for name, times in results.items()}
     print(f"cold start, median of {args.runs} fresh processes (ms), Python {sys.version.split()[0]}, "
           f"{os.cpu_count()} CPUs")
-    print(f"| probe | median | min | max | x its import boto3 | x its boto3 + one client |\n|---|---|---|---|---|---|")
+    print("| probe | median | min | max | x its import boto3 | x its boto3 + one client |\n|---|---|---|---|---|---|")
     for python, name, _ in probes:
         own = "(Custodian's venv)" if python == BENCH_PYTHON else ""
         base = medians[f"import boto3 {own}".strip()]

@@ -107,7 +107,7 @@ def run_netguard(events_file: str) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------ the harness
 
 
-def tool_run(tool: str, server: Any, world: Any, kind: str, tag: str) -> dict[str, Any]:
+def tool_run(tool: str, server: Any, world: Any, kind: str, tag: str, delay: float) -> dict[str, Any]:
     server.set_delay(0)  # build quickly; measure with the delay asked for
     warmup = violation(world, kind, f"warm-{tag}")
     event = violation(world, kind, f"meas-{tag}")
@@ -121,16 +121,13 @@ def tool_run(tool: str, server: Any, world: Any, kind: str, tag: str) -> dict[st
             command = [str(CUSTODIAN_PYTHON), str(HERE / "custodian_run.py"), "event", "--policies",
                        str(HERE / "custodian" / "events.yml"), "--event", f.name]
             env.pop("PYTHONPATH")
-        server.set_delay(server_delay[0])
+        server.set_delay(delay)
         out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
         if out.returncode != 0:
             raise SystemExit(f"{tool} {kind} failed:\n{out.stderr[-4000:]}")
         return json.loads(out.stdout.strip().splitlines()[-1])
     finally:
         os.unlink(f.name)
-
-
-server_delay = [0.0]  # the delay the measured runs get (set per pass)
 
 
 def main() -> None:
@@ -159,11 +156,10 @@ def main() -> None:
                 world = base()
                 add_notebooks(world, size)
                 for delay in (float(d) for d in args.delays.split(",")):
-                    server_delay[0] = delay
                     for kind in KINDS:
                         for tool in tools:
                             tag = f"{tool[:2]}-{int(delay)}-{KINDS.index(kind)}"
-                            r = tool_run(tool, server, world, kind, tag)
+                            r = tool_run(tool, server, world, kind, tag, delay)
                             rows.append({"tool": tool, "notebooks": size, "delay_ms": delay, "event": kind, **r})
                             print(f"  {tool} {kind} in {size} notebooks, +{delay:g} ms: "
                                   f"{sum(r['calls'].values())} calls, {r['seconds'] * 1000:.0f} ms", file=sys.stderr)

@@ -66,16 +66,9 @@ def add_notebooks(world: Base, count: int, prefix: str = "nb", nets: list[Any] |
 
 
 def create_training_job(world: Base, name: str, net: Any, isolated: bool) -> None:
-    from netguard_demo.world import TAGS
+    from netguard_demo.world import create_training_job as create
 
-    world.session.client("sagemaker").create_training_job(
-        TrainingJobName=name, RoleArn=world.role, EnableNetworkIsolation=isolated,
-        AlgorithmSpecification={"TrainingImage": "123456789012.dkr.ecr.us-east-1.amazonaws.com/x:1",
-                                "TrainingInputMode": "File"},
-        OutputDataConfig={"S3OutputPath": "s3://bench/out"}, StoppingCondition={"MaxRuntimeInSeconds": 3600},
-        ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 10},
-        VpcConfig={"Subnets": list(net.private_subnets), "SecurityGroupIds": [net.sg_notebook_ok]},
-        Tags=[{"Key": k, "Value": v} for k, v in TAGS.items()])
+    create(world.session.client("sagemaker"), world.account, name, net, isolated)
 
 
 def mixed(world: Base, size: int) -> dict[str, int]:

@@ -89,7 +89,8 @@ def run_demo(out: TextIO) -> int:
     from netguard_demo.moto_sagemaker import aws_like_sagemaker  # noqa: PLC0415
     from netguard_demo.receiver import WebhookReceiver  # noqa: PLC0415
     from netguard_demo.world import (build_network, create_alert_channels, create_ledger_table,  # noqa: PLC0415
-                                     create_notebook, drain_alerts, ingress_rule_ids, remove_default_vpc, TAGS)
+                                     create_notebook, create_training_job, drain_alerts, ingress_rule_ids,
+                                     remove_default_vpc, TAGS)
 
     show = Printer(out)
     engine_output = io.StringIO()
@@ -176,14 +177,7 @@ def run_demo(out: TextIO) -> int:
                 with contextlib.redirect_stdout(out):
                     show.title("4. The other families: a job, a model, a Studio domain, the VPC, its endpoints, tags")
                 role = f"arn:aws:iam::{account}:role/sagemaker"
-                sm.create_training_job(
-                    TrainingJobName="train-no-isolation", RoleArn=role, EnableNetworkIsolation=False,
-                    AlgorithmSpecification={"TrainingImage": "123.dkr.ecr.us-east-1.amazonaws.com/x:1",
-                                            "TrainingInputMode": "File"},
-                    OutputDataConfig={"S3OutputPath": "s3://demo/out"}, StoppingCondition={"MaxRuntimeInSeconds": 60},
-                    ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 10},
-                    VpcConfig={"Subnets": list(net.private_subnets), "SecurityGroupIds": [net.sg_notebook_ok]},
-                    Tags=[{"Key": k, "Value": v} for k, v in TAGS.items()])
+                create_training_job(sm, account, "train-no-isolation", net, isolated=False)
                 send("on_api_call", events.api_call("CreateTrainingJob", "aws.sagemaker",
                                                     {"trainingJobName": "train-no-isolation"}, None, account, region),
                      "CreateTrainingJob train-no-isolation (EnableNetworkIsolation false)")

@@ -150,6 +150,18 @@ def create_notebook(sagemaker: Any, account: str, name: str, subnet_id: str | No
     return sagemaker.create_notebook_instance(**params)["NotebookInstanceArn"]
 
 
+def create_training_job(sagemaker: Any, account: str, name: str, net: Network, isolated: bool) -> None:
+    """A running training job in the network's private subnets, with the baseline's tags."""
+    sagemaker.create_training_job(
+        TrainingJobName=name, RoleArn=f"arn:aws:iam::{account}:role/sagemaker", EnableNetworkIsolation=isolated,
+        AlgorithmSpecification={"TrainingImage": f"{account}.dkr.ecr.us-east-1.amazonaws.com/x:1",
+                                "TrainingInputMode": "File"},
+        OutputDataConfig={"S3OutputPath": "s3://netguard-demo/out"}, StoppingCondition={"MaxRuntimeInSeconds": 3600},
+        ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 10},
+        VpcConfig={"Subnets": list(net.private_subnets), "SecurityGroupIds": [net.sg_notebook_ok]},
+        Tags=[{"Key": k, "Value": v} for k, v in TAGS.items()])
+
+
 def ingress_rule_ids(ec2: Any, group_id: str) -> dict[str, dict[str, Any]]:
     """The group's ingress rules by rule id (to check what a remediation left)."""
     rules = ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [group_id]}])["SecurityGroupRules"]
