@@ -283,6 +283,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     check_environment()
     out = pull(args) if args.command == "pull" else event(args)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    out["cpu_seconds"] = usage.ru_utime + usage.ru_stime
     print(json.dumps(out, sort_keys=False), flush=True)
 
 

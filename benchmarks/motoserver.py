@@ -6,6 +6,7 @@ The count is taken by the server, so both tools are counted the same way whateve
 clients they make. Both are read and set over HTTP, outside the AWS API:
 
     GET  /_bench/calls            -> {"service:Operation": n, ...}
+    GET  /_bench/seconds          -> {"service:Operation": seconds moto spent answering them, ...}
     POST /_bench/reset            -> zeroes the counts
     POST /_bench/delay?ms=25      -> every later AWS request waits 25 ms before moto answers it
 
@@ -68,6 +69,7 @@ class Counting:
         self.app = app
         self.lock = threading.Lock()
         self.counts: dict[str, int] = {}
+        self.seconds: dict[str, float] = {}  # moto's own time per operation (the delay excluded)
         self.delay = 0.0
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -79,15 +81,20 @@ class Counting:
             self.counts[key] = self.counts.get(key, 0) + 1
         if self.delay:
             time.sleep(self.delay)
-        return self.app(environ, start_response)
+        started = time.perf_counter()
+        answer = list(self.app(environ, start_response))
+        with self.lock:
+            self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - started
+        return answer
 
     def control(self, what: str, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         with self.lock:
             if what == "reset":
-                self.counts = {}
+                self.counts, self.seconds = {}, {}
             elif what == "delay":
                 self.delay = float(parse_qs(environ.get("QUERY_STRING", "")).get("ms", ["0"])[0]) / 1000
-            body = json.dumps(self.counts if what == "calls" else {"delay_ms": self.delay * 1000}).encode()
+            answers = {"calls": self.counts, "seconds": {k: round(v, 3) for k, v in self.seconds.items()}}
+            body = json.dumps(answers.get(what, {"delay_ms": self.delay * 1000})).encode()
         start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
         return [body]
 
@@ -162,6 +169,10 @@ class BenchServer:
 
     def calls(self) -> dict[str, int]:
         return self._control("calls", "GET")
+
+    def seconds(self) -> dict[str, float]:
+        """moto's own time per operation since the last reset (threads overlap: not wall time)."""
+        return self._control("seconds", "GET")
 
     def reset(self) -> None:
         self._control("reset")

@@ -67,12 +67,15 @@ def run_netguard(chunk: int, table: str) -> dict[str, Any]:
     _, heap_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     calls = bench_control("calls", "GET")
+    server_seconds = bench_control("seconds", "GET")
+    cpu = resource.getrusage(resource.RUSAGE_SELF)
     stats = rt.ledger.sweep_stats(result["sweep_id"])[0]
     summary_key = f"netguard/sweeps/{result['sweep_id']}/summary.json"
     summary = json.loads(session.client("s3").get_object(Bucket=BUCKET, Key=summary_key)["Body"].read())
     return {"resources": stats["resources"], "violations": sum(stats["violations"].values()),
             "violations_by_control": stats["violations"], "alerts": stats["alerts"], "errors": stats["error_count"],
-            "calls": calls, "seconds": seconds, "baseline_rss_kb": baseline_rss, "imported_rss_kb": imported_rss,
+            "calls": calls, "server_seconds": server_seconds, "seconds": seconds,
+            "cpu_seconds": cpu.ru_utime + cpu.ru_stime, "baseline_rss_kb": baseline_rss, "imported_rss_kb": imported_rss,
             "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "heap_peak_bytes": heap_peak,
             "report": f"s3://{BUCKET}/{summary_key}", "summary_reports": len(summary["reports"])}
 
@@ -105,7 +108,7 @@ def run_tool(tool: str, server: Any, chunk: int, run: int) -> dict[str, Any]:
     figures = json.loads(out.stdout.strip().splitlines()[-1])
     if tool == "custodian":
         policies = figures["policies"]
-        figures.update(calls=server.calls(), process_seconds=process_seconds,
+        figures.update(calls=server.calls(), server_seconds=server.seconds(), process_seconds=process_seconds,
                        resources=sum(p["resources"] for p in policies.values()),
                        violations=sum(p["matched"] for p in policies.values()))
     return figures
@@ -200,8 +203,12 @@ def print_table(rows: list[dict[str, Any]], tools: list[str], chunk: int) -> Non
                 print(f"  {size:,} resources, +{delay:g} ms: throughput x{speed:.2f}, calls/resource x{a / b:.2f}")
     for r in rows:
         top = sorted(r["calls"].items(), key=lambda kv: -kv[1])[:10]
+        busiest = sorted(r["server_seconds"].items(), key=lambda kv: -kv[1])[:6]
         print(f"\n{r['tool']} {r['size']:,} +{r['delay_ms']:g} ms ({r['world']}): most frequent calls: "
               + ", ".join(f"{k} {n}" for k, n in top))
+        print(f"  moto's own time {sum(r['server_seconds'].values()):.1f} s, most in: "
+              + ", ".join(f"{k} {v:.1f} s" for k, v in busiest)
+              + (f"; the tool's process used {r['cpu_seconds']:.1f} s of CPU" if "cpu_seconds" in r else ""))
         if r["tool"] == "netguard":
             print(f"  report {r['report']} ({r['summary_reports']} part report), errors {r['errors']}, "
                   f"alerts {r['alerts']}, violations by control {r['violations_by_control']}")

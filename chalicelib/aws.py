@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from typing import Any
+from typing import Any, Callable, Iterable, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -24,7 +24,26 @@ ROLE_SESSION_NAME = "netguard"
 ROLE_SESSION_SECONDS = 3600
 RENEW_BEFORE = dt.timedelta(minutes=10)
 
-RETRY_CONFIG = {"retries": {"mode": "standard", "max_attempts": 5}, "connect_timeout": 5, "read_timeout": 20}
+# max_pool_connections: one connection per concurrent call (NETGUARD_READ_CONCURRENCY is at most 32)
+RETRY_CONFIG = {"retries": {"mode": "standard", "max_attempts": 5}, "connect_timeout": 5, "read_timeout": 20,
+                "max_pool_connections": 32}
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def concurrently(work: Callable[[T], R], items: Iterable[T], workers: int, name: str = "netguard") -> list[R]:
+    """[work(item) for item in items], `workers` at a time in threads: for independent AWS calls,
+    whose time is a network round trip (botocore clients are thread-safe). One item, or one worker,
+    runs in this thread. Results come in the order of `items`; an exception `work` raises is raised."""
+    items = list(items)
+    workers = min(workers, len(items))
+    if workers <= 1:
+        return [work(item) for item in items]
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name) as pool:
+        return list(pool.map(work, items))
 
 
 def partition(region: str | None) -> str:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import itertools
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 from botocore.exceptions import ClientError
 
-from .aws import AWS_ERRORS, Clients, error_code, error_message
+from .aws import AWS_ERRORS, Clients, concurrently, error_code, error_message
 from .checks import live_endpoint
 from .model import (
     DOMAIN,
@@ -93,8 +92,9 @@ def normalize_rule(rule: dict[str, Any]) -> dict[str, Any]:
 class Lookups:
     """Shared, cached reads for one account and region during one run."""
 
-    def __init__(self, clients: Clients, account: str, region: str) -> None:
+    def __init__(self, clients: Clients, account: str, region: str, workers: int = 1) -> None:
         self.account, self.region, self.clients = account, region, clients
+        self.workers = workers  # concurrent calls of prime()
         self._subnets: dict[str, dict[str, Any] | None] = {}
         self._route_tables: dict[str, dict[str, Any] | None] = {}
         self._main_tables: dict[str, dict[str, Any] | None] = {}
@@ -129,28 +129,42 @@ class Lookups:
 
     def prime(self) -> dict[str, list[str]]:
         """Scan mode: read the region's shared network state in a few paginated calls, so that
-        collecting each resource afterwards costs no network lookup. Returns the ids by type."""
-        for subnet in self._pages("describe_subnets", "Subnets"):
+        collecting each resource afterwards costs no network lookup. Returns the ids by type.
+        The reads are independent: they are made concurrently, then put together."""
+        reads: list[Callable[[], Any]] = [
+            lambda: list(self._pages("describe_subnets", "Subnets")),
+            lambda: list(self._pages("describe_route_tables", "RouteTables")),
+            lambda: list(self._pages("describe_vpcs", "Vpcs")),
+            lambda: list(self._pages("describe_security_groups", "SecurityGroups")),
+            lambda: list(self._pages("describe_security_group_rules", "SecurityGroupRules")),
+            lambda: list(self._pages("describe_network_interfaces", "NetworkInterfaces")),
+            lambda: list(self._pages("describe_vpc_endpoints", "VpcEndpoints")),
+            lambda: list(self._pages("describe_network_acls", "NetworkAcls")),
+            lambda: list(self._pages("describe_flow_logs", "FlowLogs")),
+            self._read_sagemaker_tags]
+        answers = concurrently(lambda read: read(), reads, self.workers, "netguard-prime")
+        subnets, tables, vpcs, groups, rules, enis, endpoints, acls, flow_logs, self._bulk_tags = answers
+        for subnet in subnets:
             self._subnets[subnet["SubnetId"]] = subnet
-        for table in self._pages("describe_route_tables", "RouteTables"):
+        for table in tables:
             for assoc in table.get("Associations", []):
                 if assoc.get("SubnetId"):
                     self._route_tables[assoc["SubnetId"]] = table
                 if assoc.get("Main"):
                     self._main_tables[table["VpcId"]] = table
-        for vpc in self._pages("describe_vpcs", "Vpcs"):
+        for vpc in vpcs:
             self._vpcs[vpc["VpcId"]] = vpc
-        for group in self._pages("describe_security_groups", "SecurityGroups"):
+        for group in groups:
             self._groups[group["GroupId"]] = group
             self._rules[group["GroupId"]] = []
             self._sg_users[group["GroupId"]] = set()
-        for rule in self._pages("describe_security_group_rules", "SecurityGroupRules"):
+        for rule in rules:
             self._rules.setdefault(rule["GroupId"], []).append(normalize_rule(rule))
         for subnet_id in self._subnets:
             self._subnet_users[subnet_id] = set()
         for vpc_id in self._vpcs:
             self._vpc_users[vpc_id] = set()
-        for eni in self._pages("describe_network_interfaces", "NetworkInterfaces"):
+        for eni in enis:
             for group in eni.get("Groups", []):
                 self._sg_users.setdefault(group["GroupId"], set()).update(classify_eni(eni))
             if eni.get("SubnetId"):
@@ -160,20 +174,19 @@ class Lookups:
         for vpc_id in self._vpcs:
             self._flow_logs[vpc_id] = []
             self._endpoints_by_vpc[vpc_id] = []
-        for endpoint in self._pages("describe_vpc_endpoints", "VpcEndpoints"):
+        for endpoint in endpoints:
             self._endpoints_by_vpc.setdefault(endpoint["VpcId"], []).append(endpoint)
-        for acl in self._pages("describe_network_acls", "NetworkAcls"):
+        for acl in acls:
             for assoc in acl.get("Associations", []):
                 self._acls[assoc["SubnetId"]] = acl
-        for flow_log in self._pages("describe_flow_logs", "FlowLogs"):
+        for flow_log in flow_logs:
             self._flow_logs.setdefault(flow_log.get("ResourceId", ""), []).append(_flow_log_view(flow_log))
         for subnet_id in self._subnets:
             if subnet_id not in self._route_tables:
                 self._route_tables[subnet_id] = self._main_tables.get(self._subnets[subnet_id]["VpcId"])
         self._primed = True
-        self._bulk_tags = self._read_sagemaker_tags()
-        endpoints = sorted(e["VpcEndpointId"] for es in self._endpoints_by_vpc.values() for e in es if live_endpoint(e))
-        return {VPC: sorted(self._vpcs), SUBNET: sorted(self._subnets), VPC_ENDPOINT: endpoints,
+        live = sorted(e["VpcEndpointId"] for es in self._endpoints_by_vpc.values() for e in es if live_endpoint(e))
+        return {VPC: sorted(self._vpcs), SUBNET: sorted(self._subnets), VPC_ENDPOINT: live,
                 SECURITY_GROUP: sorted(self._groups)}
 
     def _read_sagemaker_tags(self) -> dict[str, dict[str, str]] | None:
@@ -736,11 +749,21 @@ class Collector:
         self.hints: dict[ResourceRef, set[str]] = {}
         # Environment tags of the SageMaker resources read in this run, by VPC (VPC.11)
         self._environments: dict[tuple[str, str, str], dict[str, str | None]] = {}
+        # (account, region) whose every SageMaker resource this run reads before its VPCs (a whole
+        # sweep or scan): VPC.11 is answered from those reads, without asking the index.
+        self._whole: set[tuple[str, str]] = set()
+
+    def reads_every_sagemaker_resource(self, account: str, region: str) -> None:
+        """The run lists and reads every SageMaker resource of the region before its VPCs (a sweep from
+        its first resource, a scan) with no list failing: what it reads is the whole of what VPC.11
+        asks the index for, and fresher (the index also remembers resources deleted within 30 days).
+        A SageMaker resource whose read fails puts the region back on the index."""
+        self._whole.add((account, region))
 
     def lookups(self, account: str, region: str) -> Lookups:
         key = (account, region)
         if key not in self._lookups:
-            self._lookups[key] = Lookups(self.clients, account, region)
+            self._lookups[key] = Lookups(self.clients, account, region, self.workers)
         return self._lookups[key]
 
     def collect(self, refs: Iterable[ResourceRef], follow: bool = True) -> Collected:
@@ -793,12 +816,8 @@ class Collector:
                 return self._guarded(ref, out, lambda: COLLECTORS[ref.resource_type](
                     self.lookups(ref.account, ref.region), ref, hints))
 
-            if self.workers > 1 and len(refs) > 1:
-                with ThreadPoolExecutor(max_workers=min(self.workers, len(refs))) as pool:
-                    found = list(pool.map(read, refs))
-            else:
-                found = [read(ref) for ref in refs]
-            yield from (resource for resource in found if resource is not None)
+            yield from (resource for resource in concurrently(read, refs, self.workers, "netguard-read")
+                        if resource is not None)
 
     def _users(self, ref: ResourceRef, out: Collected) -> list[ResourceRef]:
         """What depends on a changed shared resource: subnets behind a route table, and the resources the
@@ -818,9 +837,10 @@ class Collector:
 
     def _vpc_environments(self, vpc: ResourceRef, out: Collected) -> dict[str, list[str]]:
         """Environment tag value -> the SageMaker resources in the VPC with it: those read in this run,
-        and those the index remembers in the VPC's subnets (one query per subnet of the VPC)."""
+        and, unless the run read the whole region, those the index remembers in the VPC's subnets
+        (one query per subnet of the VPC)."""
         users = dict(self._environments.get((vpc.account, vpc.region, vpc.resource_id), {}))
-        if self.index is not None:
+        if self.index is not None and (vpc.account, vpc.region) not in self._whole:
             try:
                 for subnet in self.lookups(vpc.account, vpc.region).vpc_subnets(vpc.resource_id):
                     for user, env in self.index.users_with_environment(ResourceRef(SUBNET, subnet, vpc.account,
@@ -858,6 +878,8 @@ class Collector:
             message = f"{error_code(exc)}: {error_message(exc)}"
             log.warning("collect failed for %s: %s", ref.key, message)
             out.errors.append((ref, message))
+            if ref.resource_type in SAGEMAKER_TYPES:  # VPC.11 no longer knows the region whole
+                self._whole.discard((ref.account, ref.region))
             return None
         if resource is None:
             out.missing.append(ref)

@@ -143,7 +143,7 @@ def runtime() -> Runtime:
         raise ConfigError("NETGUARD_LEDGER_TABLE is not set: netguard will not act without its ledger")
     clients = make_clients(settings)
     ledger = DynamoLedger(settings.ledger_table, clients, dedup_hours=settings.dedup_hours,
-                          retention_days=settings.ledger_retention_days)
+                          retention_days=settings.ledger_retention_days, workers=settings.read_concurrency)
     persistence = DynamoDBPersistenceLayer(
         table_name=settings.ledger_table, key_attr="pk", sort_key_attr="sk", expiry_attr="expires_at",
         static_pk_value=f"idempotency#{os.environ.get('AWS_LAMBDA_FUNCTION_NAME', 'netguard')}",

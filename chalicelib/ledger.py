@@ -28,7 +28,7 @@ from typing import Any, Callable, Mapping, Protocol
 
 from botocore.exceptions import ClientError
 
-from .aws import AWS_ERRORS, Clients, error_code, error_message
+from .aws import AWS_ERRORS, Clients, concurrently, error_code, error_message
 from .model import (
     DEFERRED,
     FAILED,
@@ -99,6 +99,8 @@ def ref_from_key(key: str) -> ResourceRef | None:
 
 class Ledger(Protocol):
     def claim(self, finding: Finding, kind: str, context: EventContext) -> bool: ...
+    def claim_many(self, claims: list[tuple[Finding, str]], context: EventContext,
+                   attempts: int = 3) -> list[bool | Exception]: ...
     def settle_claim(self, finding: Finding, kind: str, result: str) -> None: ...
     def record_action(self, action_id: str, action: str, ref: ResourceRef, controls: tuple[str, ...],
                       before: Mapping[str, Any], context: EventContext) -> None: ...
@@ -163,6 +165,10 @@ class MemoryLedger:
                 return False
             self._put(*key, {"event_id": context.event_id, "at": _iso(utcnow())})
             return True
+
+    def claim_many(self, claims: list[tuple[Finding, str]], context: EventContext,
+                   attempts: int = 3) -> list[bool | Exception]:
+        return [self.claim(finding, kind, context) for finding, kind in claims]  # claims cannot fail here
 
     def settle_claim(self, finding: Finding, kind: str, result: str) -> None:
         key = (resource_pk(finding.resource.ref), claim_sk(finding, kind))
@@ -285,6 +291,7 @@ def _to_dynamo(value: Any) -> Any:
 
 
 BATCH_WRITE_ITEMS = 25  # DynamoDB's limit of writes per BatchWriteItem
+TRANSACT_ITEMS = 100  # DynamoDB's limit of items per TransactWriteItems
 
 
 def _key(item: Mapping[str, Any]) -> tuple[str, str]:
@@ -307,8 +314,9 @@ class DynamoLedger:
     """The ledger in the DynamoDB table named by NETGUARD_LEDGER_TABLE."""
 
     def __init__(self, table_name: str, clients: Clients, region: str | None = None,
-                 dedup_hours: int = 24, retention_days: int = 400) -> None:
+                 dedup_hours: int = 24, retention_days: int = 400, workers: int = 1) -> None:
         self.table_name = table_name
+        self.workers = workers  # concurrent batch writes (a sweep's chunk settles and indexes hundreds)
         self.ddb = clients.client("dynamodb", region)
         self.dedup = dt.timedelta(hours=dedup_hours)
         self.retention = dt.timedelta(days=retention_days)
@@ -320,21 +328,85 @@ class DynamoLedger:
     def _put(self, item: Mapping[str, Any], **kwargs: Any) -> None:
         self.ddb.put_item(TableName=self.table_name, Item=_serialize(item), **kwargs)
 
-    def claim(self, finding: Finding, kind: str, context: EventContext) -> bool:
+    def _claim_put(self, finding: Finding, kind: str, context: EventContext) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A claim's item, and the conditional put that takes it: a new claim, a failed one, or one left
+        unsettled for STALE_CLAIM (its container died)."""
         now = utcnow()
         item = {"pk": resource_pk(finding.resource.ref), "sk": claim_sk(finding, kind), "event_id": context.event_id,
                 "at": _iso(now), "expires_at": int((now + self.dedup).timestamp())}
+        return item, {"TableName": self.table_name, "Item": _serialize(item),
+                      "ConditionExpression": "attribute_not_exists(sk) OR #r = :failed OR "
+                                             "(attribute_not_exists(#r) AND #at < :stale)",
+                      "ExpressionAttributeNames": {"#r": "result", "#at": "at"},
+                      "ExpressionAttributeValues": {":failed": {"S": FAILED}, ":stale": {"S": _iso(now - STALE_CLAIM)}}}
+
+    def claim(self, finding: Finding, kind: str, context: EventContext) -> bool:
+        item, put = self._claim_put(finding, kind, context)
         try:
-            self._put(item, ConditionExpression="attribute_not_exists(sk) OR #r = :failed OR "
-                                          "(attribute_not_exists(#r) AND #at < :stale)",
-                      ExpressionAttributeNames={"#r": "result", "#at": "at"},
-                      ExpressionAttributeValues={":failed": {"S": FAILED}, ":stale": {"S": _iso(now - STALE_CLAIM)}})
+            self.ddb.put_item(**put)
         except ClientError as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
                 return False
             raise
-        self._claimed[(item["pk"], item["sk"])] = item
+        self._claimed[_key(item)] = item
         return True
+
+    def claim_many(self, claims: list[tuple[Finding, str]], context: EventContext,
+                   attempts: int = 3) -> list[bool | Exception]:
+        """claim() for each (finding, kind), answered in order, made TRANSACT_ITEMS at a time in
+        TransactWriteItems: one call for an event's claims, a dozen for a sweep's thousand, with the
+        same conditions. A transaction is all or nothing: when DynamoDB cancels it because some claims
+        are taken already, those are answered False and the others are tried again (nothing of a
+        cancelled transaction is written). Its ClientRequestToken makes botocore's retry of a call
+        that did go through succeed again, rather than fail on its own claims. A call that fails
+        otherwise falls back to one claim() per item (each answers True, False or its error)."""
+        answers: list[bool | Exception | None] = [None] * len(claims)
+        puts: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
+        seen: set[tuple[str, str]] = set()
+        for index, (finding, kind) in enumerate(claims):
+            item, put = self._claim_put(finding, kind, context)
+            if _key(item) in seen:  # one transaction cannot write an item twice: the first claim decides
+                answers[index] = False
+            else:
+                seen.add(_key(item))
+                puts[index] = (item, put)
+        pending = list(puts) if len(puts) > 1 else []  # one claim: one conditional put
+        alone = [i for i in puts if i not in pending]
+        for start in range(0, len(pending), TRANSACT_ITEMS):
+            group = pending[start:start + TRANSACT_ITEMS]
+            for attempt in range(attempts):
+                if not group:
+                    break
+                try:
+                    self.ddb.transact_write_items(TransactItems=[{"Put": puts[i][1]} for i in group],
+                                                  ClientRequestToken=str(uuid.uuid4()))
+                except ClientError as exc:
+                    if error_code(exc) != "TransactionCanceledException":
+                        break
+                    reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+                    if len(reasons) != len(group):
+                        break
+                    for i, code in zip(group, reasons):
+                        if code == "ConditionalCheckFailed":
+                            answers[i] = False
+                    group = [i for i in group if answers[i] is None]
+                    if all(code in ("None", "ConditionalCheckFailed") for code in reasons):
+                        continue  # only claims taken already: the rest again, at once
+                    time.sleep(0.05 * 2 ** attempt)  # a conflict with another transaction, or throttling
+                    continue
+                except AWS_ERRORS:
+                    break
+                for i in group:
+                    answers[i] = True
+                    self._claimed[_key(puts[i][0])] = puts[i][0]
+                group = []
+            alone += group  # not settled by a transaction: one claim at a time
+        for i in alone:
+            try:
+                answers[i] = self.claim(*claims[i], context)
+            except AWS_ERRORS as exc:
+                answers[i] = exc
+        return [a if a is not None else False for a in answers]
 
     def _settle_claim_op(self, finding: Finding, kind: str, result: str) -> dict[str, Any]:
         return {"Update": {
@@ -410,10 +482,10 @@ class DynamoLedger:
                               {**started, "result": result, "detail": detail, "finished_at": _iso(now)}))
         whole += [(f"the decision on {o.decision.finding.control.id} for {o.decision.finding.resource.ref.key}",
                    self._decision_record(context, o)) for o in decisions]
-        for start in range(0, len(whole), BATCH_WRITE_ITEMS):
-            part = whole[start:start + BATCH_WRITE_ITEMS]
-            left = {_key(item) for _, item in part} if len(part) == 1 else self._batch_put(
-                [item for _, item in part], attempts)
+        parts = [whole[start:start + BATCH_WRITE_ITEMS] for start in range(0, len(whole), BATCH_WRITE_ITEMS)]
+        unwritten = concurrently(lambda part: {_key(item) for _, item in part} if len(part) == 1 else self._batch_put(
+            [item for _, item in part], attempts), parts, self.workers, "netguard-settle")
+        for part, left in zip(parts, unwritten):
             alone += [(what, {"Put": {"TableName": self.table_name, "Item": _serialize(item)}})
                       for what, item in part if _key(item) in left]
         failed: list[tuple[str, str]] = []
@@ -473,16 +545,20 @@ class DynamoLedger:
                                             "environment": environment}
                  for user, used, environment in entries for ref in used}
         requests = [{"PutRequest": {"Item": _serialize(item)}} for item in items.values()]
-        for start in range(0, len(requests), 25):
-            pending = {self.table_name: requests[start:start + 25]}
+
+        def write(batch: list[dict[str, Any]]) -> None:
+            pending = {self.table_name: batch}
             for attempt in range(5):
                 unprocessed = self.ddb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
                 if not unprocessed:
-                    break
+                    return
                 pending = unprocessed
                 time.sleep(0.05 * 2 ** attempt)
-            else:
-                log.warning("dependency index: %d entries not written (throttled)", len(pending[self.table_name]))
+            log.warning("dependency index: %d entries not written (throttled)", len(pending[self.table_name]))
+
+        concurrently(write, [requests[start:start + BATCH_WRITE_ITEMS] for start in range(0, len(requests),
+                                                                                           BATCH_WRITE_ITEMS)],
+                     self.workers, "netguard-index")
 
     def users_of(self, used: ResourceRef) -> list[ResourceRef]:
         return [ref for ref, _ in self.users_with_environment(used)]

@@ -794,35 +794,38 @@ class Notifier:
         return results
 
     def _deliver_sns_batches(self, alerts: Sequence[Mapping[str, Any]]) -> list[str]:
-        from .aws import AWS_ERRORS, error_code, error_message  # noqa: PLC0415
+        """SNS's result for each alert, sent in PublishBatch calls: the first alone (an outage costs
+        one call, then pauses the channel), the others concurrently."""
+        from .aws import AWS_ERRORS, concurrently, error_code, error_message  # noqa: PLC0415
 
         topic_arn = str(self.settings.alert_topic_arn)
         out = [""] * len(alerts)
         batches = sns_batches(alerts)
         for index in set(range(len(alerts))) - {i for batch in batches for i, _ in batch}:
             out[index] = self._deliver("sns", alerts[index], self._send_sns)  # too big even alone: says why
-        for batch in batches:
-            down = self._down.get("sns")
-            if down is not None and self.clock() < down[0]:
-                failed = {i: f"not attempted: sns failed {CHANNEL_PAUSE_SECONDS:.0f} s ago or less ({down[1]})"
-                          for i, _ in batch}
+
+        def publish(batch: list[tuple[int, dict[str, Any]]]) -> dict[int, str]:
+            """The alerts of `batch` SNS did not take: index -> why."""
+            paused = self._paused("sns")
+            if paused is not None:
+                return {i: paused for i, _ in batch}
+            try:
+                answer = self.clients.client("sns", topic_region(topic_arn)).publish_batch(
+                    TopicArn=topic_arn, PublishBatchRequestEntries=[entry for _, entry in batch])
+            except AWS_ERRORS as exc:
+                error = redact_urls(f"SNS publish to {topic_arn} failed: {error_code(exc)}: {error_message(exc)}")
+            except Exception as exc:  # noqa: BLE001 - the same isolation boundary as _deliver
+                error = redact_urls(f"unexpected {type(exc).__name__}: {exc}")
             else:
-                try:
-                    answer = self.clients.client("sns", topic_region(topic_arn)).publish_batch(
-                        TopicArn=topic_arn, PublishBatchRequestEntries=[entry for _, entry in batch])
-                except AWS_ERRORS as exc:
-                    error = redact_urls(f"SNS publish to {topic_arn} failed: {error_code(exc)}: {error_message(exc)}")
-                    self._down["sns"] = (self.clock() + CHANNEL_PAUSE_SECONDS, error[:200])
-                    failed = {i: error for i, _ in batch}
-                except Exception as exc:  # noqa: BLE001 - the same isolation boundary as _deliver
-                    error = redact_urls(f"unexpected {type(exc).__name__}: {exc}")
-                    self._down["sns"] = (self.clock() + CHANNEL_PAUSE_SECONDS, error[:200])
-                    failed = {i: error for i, _ in batch}
-                else:
-                    self._down.pop("sns", None)
-                    failed = {int(f["Id"]): redact_urls(f"SNS publish to {topic_arn} failed: {f.get('Code')}: "
-                                                        f"{f.get('Message', '')}")
-                              for f in answer.get("Failed", [])}
+                self._down.pop("sns", None)
+                return {int(f["Id"]): redact_urls(f"SNS publish to {topic_arn} failed: {f.get('Code')}: "
+                                                  f"{f.get('Message', '')}") for f in answer.get("Failed", [])}
+            self._pause("sns", error)
+            return {i: error for i, _ in batch}
+
+        failures = [publish(batch) for batch in batches[:1]]
+        failures += concurrently(publish, batches[1:], self.settings.read_concurrency, "netguard-sns")
+        for batch, failed in zip(batches, failures):
             for index, _ in batch:
                 if index in failed:
                     self._undelivered(alerts[index], "sns", failed[index])
@@ -831,6 +834,16 @@ class Notifier:
                     out[index] = DELIVERED
         return out
 
+    def _paused(self, channel: str) -> str | None:
+        """Why `channel` is not tried now (it failed within CHANNEL_PAUSE_SECONDS), or None."""
+        down = self._down.get(channel)
+        if down is not None and self.clock() < down[0]:
+            return f"not attempted: {channel} failed {CHANNEL_PAUSE_SECONDS:.0f} s ago or less ({down[1]})"
+        return None
+
+    def _pause(self, channel: str, error: str) -> None:
+        self._down[channel] = (self.clock() + CHANNEL_PAUSE_SECONDS, error[:200])
+
     def resend(self, alert: Mapping[str, Any], channel: str) -> str:
         """Deliver an alert a channel did not take earlier, on that channel only: "delivered" or
         "failed: ..." (not recorded again: the caller keeps the original record until it succeeds)."""
@@ -838,14 +851,14 @@ class Notifier:
         configured = {"sns": self.settings.alert_topic_arn, "slack": self.settings.slack_webhook_param}.get(channel)
         if send is None or not configured:
             return f"failed: channel {channel} is not configured"
-        down = self._down.get(channel)
-        if down is not None and self.clock() < down[0]:
-            return f"failed: not attempted: {channel} failed recently ({down[1]})"
+        paused = self._paused(channel)
+        if paused is not None:
+            return f"failed: {paused}"
         try:
             send(alert)
         except Exception as exc:  # noqa: BLE001 - same isolation as _deliver
             error = redact_urls(str(exc) if isinstance(exc, DeliveryError) else f"{type(exc).__name__}: {exc}")
-            self._down[channel] = (self.clock() + CHANNEL_PAUSE_SECONDS, error[:200])
+            self._pause(channel, error)
             return f"failed: {error}"
         self._down.pop(channel, None)
         return DELIVERED
@@ -859,11 +872,10 @@ class Notifier:
         SlackWebhook(url, sleep=self.slack_sleep, logger=self.log).post(slack_blocks(alert))
 
     def _deliver(self, channel: str, alert: Mapping[str, Any], send: Callable[[Mapping[str, Any]], None]) -> str:
-        down = self._down.get(channel)
-        if down is not None and self.clock() < down[0]:
-            error = f"not attempted: {channel} failed {CHANNEL_PAUSE_SECONDS:.0f} s ago or less ({down[1]})"
-            self._undelivered(alert, channel, error)
-            return f"failed: {error}"
+        paused = self._paused(channel)
+        if paused is not None:
+            self._undelivered(alert, channel, paused)
+            return f"failed: {paused}"
         try:
             send(alert)
         except DeliveryError as exc:
@@ -873,7 +885,7 @@ class Notifier:
         else:
             self._down.pop(channel, None)
             return DELIVERED
-        self._down[channel] = (self.clock() + CHANNEL_PAUSE_SECONDS, error[:200])
+        self._pause(channel, error)
         self._undelivered(alert, channel, error)
         return f"failed: {error}"
 

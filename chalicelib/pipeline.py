@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Protocol
 
@@ -92,7 +91,6 @@ class RunReport:
 
 
 LEDGER_WRITE_ATTEMPTS = 3
-CONCURRENT_CLAIMS_FROM = 8  # fewer claims (an event's) are made in turn: threads would cost more than they save
 
 
 @dataclass
@@ -235,21 +233,13 @@ class Pipeline:
 
     def _claim_all(self, context: EventContext, decisions: list[Decision]) -> dict[int, bool | Exception]:
         """Each decision's claim (True: ours to handle; False: handled already; the error when the
-        ledger could not be written), by id(decision). Independent conditional writes: a sweep's
-        chunk makes them NETGUARD_READ_CONCURRENCY at a time; an event's few, in turn."""
-        def claim(decision: Decision) -> bool | Exception:
-            if self.ledger is None:
-                return True
-            try:
-                return self.ledger.claim(decision.finding, decision.kind, context)
-            except AWS_ERRORS as exc:
-                return exc
-
-        workers = min(self.settings.read_concurrency, len(decisions))
-        if workers <= 1 or len(decisions) < CONCURRENT_CLAIMS_FROM:
-            return {id(d): claim(d) for d in decisions}
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="netguard-claim") as pool:
-            return {id(d): result for d, result in zip(decisions, pool.map(claim, decisions))}
+        ledger could not be written), by id(decision): conditional writes, made together
+        (`claim_many`: one transaction per hundred)."""
+        if self.ledger is None:
+            return {id(d): True for d in decisions}
+        answers = self.ledger.claim_many([(d.finding, d.kind) for d in decisions], context,
+                                         attempts=LEDGER_WRITE_ATTEMPTS)
+        return {id(d): answer for d, answer in zip(decisions, answers)}
 
     def _over_budget(self, ref: ResourceRef) -> str | None:
         """Blast radius: None if one more enforce action is allowed in ref's account in this window,

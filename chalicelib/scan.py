@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .aws import AWS_ERRORS, Clients, error_code, error_message
+from .aws import AWS_ERRORS, Clients, concurrently, error_code, error_message
 from .collect import Collector
 from .ledger import DynamoLedger, MemoryLedger
 from .model import (
@@ -100,8 +100,6 @@ def list_refs(collector: Collector, account: str, region: str,
             log.error("could not list %s in %s/%s: %s", what, account, region, errors[-1][1])
             return empty
 
-    network = guarded("the network (subnets, route tables, VPCs, security groups)", lookups.prime, {})
-    refs: list[ResourceRef] = []
     # Named one by one, as literal operation names, so that the IAM coverage test can read them.
     paginators = {NOTEBOOK: lambda: lookups.sagemaker.get_paginator("list_notebook_instances"),
                   TRAINING_JOB: lambda: lookups.sagemaker.get_paginator("list_training_jobs"),
@@ -112,12 +110,18 @@ def list_refs(collector: Collector, account: str, region: str,
                   ENDPOINT_CONFIG: lambda: lookups.sagemaker.get_paginator("list_endpoint_configs"),
                   ENDPOINT: lambda: lookups.sagemaker.get_paginator("list_endpoints"),
                   DOMAIN: lambda: lookups.sagemaker.get_paginator("list_domains")}
-    for rtype, (key, name, params) in LISTS.items():
-        def listed(rtype: str = rtype, key: str = key, name: str = name, params: dict = params) -> list[ResourceRef]:
-            return [ResourceRef(rtype, item[name], account, region)
-                    for page in paginators[rtype]().paginate(**params) for item in page.get(key, [])]
 
-        refs += guarded(rtype, listed, [])
+    def listed(rtype: str) -> list[ResourceRef]:
+        key, name, params = LISTS[rtype]
+        return [ResourceRef(rtype, item[name], account, region)
+                for page in paginators[rtype]().paginate(**params) for item in page.get(key, [])]
+
+    # The lists are independent: made concurrently (each is a few round trips), kept in order.
+    network, *sagemaker = concurrently(
+        lambda rtype: guarded(rtype, lambda: listed(rtype), []) if rtype else guarded(
+            "the network (subnets, route tables, VPCs, security groups)", lookups.prime, {}),
+        [None, *LISTS], collector.workers, "netguard-list")
+    refs = [ref for found in sagemaker for ref in found]
     sagemaker_count = len(refs)
     refs += [ResourceRef(rtype, rid, account, region) for rtype, ids in network.items() for rid in ids]
     log.info("scanning %d SageMaker resources and %s in %s/%s", sagemaker_count,
@@ -135,11 +139,13 @@ def run_scan(clients: Clients, region: str, enforce: bool = False, ledger_file: 
                           workers=settings.read_concurrency)
     list_errors: list[tuple[str, str]] = []
     refs = list_refs(collector, account, region, list_errors)
+    if not list_errors:
+        collector.reads_every_sagemaker_resource(account, region)
     ledger: Any = None
     notifier = None
     if enforce:
         ledger = (DynamoLedger(settings.ledger_table, clients, dedup_hours=settings.dedup_hours,
-                               retention_days=settings.ledger_retention_days)
+                               retention_days=settings.ledger_retention_days, workers=settings.read_concurrency)
                   if settings.ledger_table else MemoryLedger(ledger_file))
         notifier = Notifier(settings, clients, ledger=ledger)
     meter = progress(len(refs)) if progress else None

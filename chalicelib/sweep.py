@@ -220,6 +220,8 @@ def run_task(task: Task, deps: SweepDeps, time_left: Callable[[], float] | None 
         refs = list_refs(collector, task.account, task.region, list_errors)
         for what, message in list_errors:
             stats.error(f"{task.account}/{task.region} {what}", message)
+        if task.offset == 0 and not list_errors:
+            collector.reads_every_sagemaker_resource(task.account, task.region)
         position = task.offset
         should_stop = (lambda: time_left() < STOP_MARGIN_SECONDS) if time_left is not None else None
         for batch, run in evaluate_in_chunks(pipeline, context, refs[task.offset:], settings.sweep_chunk,

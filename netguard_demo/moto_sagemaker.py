@@ -71,6 +71,10 @@ Resource Groups Tagging API (netguard reads SageMaker tags with it in sweeps)
     `TagsPerPage=100` had been given. AWS limits a page by tags only when `TagsPerPage` is given and
     recommends `ResourcesPerPage` (at most 100 resources) instead. -> no tag limit unless asked.
 
+DynamoDB (netguard's ledger; `netguard_demo.moto_dynamodb`, entered by `aws_like_sagemaker()` too)
+  * TransactWriteItems is neither isolated nor all-or-nothing under concurrent requests, and copies
+    every table it touches. -> serialized writes, conditions checked before anything is written.
+
 Not patched (documented): endpoints are `InService` at once (AWS: `Creating` first; move them with
 `set_job_status(..., "endpoint", ...)`); UpdateEndpointWeightsAndCapacities does not require InService.
 """
@@ -100,6 +104,8 @@ from moto.sagemaker.models import (
     sagemaker_backends,
 )
 from moto.sagemaker.responses import SageMakerResponse
+
+from .moto_dynamodb import aws_like_dynamodb
 
 __all__ = ["JOB_KINDS", "add_studio_app", "aws_like_sagemaker", "aws_like_vpc_endpoints", "job_status",
            "set_job_status"]
@@ -469,6 +475,8 @@ def aws_like_sagemaker(vpc_endpoints: bool = True) -> Iterator[None]:
                                                   create=not hasattr(target, attribute)))
         if vpc_endpoints:
             stack.enter_context(aws_like_vpc_endpoints())
+        # every world netguard runs in keeps its ledger in DynamoDB: transactions as AWS runs them
+        stack.enter_context(aws_like_dynamodb())
         yield
 
 

@@ -252,7 +252,7 @@ def test_an_event_another_invocation_is_processing_fails_for_a_retry_without_act
     attach_notebook_eni(aws.client("ec2"), net.private_subnets[0], [net.sg_ssh_open], "nb")
     event = events.authorize_ingress(net.sg_ssh_open, [tcp(22, "0.0.0.0/0")], aws.account, aws.region)
     rt = handlers.runtime()
-    original = rt.ledger.claim
+    original = rt.ledger.claim_many
     seen = []
 
     def claim_while_a_second_delivery_arrives(*args, **kwargs):
@@ -262,7 +262,7 @@ def test_an_event_another_invocation_is_processing_fails_for_a_retry_without_act
                 invoke(stack, "on_api_call", event)
         return original(*args, **kwargs)
 
-    rt.ledger.claim = claim_while_a_second_delivery_arrives
+    rt.ledger.claim_many = claim_while_a_second_delivery_arrives
     result = invoke(stack, "on_api_call", event)
     assert seen and {d["result"] for d in result["decisions"]} == {"succeeded"}
     assert aws.calls.writes() == ["ec2:RevokeSecurityGroupIngress"]

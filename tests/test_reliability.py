@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import threading
+import uuid
 from typing import Any
 
 import pytest
@@ -59,15 +60,15 @@ def test_two_concurrent_invocations_for_one_violation_act_once(stack, monkeypatc
     ledger = handlers.runtime().ledger  # one container's runtime, shared by both threads (as two containers share the table)
     at_claim = threading.Barrier(2, timeout=30)
     held: set[int] = set()
-    claim = ledger.claim
+    claim_many = ledger.claim_many
 
-    def claim_together(finding: Any, kind: str, context: Any) -> bool:
-        if finding.control.id == "SG.1" and threading.get_ident() not in held:
+    def claim_together(claims: list[Any], context: Any, attempts: int = 3) -> list[Any]:
+        if any(f.control.id == "SG.1" for f, _ in claims) and threading.get_ident() not in held:
             held.add(threading.get_ident())
             at_claim.wait()
-        return claim(finding, kind, context)
+        return claim_many(claims, context, attempts)
 
-    monkeypatch.setattr(ledger, "claim", claim_together)
+    monkeypatch.setattr(ledger, "claim_many", claim_together)
     first = events.authorize_ingress(net.sg_ssh_open, OPEN_SSH, aws.account, aws.region)
     second = events.authorize_ingress(net.sg_ssh_open, OPEN_SSH, aws.account, aws.region)
     barrier = threading.Barrier(2)
@@ -209,8 +210,8 @@ def ledger_writes(aws) -> list[str]:
 
 
 def test_an_event_settles_its_claims_actions_and_decisions_in_one_batch(stack) -> None:
-    """Before acting: the idempotency record, one conditional claim per decision, the budget and the
-    action's before-state. After: one BatchWriteItem for the rest (claims and actions with their
+    """Before acting: the idempotency record, the conditional claims of its decisions in one
+    transaction, the budget and the action's before-state. After: one BatchWriteItem for the rest (claims and actions with their
     results, the decisions), then Powertools' update. (A security group uses nothing netguard
     indexes: no write for the dependency index.)"""
     aws, net = stack["aws"], stack["net"]
@@ -221,7 +222,8 @@ def test_an_event_settles_its_claims_actions_and_decisions_in_one_batch(stack) -
     assert len(decided) >= 2 and acted
     writes = ledger_writes(aws)
     assert writes.count("BatchWriteItem") == 1
-    assert writes.count("PutItem") == 1 + len(decided) + len(acted)  # idempotency, claims, before-states
+    assert writes.count("TransactWriteItems") == 1  # the claims
+    assert writes.count("PutItem") == 1 + len(acted)  # idempotency, before-states
     assert writes.count("UpdateItem") == len(acted) + 1  # budget per action, idempotency completed
     settled = {i["sk"].split("#")[1]: i.get("result") for i in ledger_items(stack, "claim#")}
     assert settled == {d["control"]: d["result"] for d in decided}
@@ -258,3 +260,45 @@ def test_a_failing_batch_is_written_item_by_item_and_what_fails_is_logged(stack,
     logged = [line["message"] for line in json_lines(engine_log) if "could not record the decision" in line["message"]]
     assert len(logged) == len(decided) and all("ProvisionedThroughputExceededException" in m for m in logged)
     assert len(alerts(stack)) == len(decided)  # still alerted
+
+
+def _claims(stack, count: int) -> tuple[Any, list[tuple[Any, str]], Any]:
+    """`count` distinct findings to claim (the baseline's controls on as many notebooks as it takes),
+    and the runtime's DynamoDB ledger."""
+    from chalicelib.model import NON_COMPLIANT, NOTEBOOK, EventContext, Finding, Resource, ResourceRef
+    from chalicelib.policy import load_policy
+
+    aws = stack["aws"]
+    controls = load_policy().controls
+    claims = []
+    for i in range(count):
+        ref = ResourceRef(NOTEBOOK, f"nb-{i // len(controls)}", aws.account, aws.region)
+        claims.append((Finding(controls[i % len(controls)], Resource(ref, f"arn:{ref.key}", {}), NON_COMPLIANT, {}),
+                       "remediate"))
+    return handlers.runtime().ledger, claims, EventContext(f"evt-{uuid.uuid4()}", "test")
+
+
+def test_claims_are_made_together_and_one_taken_already_is_answered_false(stack) -> None:
+    """120 claims: transactions of 100 and 20. Claims taken earlier cancel their transaction: they are
+    answered False and the others are claimed by the transaction tried again; nothing is taken twice."""
+    aws = stack["aws"]
+    ledger, claims, context = _claims(stack, 120)
+    assert ledger.claim_many(claims[:3], context) == [True, True, True]
+    calls = len(aws.calls.ops("dynamodb"))
+    assert ledger.claim_many(claims, context) == [False] * 3 + [True] * 117
+    # the first hundred cancelled (3 taken), then its other 97, then the last 20
+    assert aws.calls.ops("dynamodb")[calls:] == ["TransactWriteItems"] * 3
+    assert ledger.claim_many(claims, context) == [False] * 120
+    _, fresh, _ = _claims(stack, 125)
+    assert ledger.claim_many([fresh[-1], fresh[-1]], context) == [True, False]  # one item twice: the first decides
+
+
+def test_claims_fall_back_to_one_put_each_when_the_transaction_fails(stack, monkeypatch) -> None:
+    from botocore.exceptions import ClientError
+
+    ledger, claims, context = _claims(stack, 5)
+    refused = ClientError({"Error": {"Code": "ValidationException", "Message": "no transactions here"}},
+                          "TransactWriteItems")
+    monkeypatch.setattr(ledger.ddb, "transact_write_items", lambda **_: (_ for _ in ()).throw(refused))
+    assert ledger.claim_many(claims[:2], context) == [True, True]
+    assert ledger.claim_many(claims, context) == [False, False, True, True, True]

@@ -277,3 +277,62 @@ def test_an_exemption_tagged_after_the_bulk_read_is_honoured(stack, reports, mon
     summary = reports(f"netguard/sweeps/{result['sweep_id']}/summary.json")
     part = reports(summary["reports"][0])
     assert {f["decision"]["kind"] for f in part["findings"] if f["resource_id"] == "nb-open"} == {"exempt"}
+
+
+def _stale_index_entry(aws, net) -> None:
+    """The index remembers a notebook of another environment in the VPC, deleted since (entries live 30 days)."""
+    from chalicelib.model import NOTEBOOK, SUBNET, ResourceRef
+
+    handlers.runtime().ledger.remember_uses(ResourceRef(NOTEBOOK, "nb-gone", aws.account, aws.region),
+                                            [ResourceRef(SUBNET, net.private_subnets[0], aws.account, aws.region)],
+                                            "staging")
+
+
+def _vpc11(reports, result, vpc_id: str) -> list[dict[str, Any]]:
+    summary = reports(f"netguard/sweeps/{result['sweep_id']}/summary.json")
+    return [f for f in reports(summary["reports"][0])["findings"] if f["control"] == "VPC.11" and f["resource_id"] == vpc_id]
+
+
+def test_a_whole_sweep_answers_vpc11_from_what_it_read_not_from_the_index(stack, reports, monkeypatch) -> None:
+    """A sweep reads every SageMaker resource of the region before its VPCs: which environments share a
+    VPC is what it read, not what the index remembers (no query per subnet, no deleted resource)."""
+    aws, net = stack["aws"], stack["net"]
+    create_notebook(aws.client("sagemaker"), aws.account, "nb-demo", net.private_subnets[0], [net.sg_notebook_ok])
+    _stale_index_entry(aws, net)
+    asked: list[str] = []
+    ledger_type = type(handlers.runtime().ledger)
+    read = ledger_type.users_with_environment
+    monkeypatch.setattr(ledger_type, "users_with_environment", lambda self, used: asked.append(used.key) or read(self, used))
+    result = invoke(stack, "sweep", scheduled_event(aws.account, aws.region))
+    assert _vpc11(reports, result, net.vpc_id) == [] and asked == []
+
+    # A second notebook of another environment in the VPC: found from the sweep's own reads.
+    create_notebook(aws.client("sagemaker"), aws.account, "nb-dev", net.private_subnets[1], [net.sg_notebook_ok],
+                    tags={"Environment": "dev"})
+    result = invoke(stack, "sweep", scheduled_event(aws.account, aws.region))
+    [finding] = _vpc11(reports, result, net.vpc_id)
+    assert finding["evidence"]["Environments"] == {"demo": ["nb-demo"], "dev": ["nb-dev"]} and asked == []
+
+
+def test_a_sagemaker_read_failing_puts_vpc11_back_on_the_index(stack, reports, monkeypatch) -> None:
+    """A notebook that could not be read may be in the VPC: the index answers for what the sweep missed."""
+    from botocore.exceptions import ClientError
+
+    from chalicelib import collect
+
+    aws, net = stack["aws"], stack["net"]
+    for name in ("nb-demo", "nb-unreadable"):
+        create_notebook(aws.client("sagemaker"), aws.account, name, net.private_subnets[0], [net.sg_notebook_ok])
+    _stale_index_entry(aws, net)
+    read = collect.COLLECTORS[collect.NOTEBOOK]
+
+    def throttled(lookups, ref, hints):
+        if ref.resource_id == "nb-unreadable":
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}},
+                              "DescribeNotebookInstance")
+        return read(lookups, ref, hints)
+
+    monkeypatch.setitem(collect.COLLECTORS, collect.NOTEBOOK, throttled)
+    result = invoke(stack, "sweep", scheduled_event(aws.account, aws.region))
+    [finding] = _vpc11(reports, result, net.vpc_id)
+    assert finding["evidence"]["Environments"] == {"demo": ["nb-demo"], "staging": ["nb-gone"]}
