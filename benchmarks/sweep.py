@@ -9,14 +9,16 @@ For each size, a fresh server; this process builds the world over HTTP (benchmar
   remediation, so every run sees the same world; a fresh ledger table per run);
 - Custodian: benchmarks/custodian/pull.yml in pull mode with --dryrun (filters, no actions).
 Figures: resources, violations found, AWS calls (counted by the server), wall time, peak memory
-(the process's maximum RSS; for netguard also the Python heap's peak as tracemalloc sees it).
+(the process's maximum RSS; with --heap, for netguard also the Python heap's peak as tracemalloc sees
+it: tracemalloc slows every allocation, so it is off for the timed runs by default).
 Prints a table; never asserts.
 
     .venv/bin/python benchmarks/sweep.py [--sizes 2000,10000] [--delays 0,25] [--tools netguard,custodian]
 
 netguard evaluates all of the baseline's controls on every resource type; Custodian's policies cover
 the five controls it can express (notebook direct internet, training isolation, open ingress, flow
-logs, VPC DNS). `NETGUARD_BENCH_PROFILE=1` prints netguard's cProfile to stderr.
+logs, VPC DNS). `NETGUARD_BENCH_PROFILE=1` prints netguard's cProfile to stderr (the main thread's:
+with NETGUARD_READ_CONCURRENCY=1 all of it).
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ CUSTODIAN_PYTHON = ROOT / ".venv-bench" / "bin" / "python"
 from worlds import BUCKET, REGION  # noqa: E402
 
 
-def run_netguard(chunk: int, table: str) -> dict[str, Any]:
+def run_netguard(chunk: int, table: str, heap: bool = False) -> dict[str, Any]:
     """In a fresh process: the sweep worker of one account-region, as the Lambda runs it."""
     import tracemalloc
 
@@ -60,11 +62,12 @@ def run_netguard(chunk: int, table: str) -> dict[str, Any]:
 
     imported_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     bench_control("reset")
-    tracemalloc.start()
+    if heap:
+        tracemalloc.start()
     started = time.perf_counter()
     result = start_sweep(rt.sweep_deps(handlers.EmfTelemetry()))
     seconds = time.perf_counter() - started
-    _, heap_peak = tracemalloc.get_traced_memory()
+    heap_peak = tracemalloc.get_traced_memory()[1] if heap else None
     tracemalloc.stop()
     calls = bench_control("calls", "GET")
     server_seconds = bench_control("seconds", "GET")
@@ -76,7 +79,8 @@ def run_netguard(chunk: int, table: str) -> dict[str, Any]:
             "violations_by_control": stats["violations"], "alerts": stats["alerts"], "errors": stats["error_count"],
             "calls": calls, "server_seconds": server_seconds, "seconds": seconds,
             "cpu_seconds": cpu.ru_utime + cpu.ru_stime, "baseline_rss_kb": baseline_rss, "imported_rss_kb": imported_rss,
-            "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "heap_peak_bytes": heap_peak,
+            "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            **({"heap_peak_bytes": heap_peak} if heap else {}),
             "report": f"s3://{BUCKET}/{summary_key}", "summary_reports": len(summary["reports"])}
 
 
@@ -86,14 +90,15 @@ def bench_control(what: str, method: str = "POST") -> Any:
     return control(what, method)
 
 
-def run_tool(tool: str, server: Any, chunk: int, run: int) -> dict[str, Any]:
+def run_tool(tool: str, server: Any, chunk: int, run: int, heap: bool = False) -> dict[str, Any]:
     env = {**server.env(), "PYTHONPATH": str(ROOT)}
     if tool == "netguard":
-        env.update({k: v for k, v in os.environ.items() if k == "NETGUARD_BENCH_PROFILE"})
-        command = [sys.executable, __file__, "--run-netguard", "--chunk", str(chunk), "--table", f"ledger-{run}"]
+        env.update({k: v for k, v in os.environ.items() if k in ("NETGUARD_BENCH_PROFILE", "NETGUARD_READ_CONCURRENCY")})
+        command = [sys.executable, __file__, "--run-netguard", "--chunk", str(chunk), "--table", f"ledger-{run}",
+                   *(["--heap"] if heap else [])]
         out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=7200)
         if env.get("NETGUARD_BENCH_PROFILE"):
-            sys.stderr.write(out.stderr[-12000:])
+            sys.stderr.write(out.stderr[-24000:])
     else:
         env.pop("PYTHONPATH")
         with tempfile.TemporaryDirectory() as output:
@@ -114,7 +119,7 @@ def run_tool(tool: str, server: Any, chunk: int, run: int) -> dict[str, Any]:
     return figures
 
 
-def measure(size: int, delays: list[float], tools: list[str], chunk: int) -> list[dict[str, Any]]:
+def measure(size: int, delays: list[float], tools: list[str], chunk: int, heap: bool = False) -> list[dict[str, Any]]:
     from motoserver import BenchServer
     from worlds import base, census, mixed
 
@@ -135,7 +140,7 @@ def measure(size: int, delays: list[float], tools: list[str], chunk: int) -> lis
         for delay in delays:
             server.set_delay(delay)
             for tool in tools:
-                figures = run_tool(tool, server, chunk, len(rows))
+                figures = run_tool(tool, server, chunk, len(rows), heap)
                 rows.append({"tool": tool, "size": size, "delay_ms": delay, "world": world,
                              "world_resources": sum(world.values()), **figures})
                 print(f"  {tool} {size} +{delay:g} ms: {sum(figures['calls'].values())} calls, "
@@ -151,6 +156,7 @@ def main() -> None:
     parser.add_argument("--tools", default="netguard,custodian")
     parser.add_argument("--chunk", type=int, default=200)
     parser.add_argument("--json", help="also write the rows to this file")
+    parser.add_argument("--heap", action="store_true", help="also trace netguard's Python heap (slower)")
     parser.add_argument("--run-netguard", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--table", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -160,17 +166,21 @@ def main() -> None:
             import pstats
 
             profile = cProfile.Profile()
-            figures = profile.runcall(run_netguard, args.chunk, args.table)
-            pstats.Stats(profile, stream=sys.stderr).sort_stats("cumulative").print_stats(r"chalicelib|benchmarks", 40)
+            figures = profile.runcall(run_netguard, args.chunk, args.table, args.heap)
+            if os.environ["NETGUARD_BENCH_PROFILE"].endswith(".prof"):  # a file name: the whole profile too
+                profile.dump_stats(os.environ["NETGUARD_BENCH_PROFILE"])
+            stats = pstats.Stats(profile, stream=sys.stderr)
+            stats.sort_stats("cumulative").print_stats(r"chalicelib|benchmarks", 40)
+            stats.sort_stats("tottime").print_stats(25)  # own time, any module (botocore's parsing included)
         else:
-            figures = run_netguard(args.chunk, args.table)
+            figures = run_netguard(args.chunk, args.table, args.heap)
         print(json.dumps(figures))
         return
     tools = args.tools.split(",")
     if "custodian" in tools and not CUSTODIAN_PYTHON.exists():
         raise SystemExit(f"{CUSTODIAN_PYTHON} is missing: `make .venv-bench` installs Cloud Custodian")
     delays = [float(d) for d in args.delays.split(",")]
-    rows = [row for size in args.sizes.split(",") for row in measure(int(size), delays, tools, args.chunk)]
+    rows = [row for size in args.sizes.split(",") for row in measure(int(size), delays, tools, args.chunk, args.heap)]
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     print_table(rows, tools, args.chunk)

@@ -133,11 +133,12 @@ class Pipeline:
         # The event's principal changed the resources it names, not the ones they use (a notebook's VPC).
         anonymous = dataclasses.replace(context, principal=None)
         decided: list[tuple[Decision, EventContext]] = []
+        named_refs = set(trigger.refs)  # a sweep's chunk names hundreds
         for finding in report.findings:
             self.telemetry.count("evaluations", finding.control.id)
             if finding.status == NON_COMPLIANT:
                 self.telemetry.count("violations", finding.control.id)
-            named = finding.resource.ref in trigger.refs
+            named = finding.resource.ref in named_refs
             decision = decide(finding, self.policy, self.settings, today, self.report_only,
                               context if named else anonymous)
             if decision is not None:
