@@ -120,6 +120,13 @@ class Lookups:
     def sagemaker(self) -> Any:
         return self.clients.client("sagemaker", self.region, self.account)
 
+    def together(self, *reads: Callable[[], Any]) -> None:
+        """Make a resource's independent reads at once: on an event each is a round trip, otherwise
+        made one after another. Their answers land in the caches the collector then reads. In a
+        primed run (sweep, scan) they are mostly cache hits and resources are read concurrently
+        already: in turn."""
+        concurrently(lambda read: read(), reads, 1 if self._primed else self.workers, "netguard-lookup")
+
     def _pages(self, operation: str, key: str, filter_name: str | None = None,
                value: str | None = None) -> Iterable[dict[str, Any]]:
         """Every item of a paginated EC2 describe call, optionally filtered on one value."""
@@ -349,12 +356,13 @@ class Lookups:
     def vpc_attributes(self, vpc_id: str) -> dict[str, bool]:
         """enableDnsSupport and enableDnsHostnames (one call each: the API takes one attribute)."""
         if vpc_id not in self._vpc_attributes:
-            values = {}
-            for attribute, key in (("enableDnsSupport", "EnableDnsSupport"),
-                                   ("enableDnsHostnames", "EnableDnsHostnames")):
-                answer = self.ec2.describe_vpc_attribute(VpcId=vpc_id, Attribute=attribute)
-                values[key] = bool(answer.get(key, {}).get("Value"))
-            self._vpc_attributes[vpc_id] = values
+            def read(attribute: tuple[str, str]) -> bool:
+                answer = self.ec2.describe_vpc_attribute(VpcId=vpc_id, Attribute=attribute[0])
+                return bool(answer.get(attribute[1], {}).get("Value"))
+
+            attributes = (("enableDnsSupport", "EnableDnsSupport"), ("enableDnsHostnames", "EnableDnsHostnames"))
+            values = concurrently(read, attributes, self.workers, "netguard-lookup")
+            self._vpc_attributes[vpc_id] = {key: value for (_, key), value in zip(attributes, values)}
         return self._vpc_attributes[vpc_id]
 
     def flow_logs(self, vpc_id: str) -> list[dict[str, Any]]:
@@ -592,6 +600,9 @@ def collect_domain(lookups: Lookups, ref: ResourceRef) -> Resource | None:
 
 
 def collect_subnet(lookups: Lookups, ref: ResourceRef, hints: frozenset) -> Resource | None:
+    subnet_id = ref.resource_id
+    lookups.together(lambda: lookups.subnet_view(subnet_id), lambda: lookups.network_acl(subnet_id),
+                     lambda: lookups.subnet_users(subnet_id))
     view = lookups.subnet_view(ref.resource_id)
     if view is None:
         return None
@@ -612,6 +623,10 @@ def endpoint_service(endpoint: dict[str, Any]) -> str:
 
 
 def collect_vpc(lookups: Lookups, ref: ResourceRef, hints: frozenset) -> Resource | None:
+    vpc_id = ref.resource_id
+    lookups.together(lambda: lookups.vpc(vpc_id), lambda: lookups.vpc_attributes(vpc_id),
+                     lambda: lookups.flow_logs(vpc_id), lambda: lookups.vpc_users(vpc_id),
+                     lambda: lookups.vpc_endpoints(vpc_id))
     vpc = lookups.vpc(ref.resource_id)
     if vpc is None:
         return None
@@ -655,6 +670,9 @@ def collect_vpc_endpoint(lookups: Lookups, ref: ResourceRef) -> Resource | None:
 
 
 def collect_security_group(lookups: Lookups, ref: ResourceRef, known_users: frozenset) -> Resource | None:
+    group_id = ref.resource_id
+    lookups.together(lambda: lookups.security_group(group_id), lambda: lookups.security_group_rules(group_id),
+                     lambda: lookups.security_group_users(group_id))
     group = lookups.security_group(ref.resource_id)
     if group is None:
         return None
@@ -842,9 +860,10 @@ class Collector:
         users = dict(self._environments.get((vpc.account, vpc.region, vpc.resource_id), {}))
         if self.index is not None and (vpc.account, vpc.region) not in self._whole:
             try:
-                for subnet in self.lookups(vpc.account, vpc.region).vpc_subnets(vpc.resource_id):
-                    for user, env in self.index.users_with_environment(ResourceRef(SUBNET, subnet, vpc.account,
-                                                                                   vpc.region)):
+                subnets = [ResourceRef(SUBNET, s, vpc.account, vpc.region)
+                           for s in self.lookups(vpc.account, vpc.region).vpc_subnets(vpc.resource_id)]
+                for found in concurrently(self.index.users_with_environment, subnets, self.workers, "netguard-index"):
+                    for user, env in found:
                         users.setdefault(user.key, env)
             except AWS_ERRORS as exc:
                 out.errors.append((vpc, f"{error_code(exc)}: {error_message(exc)}"))

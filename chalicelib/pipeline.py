@@ -120,7 +120,8 @@ class Pipeline:
         # what the resources use (the dependency index) is written once, after acting
         collector = self.collector or Collector(
             self.clients, {t for c in self.policy.controls for t in c.resource_types},
-            index=BufferedIndex(self.ledger) if self.ledger is not None else None)
+            index=BufferedIndex(self.ledger) if self.ledger is not None else None,
+            workers=self.settings.read_concurrency)
         collected = collector.collect(trigger.refs, follow=follow)
         report.missing, report.errors = collected.missing, collected.errors
         for ref in collected.missing:
