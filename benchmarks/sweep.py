@@ -192,8 +192,8 @@ def print_table(rows: list[dict[str, Any]], tools: list[str], chunk: int) -> Non
     print("calls/resource and resources/s are over the world's notebooks, training jobs, security groups and "
           "VPCs (what both tools evaluate); 'evaluated' is each tool's own count")
     print("| tool | world | delay/request | evaluated | violations | AWS calls | calls/resource | "
-          "seconds | resources/s | peak RSS MB | heap peak MB |")
-    print("|---" * 11 + "|")
+          "seconds | resources/s | peak RSS MB | process CPU s | heap peak MB |")
+    print("|---" * 12 + "|")
     for r in rows:
         total = sum(r["calls"].values())
         heap = f"{r['heap_peak_bytes'] / 2**20:.1f}" if "heap_peak_bytes" in r else "-"
@@ -201,7 +201,7 @@ def print_table(rows: list[dict[str, Any]], tools: list[str], chunk: int) -> Non
             r["tool"], f"{r['world_resources']:,}", f"{r['delay_ms']:g} ms", f"{r['resources']:,}", r["violations"],
             f"{total:,}", f"{total / r['world_resources']:.2f}", f"{r['seconds']:.1f}",
             f"{r['world_resources'] / r['seconds']:.0f}",
-            f"{r['peak_rss_kb'] / 1024:.0f}", heap)) + " |")
+            f"{r['peak_rss_kb'] / 1024:.0f}", f"{r['cpu_seconds']:.1f}", heap)) + " |")
     keyed = {(r["tool"], r["size"], r["delay_ms"]): r for r in rows}
     if len(tools) == 2:
         print("\nnetguard against Custodian, same world and delay: throughput (resources/s) ratio, calls/resource ratio")
@@ -218,7 +218,7 @@ def print_table(rows: list[dict[str, Any]], tools: list[str], chunk: int) -> Non
               + ", ".join(f"{k} {n}" for k, n in top))
         print(f"  moto's own time {sum(r['server_seconds'].values()):.1f} s, most in: "
               + ", ".join(f"{k} {v:.1f} s" for k, v in busiest)
-              + (f"; the tool's process used {r['cpu_seconds']:.1f} s of CPU" if "cpu_seconds" in r else ""))
+              + f"; the tool's process used {r['cpu_seconds']:.1f} s of CPU")
         if r["tool"] == "netguard":
             print(f"  report {r['report']} ({r['summary_reports']} part report), errors {r['errors']}, "
                   f"alerts {r['alerts']}, violations by control {r['violations_by_control']}")
