@@ -124,8 +124,15 @@ class Lookups:
         """Make a resource's independent reads at once: on an event each is a round trip, otherwise
         made one after another. Their answers land in the caches the collector then reads. In a
         primed run (sweep, scan) they are mostly cache hits and resources are read concurrently
-        already: in turn."""
-        concurrently(lambda read: read(), reads, 1 if self._primed else self.workers, "netguard-lookup")
+        already: in turn. A read that fails here is left to the collector, which makes it again in its
+        own order and handles the failure as it always does (a deleted VPC is "missing", not an error)."""
+        def quietly(read: Callable[[], Any]) -> None:
+            try:
+                read()
+            except AWS_ERRORS:
+                pass
+
+        concurrently(quietly, reads, 1 if self._primed else self.workers, "netguard-lookup")
 
     def _pages(self, operation: str, key: str, filter_name: str | None = None,
                value: str | None = None) -> Iterable[dict[str, Any]]:

@@ -10,7 +10,9 @@ from chalicelib.model import (
     ALREADY_DONE,
     NOTEBOOK,
     SECURITY_GROUP,
+    SUBNET,
     SUCCEEDED,
+    VPC,
     EventContext,
     ResourceRef,
 )
@@ -60,11 +62,14 @@ def test_subnet_without_explicit_route_table_uses_the_main_table(aws, net):
     assert notebook.state["Subnet"]["RouteTable"]["RouteTableId"] == main["RouteTableId"]
 
 
-def test_missing_resources_are_reported_missing_not_errors(aws, net):
-    collected = Collector(aws.clients).collect([
-        ResourceRef(NOTEBOOK, "gone", aws.account, aws.region),
-        ResourceRef(SECURITY_GROUP, "sg-0000000000000dead", aws.account, aws.region)])
-    assert [r.resource_id for r in collected.missing] == ["gone", "sg-0000000000000dead"]
+@pytest.mark.parametrize("workers", [1, 8])  # 8: an event reads a resource's lookups together
+def test_missing_resources_are_reported_missing_not_errors(aws, net, workers):
+    gone = [ResourceRef(NOTEBOOK, "gone", aws.account, aws.region),
+            ResourceRef(SUBNET, "subnet-0000000000000dead", aws.account, aws.region),
+            ResourceRef(VPC, "vpc-0000000000000dead", aws.account, aws.region),
+            ResourceRef(SECURITY_GROUP, "sg-0000000000000dead", aws.account, aws.region)]
+    collected = Collector(aws.clients, workers=workers).collect(gone)
+    assert sorted(r.resource_id for r in collected.missing) == sorted(r.resource_id for r in gone)
     assert not collected.errors and not collected.resources
 
 
