@@ -147,10 +147,14 @@ def test_compliant_security_group_and_deleted_or_out_of_scope_resources(stack, s
                                                                aws.region))
     # a security group Config still lists but that is gone by the time netguard reads it
     invoke(stack, "config_rule", events.config_rule_invocation(SG, "sg-0fedcba9876543210", aws.account, aws.region))
+    # the same for a VPC (fuzzing found it: its lookups read together, DescribeVpcAttribute fails on it)
+    invoke(stack, "config_rule", events.config_rule_invocation("AWS::EC2::VPC", "vpc-0fedcba9876543210", aws.account,
+                                                               aws.region))
     got = {key: e["ComplianceType"] for key, e in evaluations(sent).items()}
     assert got == {(SG, net.sg_notebook_ok): "COMPLIANT", (SG, "sg-0123456789abcdef0"): "NOT_APPLICABLE",
                    (SG, net.sg_ssh_open): "NOT_APPLICABLE", ("AWS::EC2::Instance", "i-0abc"): "NOT_APPLICABLE",
-                   (SG, "sg-0fedcba9876543210"): "NOT_APPLICABLE"}
+                   (SG, "sg-0fedcba9876543210"): "NOT_APPLICABLE",
+                   ("AWS::EC2::VPC", "vpc-0fedcba9876543210"): "NOT_APPLICABLE"}
     assert aws.calls.writes() == []
 
 
