@@ -94,7 +94,7 @@ class Lookups:
 
     def __init__(self, clients: Clients, account: str, region: str, workers: int = 1) -> None:
         self.account, self.region, self.clients = account, region, clients
-        self.workers = workers  # concurrent calls of prime()
+        self.workers = workers  # concurrent calls: prime(), together(), vpc_attributes()
         self._subnets: dict[str, dict[str, Any] | None] = {}
         self._route_tables: dict[str, dict[str, Any] | None] = {}
         self._main_tables: dict[str, dict[str, Any] | None] = {}
