@@ -16,11 +16,13 @@ from typing import Any, Callable, Iterable, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .settings import MEMBER_SESSION_NAME
+
 # What an AWS call raises: an error answer (ClientError) or no answer at all (BotoCoreError: a timeout,
 # a connection error...). Both are handled alike wherever a call's failure must not stop the others.
 AWS_ERRORS = (ClientError, BotoCoreError)
 
-ROLE_SESSION_NAME = "netguard"
+ROLE_SESSION_NAME = MEMBER_SESSION_NAME  # how netguard's own changes in member accounts are recognised
 ROLE_SESSION_SECONDS = 3600
 RENEW_BEFORE = dt.timedelta(minutes=10)
 

@@ -7,6 +7,8 @@ the size of the account (no list-everything to find one resource).
 """
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import itertools
 import logging
 from dataclasses import dataclass, field
@@ -94,6 +96,9 @@ class Lookups:
 
     def __init__(self, clients: Clients, account: str, region: str, workers: int = 1) -> None:
         self.account, self.region, self.clients = account, region, clients
+        # Every answer cached here was read at or after this time (what a claim compares with: see
+        # ledger.claim_open); a sweep's lookups live for its whole task.
+        self.created_at = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         self.workers = workers  # concurrent calls: prime(), together(), vpc_attributes()
         self._subnets: dict[str, dict[str, Any] | None] = {}
         self._route_tables: dict[str, dict[str, Any] | None] = {}
@@ -838,8 +843,9 @@ class Collector:
 
             def read(ref: ResourceRef) -> Resource | None:
                 hints = frozenset(pending[ref])
-                return self._guarded(ref, out, lambda: COLLECTORS[ref.resource_type](
-                    self.lookups(ref.account, ref.region), ref, hints))
+                lookups = self.lookups(ref.account, ref.region)
+                resource = self._guarded(ref, out, lambda: COLLECTORS[ref.resource_type](lookups, ref, hints))
+                return dataclasses.replace(resource, read_at=lookups.created_at) if resource is not None else None
 
             yield from (resource for resource in concurrently(read, refs, self.workers, "netguard-read")
                         if resource is not None)

@@ -256,10 +256,12 @@ def refs_from_compliance_change(event: Any, policy: Policy) -> tuple[str, str, R
     pattern = _NAME_PATTERNS.get(rtype)
     if pattern is not None and not pattern.match(config_resource_name(rtype, {"resourceId": rid})):
         raise InvalidEvent(f"{rule_name}: {rtype} {rid[:64]!r} is not a name SageMaker has", event_id)
-    account = detail.get("awsAccountId") if isinstance(detail.get("awsAccountId"), str) else account
-    region = detail.get("awsRegion") if isinstance(detail.get("awsRegion"), str) else region
-    if not ACCOUNT_RE.match(account) or not REGION_RE.match(region):
-        raise InvalidEvent("invalid awsAccountId or awsRegion", event_id)
+    # Config reports on its own account and region: a body naming others than the envelope's (which
+    # EventBridge sets from the sender) is not Config's, and netguard acts only where the event came from.
+    for key, envelope_value in (("awsAccountId", account), ("awsRegion", region)):
+        if key in detail and detail[key] != envelope_value:
+            raise InvalidEvent(f"detail.{key} {str(detail[key])[:32]!r} is not the event's own "
+                               f"{envelope_value}: not acted on", event_id)
     name = config_resource_name(rtype, {"resourceId": rid})
     return event_id, rule_name, ResourceRef(rtype, name, account, region), rule.identifier
 

@@ -189,9 +189,10 @@ def _loggable(value: Any, limit: int = 256) -> str | None:
     return value[:limit].encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _check_accounts(trigger: Trigger, settings: Settings) -> None:
+def _check_accounts(trigger: Trigger, settings: Settings, clients: Clients | None = None) -> None:
     """Act only where configured: allowed accounts (NETGUARD_ACCOUNTS, the organization, or our own) and
-    regions (NETGUARD_REGIONS, when set); and never on a change netguard made itself."""
+    regions (NETGUARD_REGIONS, when set); and not on a change netguard made itself (exactly its own
+    roles: Settings.own_principal; `clients` tells the home account when the settings do not)."""
     event_id = trigger.context.event_id
     foreign = sorted({r.account for r in trigger.refs if not settings.account_allowed(r.account)})
     if foreign:
@@ -199,8 +200,11 @@ def _check_accounts(trigger: Trigger, settings: Settings) -> None:
     regions = sorted({r.region for r in trigger.refs if settings.regions and r.region not in settings.regions})
     if regions:
         raise IgnoredEvent(f"region {', '.join(regions)} is not one netguard is configured for", event_id)
-    if settings.own_principal(trigger.context.principal):
-        raise IgnoredEvent(f"a change netguard made itself ({trigger.context.principal})", event_id)
+    principal = trigger.context.principal
+    if principal and ":assumed-role/" in principal and trigger.refs:
+        home = settings.home_account or (clients.home_account if clients is not None else None)
+        if settings.own_principal(principal, trigger.refs[0].account, home):
+            raise IgnoredEvent(f"a change netguard made itself ({principal})", event_id)
 
 
 def schedule_rechecks(rt: Runtime, report: RunReport, attempt: int = 1, include_duplicates: bool = False) -> int:
@@ -226,7 +230,7 @@ def _handle(kind: str, event: CloudWatchEvent) -> dict[str, Any]:
     rt = runtime()
     try:
         trigger = _parse(kind, raw, rt.policy)
-        _check_accounts(trigger, rt.settings)
+        _check_accounts(trigger, rt.settings, rt.clients)
     except InvalidEvent as exc:
         logger.warning("malformed event skipped", extra={"event_id": _loggable(exc.event_id) or event_id,
                                                          "reason": _loggable(exc.reason)})
@@ -464,7 +468,7 @@ def sweep(event: Any) -> dict[str, Any]:
 
 def sweep_worker(event: Any) -> dict[str, Any]:
     """One account-region of a sweep per message (sweep.py)."""
-    from .sweep import Task, give_up_task, run_task  # noqa: PLC0415
+    from .sweep import Task, check_task, give_up_task, run_task  # noqa: PLC0415
 
     logger.append_keys(handler="sweep_worker")
     rt = runtime()
@@ -476,7 +480,9 @@ def sweep_worker(event: Any) -> dict[str, Any]:
         logger.set_correlation_id(record.message_id)
         try:
             task = Task.decode(record.body)
-        except InvalidEvent as exc:
+            check_task(task, rt.settings, rt.ledger)
+        except (InvalidEvent, IgnoredEvent) as exc:
+            # Kept, not dropped: reported failed, it ends in the dead-letter queue for someone to look at.
             logger.warning("unusable sweep task", extra={"message_id": record.message_id, "reason": exc.reason})
             raise
         telemetry = EmfTelemetry()

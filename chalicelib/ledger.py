@@ -12,9 +12,14 @@ holds, side by side with Powertools' idempotency records:
   pk = sweep#<sweep id>                     sk = meta | stats#<part>                       a sweep's progress and figures
 
 A claim is a conditional put: the first event to see a violation (same control, same resource
-version, same evidence) wins; later deliveries or other events for it are duplicates. A claim whose
-action failed can be taken again, so a later event retries; so can one left without a result for 15
-minutes (its invocation died).
+version, same evidence) wins; later deliveries or other events for it are duplicates. A claim can be
+taken again (`claim_open`, stated once more as the DynamoDB condition of `_claim_put`):
+- when its action failed, so a later event retries;
+- when it was left without a result for 15 minutes (its invocation died);
+- when it has expired (NETGUARD_DEDUP_HOURS), checked in the condition itself, since DynamoDB's TTL
+  deletes expired items only within a day or two;
+- when the violation was resolved (netguard's action succeeded, or found it done) before the state
+  now seen was read: the violation came back after its fix and is handled again, every time.
 """
 from __future__ import annotations
 
@@ -30,9 +35,11 @@ from botocore.exceptions import ClientError
 
 from .aws import AWS_ERRORS, Clients, concurrently, error_code, error_message
 from .model import (
+    ALREADY_DONE,
     DEFERRED,
     FAILED,
     REMEDIATE,
+    SUCCEEDED,
     Decision,
     EventContext,
     Finding,
@@ -55,8 +62,28 @@ def _iso(moment: dt.datetime) -> str:
 STALE_CLAIM = dt.timedelta(minutes=15)
 
 
-def _stale(claim: Mapping[str, Any]) -> bool:
-    return "result" not in claim and str(claim.get("at", "")) < _iso(utcnow() - STALE_CLAIM)
+# A claim settled with one of these: its violation was resolved at `settled_at`.
+RESOLVED = (SUCCEEDED, ALREADY_DONE)
+
+
+def claim_open(existing: Mapping[str, Any] | None, read_at: str, now: dt.datetime) -> bool:
+    """May a claim be taken, given the claim item already there (None: none)? Yes for a new claim; one
+    whose action failed; one left without a result for STALE_CLAIM (its invocation died); one past its
+    own expiry (TTL deletion lags by up to two days); and one whose violation was resolved before
+    `read_at`, when the state that shows the violation again was read (it came back after its fix).
+    DynamoLedger._claim_put says the same as a condition expression."""
+    if existing is None:
+        return True
+    result = existing.get("result")
+    if result == FAILED:
+        return True
+    if result is None and str(existing.get("at", "")) < _iso(now - STALE_CLAIM):
+        return True
+    expires = existing.get("expires_at")
+    if isinstance(expires, int) and expires < int(now.timestamp()):
+        return True
+    settled = existing.get("settled_at")
+    return result in RESOLVED and isinstance(settled, str) and settled < read_at
 
 
 def resource_pk(ref: ResourceRef) -> str:
@@ -145,8 +172,9 @@ class MemoryLedger:
     """A ledger in memory (tests, read-only scans, local --enforce without a table), optionally
     appending every record as one JSON line to `path`."""
 
-    def __init__(self, path: str | None = None) -> None:
+    def __init__(self, path: str | None = None, dedup_hours: int = 24) -> None:
         self.path = path
+        self.dedup = dt.timedelta(hours=dedup_hours)
         self.items: dict[tuple[str, str], dict[str, Any]] = {}
         self._lock = threading.Lock()
 
@@ -159,11 +187,12 @@ class MemoryLedger:
 
     def claim(self, finding: Finding, kind: str, context: EventContext) -> bool:
         key = (resource_pk(finding.resource.ref), claim_sk(finding, kind))
+        now = utcnow()
         with self._lock:
-            existing = self.items.get(key)
-            if existing is not None and existing.get("result") != FAILED and not _stale(existing):
+            if not claim_open(self.items.get(key), finding.resource.read_at, now):
                 return False
-            self._put(*key, {"event_id": context.event_id, "at": _iso(utcnow())})
+            self._put(*key, {"event_id": context.event_id, "at": _iso(now),
+                             "expires_at": int((now + self.dedup).timestamp())})
             return True
 
     def claim_many(self, claims: list[tuple[Finding, str]], context: EventContext,
@@ -174,7 +203,7 @@ class MemoryLedger:
         key = (resource_pk(finding.resource.ref), claim_sk(finding, kind))
         with self._lock:
             if key in self.items:
-                self.items[key]["result"] = result
+                self.items[key].update(result=result, settled_at=_iso(utcnow()))
 
     def record_action(self, action_id, action, ref, controls, before, context) -> None:
         with self._lock:
@@ -271,6 +300,11 @@ class MemoryLedger:
                 meta["done"] += 1
             return meta["done"], meta["expected"]
 
+    def sweep_targets(self, sweep_id: str) -> list[str] | None:
+        with self._lock:
+            meta = self.items.get((sweep_pk(sweep_id), "meta"))
+        return None if meta is None else list(meta.get("targets", []))
+
     def sweep_stats(self, sweep_id: str) -> list[dict[str, Any]]:
         with self._lock:
             return [dict(v["stats"]) for (pk, sk), v in sorted(self.items.items())
@@ -329,16 +363,20 @@ class DynamoLedger:
         self.ddb.put_item(TableName=self.table_name, Item=_serialize(item), **kwargs)
 
     def _claim_put(self, finding: Finding, kind: str, context: EventContext) -> tuple[dict[str, Any], dict[str, Any]]:
-        """A claim's item, and the conditional put that takes it: a new claim, a failed one, or one left
-        unsettled for STALE_CLAIM (its container died)."""
+        """A claim's item, and the conditional put that takes it: `claim_open`'s rules as a condition
+        (new, failed, left unsettled for STALE_CLAIM, expired, or resolved before the state was read)."""
         now = utcnow()
         item = {"pk": resource_pk(finding.resource.ref), "sk": claim_sk(finding, kind), "event_id": context.event_id,
                 "at": _iso(now), "expires_at": int((now + self.dedup).timestamp())}
         return item, {"TableName": self.table_name, "Item": _serialize(item),
                       "ConditionExpression": "attribute_not_exists(sk) OR #r = :failed OR "
-                                             "(attribute_not_exists(#r) AND #at < :stale)",
+                                             "(attribute_not_exists(#r) AND #at < :stale) OR expires_at < :now OR "
+                                             "(#r IN (:succeeded, :already) AND settled_at < :read)",
                       "ExpressionAttributeNames": {"#r": "result", "#at": "at"},
-                      "ExpressionAttributeValues": {":failed": {"S": FAILED}, ":stale": {"S": _iso(now - STALE_CLAIM)}}}
+                      "ExpressionAttributeValues": {
+                          ":failed": {"S": FAILED}, ":stale": {"S": _iso(now - STALE_CLAIM)},
+                          ":now": {"N": str(int(now.timestamp()))}, ":succeeded": {"S": SUCCEEDED},
+                          ":already": {"S": ALREADY_DONE}, ":read": {"S": finding.resource.read_at}}}
 
     def claim(self, finding: Finding, kind: str, context: EventContext) -> bool:
         item, put = self._claim_put(finding, kind, context)
@@ -412,8 +450,8 @@ class DynamoLedger:
         return {"Update": {
             "TableName": self.table_name,
             "Key": {"pk": {"S": resource_pk(finding.resource.ref)}, "sk": {"S": claim_sk(finding, kind)}},
-            "UpdateExpression": "SET #r = :r", "ExpressionAttributeNames": {"#r": "result"},
-            "ExpressionAttributeValues": {":r": {"S": result}}}}
+            "UpdateExpression": "SET #r = :r, settled_at = :s", "ExpressionAttributeNames": {"#r": "result"},
+            "ExpressionAttributeValues": {":r": {"S": result}, ":s": {"S": _iso(utcnow())}}}}
 
     def _apply(self, op: Mapping[str, Any]) -> None:
         """One write: {"Put": put_item's parameters} or {"Update": update_item's}."""
@@ -637,6 +675,14 @@ class DynamoLedger:
         meta = self.ddb.get_item(TableName=self.table_name, Key={"pk": pk, "sk": {"S": "meta"}},
                                  ConsistentRead=True).get("Item", {})
         return int(meta.get("done", {}).get("N", "0")), int(meta.get("expected", {}).get("N", "0"))
+
+    def sweep_targets(self, sweep_id: str) -> list[str] | None:
+        """The account/region targets start_sweep recorded (None: no such sweep)."""
+        meta = self.ddb.get_item(TableName=self.table_name, Key={"pk": {"S": sweep_pk(sweep_id)}, "sk": {"S": "meta"}},
+                                 ConsistentRead=True, ProjectionExpression="targets").get("Item")
+        if meta is None:
+            return None
+        return [value.get("S", "") for value in meta.get("targets", {}).get("L", [])]
 
     def sweep_stats(self, sweep_id: str) -> list[dict[str, Any]]:
         found = []

@@ -105,6 +105,10 @@ class Resource:
     state: Mapping[str, Any]
     tags: Mapping[str, str] = field(default_factory=dict)
     version: str = ""
+    # When the data behind this state was read (ISO UTC, the start of the reads it came from: a
+    # sweep's shared lookups can be minutes old). A fix netguard settled before it was read and a
+    # violation seen in it is a violation that came back ("" = unknown: never taken for one).
+    read_at: str = ""
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from .model import (
     EventContext,
     Finding,
     Outcome,
+    Resource,
     ResourceRef,
     Trigger,
 )
@@ -99,6 +100,7 @@ class Settlement:
     claims: list[tuple[Finding, str, str]] = field(default_factory=list)  # (finding, kind, result)
     actions: list[tuple[str, str, str]] = field(default_factory=list)  # (action id, result, detail)
     decisions: list[Outcome] = field(default_factory=list)
+    created: list[tuple[Resource, tuple[ResourceRef, ...]]] = field(default_factory=list)  # for the index
 
 
 class Pipeline:
@@ -144,7 +146,7 @@ class Pipeline:
                               context if named else anonymous)
             if decision is not None:
                 decided.append((decision, context if named else anonymous))
-        report.outcomes = self.act(context, self._with_current_tags(decided, today, report))
+        report.outcomes = self.act(context, self._with_current_tags(decided, today, report), collector.index)
         if isinstance(collector.index, BufferedIndex):
             collector.index.flush()
         self._notify(context, report)
@@ -187,11 +189,12 @@ class Pipeline:
 
     # --- act -----------------------------------------------------------------------------------
 
-    def act(self, context: EventContext, decisions: list[Decision]) -> list[Outcome]:
+    def act(self, context: EventContext, decisions: list[Decision], index: Any = None) -> list[Outcome]:
         """Claim each decision once, then run each remediation once per resource for all its findings.
         The claims (one conditional write each) and each action's before-state are written before
         anything is done; what the run settles (claims' results, actions' results, the decisions)
-        is written at the end, in as few calls as the ledger allows."""
+        is written at the end, in as few calls as the ledger allows. What an action created for a
+        resource (a flow log) goes into the dependency `index`."""
         outcomes: list[Outcome] = []
         done = Settlement()
         groups: dict[tuple[str, ResourceRef], list[Decision]] = {}
@@ -231,6 +234,11 @@ class Pipeline:
             outcomes.extend(self._execute(context, action_name, group, done))
         done.decisions = [o for o in outcomes if o.result != DUPLICATE and o.decision.kind != REPORT_ONLY]
         self._settle(context, done)
+        for resource, created in done.created if index is not None else ():
+            try:
+                index.remember_uses(resource.ref, list(created), resource.tags.get("Environment"))
+            except AWS_ERRORS as exc:  # the index only speeds up later events: never fail the run for it
+                log.warning("could not index what %s now uses: %s", resource.ref.key, error_code(exc))
         return outcomes
 
     def _claim_all(self, context: EventContext, decisions: list[Decision]) -> dict[int, bool | Exception]:
@@ -282,6 +290,8 @@ class Pipeline:
                 self.ledger.record_action(action_id, action_name, resource.ref, control_ids, before, context)
             result = action.run(ActionRequest(self.clients, resource, targets, controls, context))
             status, detail = result.result, result.detail
+            if result.created:
+                done.created.append((resource, result.created))
         except RemediationError as exc:
             status, detail = FAILED, str(exc)
         except AWS_ERRORS as exc:

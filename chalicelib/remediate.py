@@ -26,6 +26,7 @@ from .model import (
     RESOURCE_TYPES,
     SAGEMAKER_TYPES,
     SECURITY_GROUP,
+    FLOW_LOG,
     SUBNET,
     SUCCEEDED,
     TRAINING_JOB,
@@ -35,6 +36,7 @@ from .model import (
     Control,
     EventContext,
     Resource,
+    ResourceRef,
     digest,
 )
 
@@ -72,6 +74,9 @@ class ActionRequest:
 class ActionResult:
     result: str  # SUCCEEDED or ALREADY_DONE; failures raise RemediationError
     detail: str
+    # What the action created that the resource now uses (a VPC's new flow log): indexed like what
+    # collecting it finds, so that deleting it too brings the resource back (ledger `uses#`).
+    created: tuple[ResourceRef, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -283,8 +288,11 @@ def create_flow_log_all(req: ActionRequest) -> ActionResult:
         if error.get("Code") == "FlowLogAlreadyExists":
             return ActionResult(ALREADY_DONE, "the flow log already exists")
         raise RemediationError(f"CreateFlowLogs: {error.get('Code')}: {error.get('Message')}")
-    ids = ", ".join(answer.get("FlowLogIds", []))
-    return ActionResult(SUCCEEDED, f"created ALL flow log {ids} to {params.get('LogDestination') or params['LogGroupName']}")
+    ids = answer.get("FlowLogIds", [])
+    ref = req.resource.ref
+    return ActionResult(SUCCEEDED, f"created ALL flow log {', '.join(ids)} to "
+                                   f"{params.get('LogDestination') or params['LogGroupName']}",
+                        created=tuple(ResourceRef(FLOW_LOG, i, ref.account, ref.region) for i in ids))
 
 
 def disable_public_ip_on_launch(req: ActionRequest) -> ActionResult:

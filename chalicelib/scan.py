@@ -146,7 +146,7 @@ def run_scan(clients: Clients, region: str, enforce: bool = False, ledger_file: 
     if enforce:
         ledger = (DynamoLedger(settings.ledger_table, clients, dedup_hours=settings.dedup_hours,
                                retention_days=settings.ledger_retention_days, workers=settings.read_concurrency)
-                  if settings.ledger_table else MemoryLedger(ledger_file))
+                  if settings.ledger_table else MemoryLedger(ledger_file, settings.dedup_hours))
         notifier = Notifier(settings, clients, ledger=ledger)
     meter = progress(len(refs)) if progress else None
     collector.on_progress = meter.update if meter else None

@@ -5,6 +5,7 @@ Every variable is documented in README.md ("Configuration").
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -43,6 +44,30 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
 
 ACCOUNT_ID_LENGTH = 12
 ORGANIZATION = "organization"
+MEMBER_SESSION_NAME = "netguard"  # the session name netguard gives the member role it assumes (aws.py)
+_ASSUMED_ROLE = re.compile(r"^arn:aws[a-z-]*:sts::(\d{12}):assumed-role/([\w+=,.@-]{1,64})/([\w+=,.@-]{2,64})\Z",
+                           re.ASCII)
+_ROLE = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/(?:[\x21-\x7e]*/)?([\w+=,.@-]{1,64})\Z", re.ASCII)
+
+
+def _assumed_role(arn: str | None) -> tuple[str, str, str] | None:
+    """(account, role name, session name) of an assumed-role session ARN, else None."""
+    found = _ASSUMED_ROLE.match(arn) if isinstance(arn, str) else None
+    return (found.group(1), found.group(2), found.group(3)) if found else None
+
+
+def _role_arn(arn: str) -> tuple[str, str] | None:
+    """(account, role name) of a role ARN (`arn:aws:iam::123456789012:role/path/name`), else None."""
+    found = _ROLE.match(arn)
+    return (found.group(1), found.group(2)) if found else None
+
+
+def _role_arns(env: Mapping[str, str]) -> tuple[str, ...]:
+    arns = _csv(env, "NETGUARD_OWN_ROLE_ARNS")
+    bad = [a for a in arns if _role_arn(a) is None]
+    if bad:
+        raise ConfigError(f"NETGUARD_OWN_ROLE_ARNS: {', '.join(bad)} not IAM role ARNs")
+    return arns
 
 
 def _csv(env: Mapping[str, str], name: str) -> tuple[str, ...]:
@@ -76,6 +101,7 @@ class Settings:
     accounts: tuple[str, ...] = ()  # () = the home account only; ("organization",) = every active account
     regions: tuple[str, ...] = ()  # () = the function's own region
     member_role_name: str | None = None
+    own_role_arns: tuple[str, ...] = ()  # the roles netguard's functions run as (own_roles)
     member_external_id: str | None = None
     recheck_queue_url: str | None = None
     recheck_max_attempts: int = 8
@@ -89,17 +115,26 @@ class Settings:
     report_bucket: str | None = None
     report_prefix: str = "netguard/sweeps"
 
-    def own_principal(self, arn: str | None) -> bool:
-        """Is `arn` netguard itself: one of this stage's function roles (`netguard-<stage>` or
-        `netguard-<stage>-...`, as Chalice and the packaged stack name them), or the member role
-        in the session netguard opens (aws.ROLE_SESSION_NAME)?"""
-        if not arn or ":assumed-role/" not in arn:
+    def own_roles(self, home_account: str | None) -> set[tuple[str, str]]:
+        """(account, role name) of the roles netguard's functions run as: NETGUARD_OWN_ROLE_ARNS (the
+        stack sets it), else the role `chalice deploy` creates, `netguard-<stage>` in the home account."""
+        if self.own_role_arns:
+            return {found for found in map(_role_arn, self.own_role_arns) if found}
+        return {(home_account, f"netguard-{self.stage}")} if home_account else set()
+
+    def own_principal(self, arn: str | None, account: str, home_account: str | None) -> bool:
+        """Is `arn` (a CloudTrail userIdentity.arn of a change in `account`) netguard itself? Only
+        exactly: a session of one of its function roles in the home account (`own_roles`), or the
+        member role netguard assumes in `account` (not the home account, where it assumes nothing), in
+        the session name netguard gives it. A role merely named like ours, in any account, is not."""
+        found = _assumed_role(arn)
+        if found is None:
             return False
-        role, _, session = arn.split(":assumed-role/", 1)[1].partition("/")
-        stage_role = f"netguard-{self.stage}"
-        if role == stage_role or role.startswith(stage_role + "-"):
+        role_account, role, session = found
+        if (role_account, role) in self.own_roles(home_account):
             return True
-        return bool(self.member_role_name) and role == self.member_role_name and session == "netguard"
+        return (bool(self.member_role_name) and role == self.member_role_name and session == MEMBER_SESSION_NAME
+                and role_account == account and account != home_account)
 
     @property
     def organization(self) -> bool:
@@ -136,6 +171,7 @@ class Settings:
             accounts=_accounts(env),
             regions=_csv(env, "NETGUARD_REGIONS"),
             member_role_name=env.get("NETGUARD_MEMBER_ROLE_NAME", "").strip() or None,
+            own_role_arns=_role_arns(env),
             member_external_id=env.get("NETGUARD_MEMBER_EXTERNAL_ID", "").strip() or None,
             recheck_queue_url=env.get("NETGUARD_RECHECK_QUEUE_URL") or None,
             recheck_max_attempts=_positive_int(env, "NETGUARD_RECHECK_MAX_ATTEMPTS", 8),

@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 from .aws import Clients
 from .collect import Collector
-from .errors import InvalidEvent
+from .errors import IgnoredEvent, InvalidEvent
 from .ledger import BufferedIndex
 from .model import (
     FAILED,
@@ -89,6 +89,21 @@ class Task:
         if any(not isinstance(v, int) or isinstance(v, bool) or v < 0 for v in (offset, part)):
             raise InvalidEvent("offset and part must be whole numbers")
         return cls(sweep_id, account, region, offset, part)
+
+
+def check_task(task: Task, settings: Settings, ledger: Any) -> None:
+    """A task is swept only where netguard is configured to act (NETGUARD_ACCOUNTS, NETGUARD_REGIONS)
+    and only as part of a sweep netguard planned: its account-region is one of that sweep's recorded
+    targets. Anyone who can send to the sweep queue could otherwise point netguard anywhere."""
+    if not settings.account_allowed(task.account):
+        raise IgnoredEvent(f"sweep task for account {task.account}, which netguard is not configured for")
+    if settings.regions and task.region not in settings.regions:
+        raise IgnoredEvent(f"sweep task for region {task.region}, which netguard is not configured for")
+    targets = ledger.sweep_targets(task.sweep_id)
+    if targets is None:
+        raise IgnoredEvent(f"sweep task of sweep {task.sweep_id}, which netguard did not start")
+    if f"{task.account}/{task.region}" not in targets:
+        raise IgnoredEvent(f"sweep task for {task.account}/{task.region}, not a target of sweep {task.sweep_id}")
 
 
 def new_sweep_id(now: dt.datetime | None = None) -> str:

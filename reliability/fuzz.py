@@ -735,7 +735,8 @@ class Harness:
         figures.events += 1
         raw_records = event.get("Records") if isinstance(event, Mapping) else None
         records = raw_records if isinstance(raw_records, list) else []
-        verdicts = [classify_record(case.handler, r) for r in records]
+        sweep = (self.world.sweep_id, f"{self.world.account}/{REGION}")  # the harness's one planned sweep
+        verdicts = [classify_record(case.handler, r, sweep) for r in records]
         for index, (expected, why) in enumerate(verdicts):
             if expected == "malformed":
                 figures.accepted_malformed += 1
@@ -851,12 +852,21 @@ def _allowed(refs: Any, principal: str | None = None, checks: str = "accounts,re
         if current.regions and ref.region not in current.regions:
             why = f"region {ref.region!r} not configured"
             return ("ignored", why) if "regions" in checks else ("valid", f"{NOTE}{why}")
-    if current.own_principal(principal):
+    refs = list(refs)
+    # the home account: configured (stack profile) or, as netguard asks STS, the moto account
+    home = current.home_account or _harness_account()
+    if refs and current.own_principal(principal, refs[0].account, home):
         return "ignored", "netguard's own change"
     return "valid", ""
 
 
 NOTE = "NOTE: acted on though "
+
+
+def _harness_account() -> str:
+    import boto3
+
+    return boto3.client("sts", region_name=REGION).get_caller_identity()["Account"]
 
 
 def classify(handler: str, event: Any) -> tuple[str, str]:
@@ -891,7 +901,9 @@ def classify(handler: str, event: Any) -> tuple[str, str]:
         return "invalid", f"the parser raised {type(exc).__name__}: {str(exc)[:150]}"
 
 
-def classify_record(handler: str, record: Any) -> tuple[str, str]:
+def classify_record(handler: str, record: Any, sweep: tuple[str, str] | None = None) -> tuple[str, str]:
+    """What the SQS handlers make of one record; `sweep`: (id, the one account/region target) of the
+    sweep netguard planned, the only one whose tasks it runs."""
     from chalicelib.errors import IgnoredEvent, InvalidEvent
     from chalicelib.model import ResourceRef
     from chalicelib.recheck import decode
@@ -902,8 +914,10 @@ def classify_record(handler: str, record: Any) -> tuple[str, str]:
     try:
         if handler == "sweep_worker":
             task = Task.decode(record["body"])
-            # handlers.sweep_worker runs any task: it reads neither NETGUARD_ACCOUNTS nor NETGUARD_REGIONS
-            return _checked([ResourceRef("AWS::EC2::VPC", "vpc-00000000", task.account, task.region)], checks="")
+            verdict = _checked([ResourceRef("AWS::EC2::VPC", "vpc-00000000", task.account, task.region)])
+            if verdict[0] == "valid" and (task.sweep_id, f"{task.account}/{task.region}") != sweep:
+                return "ignored", "not a target of a sweep netguard started"
+            return verdict
         return _checked(decode(record["body"]).refs)
     except InvalidEvent as exc:
         return "invalid", exc.reason[:200]

@@ -79,19 +79,34 @@ def test_a_limited_violation_is_acted_on_once_the_window_allows(stack, monkeypat
 # -------------------------------------------------------------------------------- foreign events
 
 
-@pytest.mark.parametrize("arn, own", [
-    ("arn:aws:sts::123456789012:assumed-role/netguard-prod-OnApiCallRole-1A2B3C/netguard-prod-OnApiCall", True),
-    ("arn:aws:sts::123456789012:assumed-role/netguard-prod/netguard-prod-on_api_call", True),
-    ("arn:aws:sts::111111111111:assumed-role/netguard-member/netguard", True),
-    ("arn:aws:sts::111111111111:assumed-role/netguard-member/alice", False),  # a person using the role
-    ("arn:aws:sts::123456789012:assumed-role/netguard-dev-OnApiCallRole-1A2B3C/x", False),  # another stage
-    ("arn:aws:sts::123456789012:assumed-role/netguard-production/x", False),
-    ("arn:aws:iam::123456789012:user/data-scientist", False),
-    (None, False),
+HOME, MEMBER_ACCOUNT = "123456789012", "111111111111"
+FUNCTION_ROLE = f"arn:aws:iam::{HOME}:role/netguard-prod-DefaultRole-1A2B3C"
+
+
+@pytest.mark.parametrize("arn, account, own", [
+    (f"arn:aws:sts::{HOME}:assumed-role/netguard-prod-DefaultRole-1A2B3C/netguard-prod-on_api_call", HOME, True),
+    (f"arn:aws:sts::{MEMBER_ACCOUNT}:assumed-role/netguard-member/netguard", MEMBER_ACCOUNT, True),
+    # named like ours, but not ours
+    (f"arn:aws:sts::{HOME}:assumed-role/netguard-prod-DefaultRole-1A2B3C-x/s", HOME, False),
+    (f"arn:aws:sts::{HOME}:assumed-role/netguard-prod-attacker/netguard-prod-on_api_call", HOME, False),
+    (f"arn:aws:sts::{HOME}:assumed-role/netguard-prod/s", HOME, False),  # the chalice-deploy name, not this stack's
+    (f"arn:aws:sts::{MEMBER_ACCOUNT}:assumed-role/netguard-prod-DefaultRole-1A2B3C/s", MEMBER_ACCOUNT, False),
+    (f"arn:aws:sts::{HOME}:assumed-role/netguard-member/netguard", HOME, False),  # no member role at home
+    (f"arn:aws:sts::{MEMBER_ACCOUNT}:assumed-role/netguard-member/netguard", "222222222222", False),
+    (f"arn:aws:sts::{MEMBER_ACCOUNT}:assumed-role/netguard-member/alice", MEMBER_ACCOUNT, False),
+    (f"arn:aws:iam::{HOME}:user/data-scientist", HOME, False),
+    (None, HOME, False),
 ])
-def test_netguards_own_principals_are_recognised(arn: str | None, own: bool) -> None:
+def test_netguards_own_principals_are_recognised_exactly(arn: str | None, account: str, own: bool) -> None:
+    settings = Settings(stage="prod", member_role_name="netguard-member", own_role_arns=(FUNCTION_ROLE,))
+    assert settings.own_principal(arn, account, HOME) is own
+
+
+def test_without_the_stacks_role_arns_only_the_chalice_deploy_role_is_ours() -> None:
     settings = Settings(stage="prod", member_role_name="netguard-member")
-    assert settings.own_principal(arn) is own
+    assert settings.own_principal(f"arn:aws:sts::{HOME}:assumed-role/netguard-prod/netguard-prod-sweep", HOME, HOME)
+    assert not settings.own_principal(f"arn:aws:sts::{HOME}:assumed-role/netguard-prod-x/s", HOME, HOME)
+    assert not settings.own_principal(f"arn:aws:sts::{HOME}:assumed-role/netguard-prod/s", HOME, None)
 
 
 def foreign_cases(aws, net) -> list[tuple[str, dict[str, Any], dict[str, str], str]]:
@@ -99,13 +114,14 @@ def foreign_cases(aws, net) -> list[tuple[str, dict[str, Any], dict[str, str], s
     forged = dict(ssh, source="my.scripts")
     other_region = events.authorize_ingress(net.sg_ssh_open, OPEN_SSH, aws.account, "eu-central-1")
     own = events.authorize_ingress(net.sg_ssh_open, OPEN_SSH, aws.account, aws.region,
-                                   principal=f"arn:aws:sts::{aws.account}:assumed-role/netguard-e2e-OnApiCallRole-X/s")
+                                   principal=f"arn:aws:sts::{aws.account}:assumed-role/netguard-e2e-DefaultRole-X/netguard-e2e-on_api_call")
     other_account = events.authorize_ingress(net.sg_ssh_open, OPEN_SSH, "999999999999", aws.region)
     return [
         ("a source that is not aws.*", forged, {}, "is not an AWS service"),
         ("a region netguard is not configured for", other_region, {"NETGUARD_REGIONS": aws.region},
          "region eu-central-1 is not one"),
-        ("netguard's own change", own, {"NETGUARD_STAGE": "e2e"}, "a change netguard made itself"),
+        ("netguard's own change", own, {"NETGUARD_OWN_ROLE_ARNS": f"arn:aws:iam::{aws.account}:role/netguard-e2e-DefaultRole-X"},
+         "a change netguard made itself"),
         ("an account not in the allowed list", other_account, {"NETGUARD_ACCOUNTS": "111111111111"},
          "account 999999999999 is not one"),
     ]
@@ -117,7 +133,7 @@ def test_forged_and_foreign_events_are_never_acted_on(stack, monkeypatch, caplog
 
     attach_notebook_eni(aws.client("ec2"), net.private_subnets[0], [net.sg_ssh_open], "nb")  # a real violation
     for what, event, env, reason in foreign_cases(aws, net):
-        for name in ("NETGUARD_REGIONS", "NETGUARD_STAGE", "NETGUARD_ACCOUNTS"):
+        for name in ("NETGUARD_REGIONS", "NETGUARD_OWN_ROLE_ARNS", "NETGUARD_ACCOUNTS"):
             monkeypatch.delenv(name, raising=False)
         for name, value in env.items():
             monkeypatch.setenv(name, value)
