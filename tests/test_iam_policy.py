@@ -5,7 +5,7 @@ Chalice's `autogen_policy` only sees calls made in app.py, so the policies are w
 
 * coverage: every AWS operation the deployed code can call is allowed. The operations are found
   by reading the code (AST), not by listing them here: attribute calls whose name is an operation of
-  a botocore service model (sagemaker, ec2, dynamodb, sns, ssm, secretsmanager, sts) and the
+  a botocore service model (the services of SERVICES: sagemaker, ec2, route53, kms, ...) and the
   operation names given to `get_paginator(...)`, in every chalicelib module reachable by import
   from app.py (the Lambda entry point), plus Powertools idempotency's DynamoDB calls (its
   persistence layer is read the same way, from the installed package). Modules not reachable
@@ -50,6 +50,8 @@ SERVICES = {
     "sqs": "sqs",
     "s3": "s3",
     "organizations": "organizations",
+    "route53": "route53",
+    "kms": "kms",
 }
 # Operations that need no IAM permission.
 NO_PERMISSION_NEEDED = {"sts:GetCallerIdentity"}
@@ -666,12 +668,40 @@ def test_tagging_is_limited_to_the_tags_netguard_writes() -> None:
                                                                                      "CreateVpcEndpoint"]), st
 
 
-def test_kms_decrypt_only_through_ssm_or_secrets_manager() -> None:
+# The encryption context each service binds its ciphertext to (SSM Parameter Store: the parameter's
+# ARN; Secrets Manager: the secret's ARN and version id), as condition keys of kms:Decrypt.
+DECRYPT_CONTEXT = {"ssm.*.amazonaws.com": ("kms:EncryptionContext:PARAMETER_ARN", "ssm:GetParameter"),
+                   "secretsmanager.*.amazonaws.com": ("kms:EncryptionContext:SecretARN",
+                                                      "secretsmanager:GetSecretValue")}
+
+
+def test_kms_decrypt_only_through_ssm_or_secrets_manager_for_the_stage_webhook() -> None:
+    """kms:Decrypt on any key, but only as SSM or Secrets Manager decrypting the stage's own parameter
+    or secret (the encryption context names it): not another parameter sharing the key."""
     for stage in stages():
-        for st in statements(load_policy_doc(stage)):
-            if "kms:Decrypt" in _as_list(st["Action"]):
-                via = st.get("Condition", {}).get("StringLike", {}).get("kms:ViaService")
-                assert via and all(v.startswith(("ssm.", "secretsmanager.")) for v in _as_list(via)), st
+        doc = load_policy_doc(stage)
+        decrypts = [st for st in statements(doc) if "kms:Decrypt" in _as_list(st["Action"])]
+        services = set()
+        for st in decrypts:
+            condition = st.get("Condition", {})
+            assert list(condition) == ["StringLike"], st  # every key must hold (one operator, ANDed keys)
+            (via,) = _as_list(condition["StringLike"].get("kms:ViaService"))
+            context_key, read = DECRYPT_CONTEXT[via]
+            services.add(via)
+            assert set(condition["StringLike"]) == {"kms:ViaService", context_key}, st
+            scoped = _as_list(condition["StringLike"][context_key])
+            # exactly the resources the policy lets the functions read from that service
+            readable = [r for s2 in statements(doc) if read in _as_list(s2["Action"]) for r in _as_list(s2["Resource"])]
+            assert sorted(scoped) == sorted(readable), (st, readable)
+            assert all(f"/{stage}/" in arn for arn in scoped), scoped
+        assert services == set(DECRYPT_CONTEXT)
+        region, account = "us-east-1", "123456789012"
+        env = stage_env(stage)
+        parameter = f"arn:aws:ssm:{region}:{account}:parameter/{env['NETGUARD_SLACK_WEBHOOK_PARAM'].lstrip('/')}"
+        ssm = next(st for st in decrypts if st["Condition"]["StringLike"]["kms:ViaService"].startswith("ssm."))
+        assert _matches(ssm["Condition"]["StringLike"]["kms:EncryptionContext:PARAMETER_ARN"], parameter, case=True)
+        assert not _matches(ssm["Condition"]["StringLike"]["kms:EncryptionContext:PARAMETER_ARN"],
+                            f"arn:aws:ssm:{region}:{account}:parameter/other/secret", case=True)
 
 
 def test_stages_share_one_policy_shape() -> None:
@@ -679,7 +709,9 @@ def test_stages_share_one_policy_shape() -> None:
     shapes = {}
     for stage in stages():
         doc = load_policy_doc(stage)
-        shapes[stage] = [(st.get("Sid"), sorted(_as_list(st["Action"])), json.dumps(st.get("Condition"), sort_keys=True),
+        shapes[stage] = [(st.get("Sid"), sorted(_as_list(st["Action"])),
+                          json.dumps(st.get("Condition"), sort_keys=True).replace(f"/{stage}/", "/<stage>/")
+                          .replace(f"-{stage}\"", "-<stage>\""),
                           [r.replace(stage, "<stage>") for r in _as_list(st["Resource"])]) for st in statements(doc)]
     first, *rest = stages()
     for stage in rest:
@@ -694,3 +726,106 @@ def test_chalice_uses_these_policy_files() -> None:
         assert stage_config.get("autogen_policy", False) is False
         assert stage_config.get("manage_iam_role", True) is True
         assert policy_file(stage).is_file(), policy_file(stage)
+
+
+# ------------------------------------------------------------------------ issue 11: scoped grants
+
+EC2_ARN_TYPES = {"AWS::EC2::VPC": "vpc", "AWS::EC2::Subnet": "subnet", "AWS::EC2::VPCEndpoint": "vpc-endpoint",
+                 "AWS::EC2::SecurityGroup": "security-group"}
+SAGEMAKER_ARN_TYPES = {"AWS::SageMaker::NotebookInstance": "notebook-instance", "AWS::SageMaker::TrainingJob": "training-job",
+                       "AWS::SageMaker::ProcessingJob": "processing-job",
+                       "AWS::SageMaker::HyperParameterTuningJob": "hyper-parameter-tuning-job",
+                       "AWS::SageMaker::TransformJob": "transform-job", "AWS::SageMaker::Model": "model",
+                       "AWS::SageMaker::EndpointConfig": "endpoint-config", "AWS::SageMaker::Endpoint": "endpoint",
+                       "AWS::SageMaker::Domain": "domain"}
+
+
+@pytest.mark.parametrize("stage", stages())
+def test_owner_tag_can_be_written_on_every_resource_type_tag1_covers(stage: str) -> None:
+    """TAG.1 adds the Owner tag to the resource the event names: every type it covers must be
+    taggable with Owner (a missing ARN type fails with UnauthorizedOperation at remediation time)."""
+    from chalicelib.policy import load_policy
+    from chalicelib.remediate import OWNER_TAG
+
+    doc = load_policy_doc(stage)
+    tag1 = load_policy().control("TAG.1")
+    owner_only = {"ForAllValues:StringEquals": {"aws:TagKeys": [OWNER_TAG]}}
+    region, account = "us-east-1", "123456789012"
+    assert set(tag1.resource_types) <= set(EC2_ARN_TYPES) | set(SAGEMAKER_ARN_TYPES), tag1.resource_types
+    for rtype in tag1.resource_types:
+        if rtype in EC2_ARN_TYPES:
+            action, arn = "ec2:CreateTags", f"arn:aws:ec2:{region}:{account}:{EC2_ARN_TYPES[rtype]}/x-0123"
+            granting = [st for st in statements(doc) if action in _as_list(st["Action"])
+                        and st.get("Condition") == owner_only
+                        and any(_matches(r, arn, case=True) for r in _as_list(st["Resource"]))]
+        else:
+            action, arn = "sagemaker:AddTags", f"arn:aws:sagemaker:{region}:{account}:{SAGEMAKER_ARN_TYPES[rtype]}/x"
+            granting = [st for st in statements(doc) if action in _as_list(st["Action"])
+                        and any(_matches(r, arn, case=True) for r in _as_list(st["Resource"]))]
+        assert granting, f"{rtype}: {action} on {arn} (Owner tag only) is not allowed"
+
+
+@pytest.mark.parametrize("stage", stages())
+def test_pass_role_is_only_the_flow_log_delivery_role(stage: str) -> None:
+    """iam:PassRole only for the delivery role VPC.3 names (policies/vpc.toml), only to flow logs.
+    Pointing VPC.3 at another role means changing PassFlowLogDeliveryRole too: this test says so."""
+    from chalicelib.policy import load_policy
+
+    doc = load_policy_doc(stage)
+    passing = [st for st in statements(doc) if "iam:PassRole" in _as_list(st["Action"])]
+    assert len(passing) == 1
+    (st,) = passing
+    assert st["Condition"] == {"StringEquals": {"iam:PassedToService": "vpc-flow-logs.amazonaws.com"}}
+    params = load_policy().control("VPC.3").params
+    if params.get("destination_type", "cloud-watch-logs") == "cloud-watch-logs":
+        role = params["deliver_logs_role_arn"].replace("{account}", "123456789012")
+        assert allows(doc, "iam:PassRole", role), (
+            f"VPC.3 delivers through {role}: change PassFlowLogDeliveryRole in {policy_file(stage).name} to it")
+    for other in ("arn:aws:iam::123456789012:role/Admin", "arn:aws:iam::123456789012:role/OrganizationAccountAccessRole",
+                  "arn:aws:iam::123456789012:role/netguard-member"):
+        assert not allows(doc, "iam:PassRole", other), other
+
+
+@pytest.mark.parametrize("stage", stages())
+def test_ledger_records_are_signed_with_the_stage_key_only(stage: str) -> None:
+    """kms:GenerateMac on the key whose alias is the stage's (the stack creates the key and the alias;
+    the key policy admits only the functions' roles). kms:VerifyMac is the restore CLI's, not the
+    functions'."""
+    doc = load_policy_doc(stage)
+    signing = [st for st in statements(doc) if "kms:GenerateMac" in _as_list(st["Action"])]
+    assert len(signing) == 1
+    (st,) = signing
+    assert _as_list(st["Action"]) == ["kms:GenerateMac"]
+    assert st["Resource"] == "arn:aws:kms:*:*:key/*"
+    assert st["Condition"] == {"ForAnyValue:StringEquals": {"kms:ResourceAliases": f"alias/netguard-ledger-{stage}"}}
+    assert not allows(doc, "kms:VerifyMac")
+
+
+@pytest.mark.parametrize("stage", stages())
+def test_failed_events_may_go_to_the_stage_events_dead_letter_queue(stage: str) -> None:
+    doc = load_policy_doc(stage)
+    region, account = "us-east-1", "123456789012"
+    assert allows(doc, "sqs:SendMessage", f"arn:aws:sqs:{region}:{account}:netguard-events-dlq-{stage}")
+    for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage"):  # only Lambda's destination sends there
+        assert not allows(doc, action, f"arn:aws:sqs:{region}:{account}:netguard-events-dlq-{stage}")
+    for other in set(stages()) - {stage}:
+        assert not allows(doc, "sqs:SendMessage", f"arn:aws:sqs:{region}:{account}:netguard-events-dlq-{other}")
+
+
+def test_route53_and_kms_calls_are_seen_by_the_scanner() -> None:
+    source = '''
+def zones(clients, vpc_id, region):
+    return clients.client("route53").list_hosted_zones_by_vpc(VPCId=vpc_id, VPCRegion=region)
+
+class Signer:
+    def __init__(self, clients):
+        self.kms = clients.client("kms")
+
+    def sign(self, key, message):
+        return self.kms.generate_mac(KeyId=key, Message=message, MacAlgorithm="HMAC_SHA_256")
+'''
+    scan = scan_source(source, "example.py")
+    assert scan.actions == {"route53:ListHostedZonesByVPC", "kms:GenerateMac"}, scan.actions
+    assert scan.unresolved == []
+    for stage in stages():
+        assert missing_actions(load_policy_doc(stage), scan.actions) == set()

@@ -17,8 +17,9 @@ so it cannot drift (tests/test_stack.py runs `check`; `merge` refuses a stale te
 - managed-config-rules (netguard-stack.yaml): one AWS::Config::ConfigRule per `deploy = true` entry
   of policies/config-rules.toml;
 - member-permissions (member-account.yaml): the statements of .chalice/policy-prod.json a member
-  account needs (SageMaker, EC2, iam:PassRole, logs:CreateLogDelivery); ledger, alerts, secrets,
-  logs, tracing, queues and reports stay in the central account;
+  account needs (SageMaker, EC2, Route 53's ListHostedZonesByVPC, tag:GetResources, iam:PassRole,
+  logs:CreateLogDelivery); ledger, signing key, alerts, secrets, logs, tracing, queues and reports
+  stay in the central account;
 - forwarding-rules (member-account.yaml): one EventBridge rule per central event handler, with the
   handler's own pattern (chalicelib.handlers.event_patterns), targeting the central default bus.
 """
@@ -66,7 +67,7 @@ CHANGE_TRIGGERED_RULES = frozenset({
 
 # Which statements of the central policy a member account needs: the engine's reads and
 # remediations. Every action of the central policy must be classified, so a new service is a decision.
-MEMBER_SERVICES = frozenset({"sagemaker", "ec2", "tag"})
+MEMBER_SERVICES = frozenset({"sagemaker", "ec2", "route53", "tag"})
 MEMBER_ACTIONS = frozenset({"iam:PassRole", "logs:CreateLogDelivery"})
 CENTRAL_SERVICES = frozenset({"cloudwatch", "config", "dynamodb", "kms", "logs", "organizations", "s3",
                               "secretsmanager", "sns", "sqs", "ssm", "sts", "xray"})
