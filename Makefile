@@ -73,8 +73,8 @@ bench-sweep: $(STAMP)
 # and $(BUILD)/sam.json: Chalice's SAM template merged with deploy/netguard-stack.yaml (the stage's
 # copy, $(BUILD)/netguard-stack-$(STAGE).json, from tools/stack.py). NETGUARD_STAGE names the queues
 # the functions read (app.py). Deploy the template as stack netguard-$(STAGE): the log permissions in
-# .chalice/policy-$(STAGE).json are scoped to /aws/lambda/netguard-$(STAGE)-*. The member-account
-# template is linted too.
+# .chalice/policy-$(STAGE).json are scoped to /aws/lambda/netguard-$(STAGE)-*. The member-account and
+# tag-guard SCP templates are linted too.
 package: $(STAMP)
 	find chalicelib -name __pycache__ -type d -prune -exec rm -rf {} +
 	rm -rf $(BUILD)
@@ -82,7 +82,7 @@ package: $(STAMP)
 	$(BIN)/python -B tools/stack.py merge --stage $(STAGE) --out $(BUILD)/netguard-stack-$(STAGE).json
 	NETGUARD_STAGE=$(STAGE) $(BIN)/chalice package --stage $(STAGE) \
 	  --merge-template $(BUILD)/netguard-stack-$(STAGE).json $(BUILD)
-	$(BIN)/cfn-lint $(BUILD)/sam.json deploy/member-account.yaml
+	$(BIN)/cfn-lint $(BUILD)/sam.json deploy/member-account.yaml deploy/tag-guard-scp.yaml
 	@echo "stage $(STAGE): $(BUILD)/deployment.zip $(BUILD)/sam.json (member accounts: deploy/member-account.yaml)"
 
 # Package every stage into $(BUILD)/<stage>/ and lint all the templates.
@@ -95,7 +95,7 @@ lint-templates: $(STAMP)
 	  NETGUARD_STAGE=$$stage $(BIN)/chalice package --stage $$stage \
 	    --merge-template $(BUILD)/netguard-stack-$$stage.json $(BUILD)/$$stage || exit 1; \
 	done
-	$(BIN)/cfn-lint $(foreach stage,$(STAGES),$(BUILD)/$(stage)/sam.json) deploy/member-account.yaml
+	$(BIN)/cfn-lint $(foreach stage,$(STAGES),$(BUILD)/$(stage)/sam.json) deploy/member-account.yaml deploy/tag-guard-scp.yaml
 
 # Regenerate the parts of deploy/*.yaml that mirror policies/, the central policy and the event patterns.
 templates: $(STAMP)
