@@ -275,10 +275,35 @@ def _ingress(state: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [r for r in state.get("Rules", []) if not r.get("IsEgress")]
 
 
+# Address space that is not the internet's: a range inside one of these is not "from the internet"
+# however wide (10.0.0.0/8 is SG.2's business on notebooks).
+NON_PUBLIC_RANGES = tuple(ipaddress.ip_network(n) for n in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+    "fc00::/7", "fe80::/10", "::1/128"))
+DEFAULT_MAX_PUBLIC_PREFIX = {4: 16, 6: 32}  # wider than a /16 (IPv4) or a /32 (IPv6) of public space: internet
+
+
+def internet_range(cidr: Any, params: Mapping[str, Any]) -> bool:
+    """Is `cidr` "the internet": 0.0.0.0/0, ::/0, or any range reaching public address space that is
+    wider than `max_public_prefix_ipv4` (16) / `max_public_prefix_ipv6` (32)? 0.0.0.0/1 and
+    128.0.0.0/1 together are the internet too, and each is flagged."""
+    if not isinstance(cidr, str):
+        return False
+    try:
+        net = ipaddress.ip_network(cidr, strict=False)
+    except ValueError:
+        return False
+    limit = int(params.get(f"max_public_prefix_ipv{net.version}", DEFAULT_MAX_PUBLIC_PREFIX[net.version]))
+    if net.prefixlen >= limit:
+        return False
+    return not any(net.version == private.version and net.subnet_of(private)  # type: ignore[arg-type]
+                   for private in NON_PUBLIC_RANGES)
+
+
 def sg_no_internet_ingress(state: Mapping[str, Any], params: Mapping[str, Any]) -> CheckResult:
-    """No ingress rule from 0.0.0.0/0 or ::/0, whatever the port."""
+    """No ingress rule from the internet (`internet_range`), whatever the port."""
     bad = [r for r in _ingress(state)
-           if r.get("CidrIpv4") in INTERNET_CIDRS or r.get("CidrIpv6") in INTERNET_CIDRS]
+           if internet_range(r.get("CidrIpv4"), params) or internet_range(r.get("CidrIpv6"), params)]
     if not bad:
         return CheckResult(COMPLIANT, {"IngressRules": len(_ingress(state))})
     return CheckResult(
@@ -378,7 +403,8 @@ CHECKS: dict[str, CheckSpec] = {
     "one_environment": CheckSpec(one_environment),
     "variants_min_instances": CheckSpec(variants_min_instances, optional=frozenset({"min_instances"})),
     "tags_present": CheckSpec(tags_present, frozenset({"keys"})),
-    "sg_no_internet_ingress": CheckSpec(sg_no_internet_ingress),
+    "sg_no_internet_ingress": CheckSpec(sg_no_internet_ingress,
+                                        optional=frozenset({"max_public_prefix_ipv4", "max_public_prefix_ipv6"})),
     "sg_egress_restricted": CheckSpec(sg_egress_restricted),
     "sg_no_rules": CheckSpec(sg_no_rules),
     "sg_ingress_restricted": CheckSpec(

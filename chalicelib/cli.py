@@ -46,6 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--dry-run", action="store_true", help="print the calls it would make; write nothing")
     restore.add_argument("--start", action="store_true",
                          help="quarantine_notebook: also start the notebook (only from Stopped)")
+    restore.add_argument("--yes", action="store_true",
+                         help="confirm a restore that re-opens a security group to the internet")
+    restore.add_argument("--ledger-key", help="KMS key that signs the DynamoDB ledger's records (the stack's "
+                                              "LedgerKeyArn; default NETGUARD_LEDGER_KEY_ID)")
+    restore.add_argument("--allow-unsigned", action="store_true",
+                         help="restore a DynamoDB ledger record whose signature is missing, wrong or unchecked "
+                              "(trusts whoever can write the ledger)")
     restore.add_argument("--format", choices=("table", "json"), default="table")
     demo = sub.add_parser("demo", help="run the whole flow against an embedded mock AWS (needs the dev install)")
     demo.add_argument("--keep-output", action="store_true", help=argparse.SUPPRESS)
@@ -164,6 +171,8 @@ def render_restore(report: dict[str, Any], out: TextIO) -> None:
         out.write(f"note: {line}\n")
     if report["record_error"]:
         out.write(f"not recorded in the ledger: {report['record_error']}\n")
+    for line in report["alerted"]:
+        out.write(f"alert     {line}\n")
 
 
 def restore(args: argparse.Namespace, out: TextIO) -> int:
@@ -172,7 +181,14 @@ def restore(args: argparse.Namespace, out: TextIO) -> int:
 
     from .aws import Clients  # noqa: PLC0415
     from .errors import ConfigError, NetguardError  # noqa: PLC0415
-    from .restore import FAILED, REFUSED, UnknownAction, open_ledger, restore_action  # noqa: PLC0415
+    from .restore import (  # noqa: PLC0415
+        FAILED,
+        REFUSED,
+        UnknownAction,
+        alert_sender,
+        open_ledger,
+        restore_action,
+    )
     from .settings import Settings  # noqa: PLC0415
 
     try:
@@ -180,9 +196,12 @@ def restore(args: argparse.Namespace, out: TextIO) -> int:
         session = boto3.session.Session(profile_name=args.profile, region_name=args.region)
         clients = Clients(session, args.member_role, args.external_id)
         ledger = open_ledger(args.ledger_file, settings.ledger_table, clients, args.region,
-                             settings.ledger_retention_days)
+                             settings.ledger_retention_days, args.ledger_key or settings.ledger_key_id)
+        alert = alert_sender(settings, clients, args.region, use_table=not args.ledger_file and
+                             bool(settings.ledger_table))
         report = restore_action(ledger, clients, args.action_id, dry_run=args.dry_run, start=args.start,
-                                policy_dir=settings.policy_dir)
+                                policy_dir=settings.policy_dir, yes=args.yes, allow_unsigned=args.allow_unsigned,
+                                alert=alert)
     except (UnknownAction, ConfigError) as exc:
         print(f"netguard: {exc}", file=sys.stderr)
         return EXIT_USAGE

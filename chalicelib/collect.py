@@ -44,7 +44,8 @@ log = logging.getLogger("netguard.collect")
 
 NOT_FOUND_CODES = {
     "InvalidGroup.NotFound", "InvalidGroupId.Malformed", "InvalidSubnetID.NotFound",
-    "InvalidVpcID.NotFound", "ResourceNotFound",
+    "InvalidVpcID.NotFound", "InvalidVpcEndpointId.NotFound", "InvalidVpcEndpoint.NotFound",
+    "InvalidRouteTableID.NotFound", "InvalidNetworkAclID.NotFound", "ResourceNotFound",
 }
 
 # Kinds of users a security group can have (SG.1 / SG.2 scope on `AttachedTo`).
@@ -61,9 +62,11 @@ def _missing(exc: ClientError) -> bool:
     code = error_code(exc)
     if code in NOT_FOUND_CODES:
         return True
-    # SageMaker answers ValidationException "RecordNotFound" for a missing notebook.
+    # SageMaker answers ValidationException: "RecordNotFound" for a missing notebook, 'Could not find
+    # model "arn:..."' (endpoint configuration, endpoint) for the hosting resources.
     message = error_message(exc).lower()
-    return code == "ValidationException" and ("recordnotfound" in message or "not found" in message)
+    return code == "ValidationException" and any(words in message for words in ("recordnotfound", "not found",
+                                                                                  "could not find"))
 
 
 def classify_eni(eni: dict[str, Any]) -> set[str]:

@@ -32,7 +32,7 @@ def decide(finding: Finding, policy: Policy, settings: Settings, today: dt.date,
     if finding.status != NON_COMPLIANT:
         return None
     control = finding.control
-    exemption = exemption_for(policy, control.id, finding.resource, today)
+    exemption = exemption_for(policy, control.id, finding.resource, today, settings.max_exemption_days)
     if exemption.exempt:
         return Decision(finding, EXEMPT, f"exempt: {exemption.detail}")
     note = f" ({exemption.detail})" if exemption.detail else ""

@@ -8,6 +8,7 @@ skipped: it never crashes the function and never leads to an action.
 """
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import logging
 import os
@@ -24,6 +25,7 @@ from .collect import Collector
 from .configrule import compliance_change_pattern, refs_from_compliance_change
 from .errors import ConfigError, IgnoredEvent, InvalidEvent
 from .ledger import BufferedIndex, DynamoLedger
+from .signing import signer_for
 from .model import SUCCEEDED, EventContext, ResourceRef, Trigger
 from .notify import Notifier, resend_undelivered
 from .pipeline import Pipeline, RunReport
@@ -143,7 +145,8 @@ def runtime() -> Runtime:
         raise ConfigError("NETGUARD_LEDGER_TABLE is not set: netguard will not act without its ledger")
     clients = make_clients(settings)
     ledger = DynamoLedger(settings.ledger_table, clients, dedup_hours=settings.dedup_hours,
-                          retention_days=settings.ledger_retention_days, workers=settings.read_concurrency)
+                          retention_days=settings.ledger_retention_days, workers=settings.read_concurrency,
+                          signer=signer_for(settings, clients))
     persistence = DynamoDBPersistenceLayer(
         table_name=settings.ledger_table, key_attr="pk", sort_key_attr="sk", expiry_attr="expires_at",
         static_pk_value=f"idempotency#{os.environ.get('AWS_LAMBDA_FUNCTION_NAME', 'netguard')}",
@@ -209,13 +212,12 @@ def _check_accounts(trigger: Trigger, settings: Settings, clients: Clients | Non
 
 def schedule_rechecks(rt: Runtime, report: RunReport, attempt: int = 1, include_duplicates: bool = False) -> int:
     """Send what the run deferred or could not do to the recheck queue; returns the messages sent."""
-    items = report.recheck_refs(include_duplicates)
-    if not items:
-        return 0
     try:
-        return len(RecheckQueue(rt.settings, rt.clients).schedule(items, report.context.event_id, attempt))
+        return len(RecheckQueue(rt.settings, rt.clients).schedule_report(report, report.context.event_id, attempt,
+                                                                         include_duplicates))
     except AWS_ERRORS as exc:
         # The decision is recorded and alerted already; the next event or sweep will look again.
+        items = report.recheck_refs(include_duplicates) + report.limited_refs()
         logger.error("could not schedule re-checks", extra={"error": error_code(exc),
                                                             "resources": [r.key for r, _ in items]})
         return 0
@@ -415,22 +417,30 @@ def recheck(event: Any) -> dict[str, Any]:
             trigger = Trigger(EventContext(f"recheck-{record.message_id}", "recheck",
                                            event_name=f"attempt {item.attempt} of {item.origin}"), item.refs)
             _check_accounts(trigger, rt.settings)
+            waits = item.waits(dt.datetime.now(dt.timezone.utc))
+            if waits > rt.settings.action_window_minutes * 60:  # no window of netguard's ends that late
+                raise InvalidEvent(f"not_before {item.not_before} is further than a blast-radius window")
         except (InvalidEvent, IgnoredEvent) as exc:
             # Kept, not dropped: reported failed, it ends in the dead-letter queue for someone to look at.
             logger.warning("unusable recheck message", extra={"message_id": record.message_id, "reason": exc.reason})
             raise
+        queue = RecheckQueue(rt.settings, rt.clients)
+        if waits:  # a blast-radius window ends later than SQS can delay a message: on again, not run yet
+            sent = queue.schedule(list(zip(item.refs, [item.reason] * len(item.refs))), item.origin, item.attempt,
+                                  not_before=item.not_before)
+            logger.info("recheck not due yet", extra={"not_before": item.not_before, "resent": len(sent)})
+            return {"attempt": item.attempt, "waiting": waits, "rechecks": len(sent)}
         telemetry = EmfTelemetry()
         try:
             report = rt.pipeline(telemetry).run(trigger)
         finally:
             telemetry.flush()
-        retry = report.recheck_refs(include_duplicates=True)
         failed_reads = [ref.key for ref, message in report.errors if is_retryable(message)]
         if failed_reads:
             # A throttled or failing read: let SQS deliver this message again (visibility timeout, DLQ).
             raise RecheckRetry(f"retryable errors reading {', '.join(failed_reads)}")
-        sent = RecheckQueue(rt.settings, rt.clients).schedule(retry, item.origin or trigger.context.event_id,
-                                                              item.attempt + 1)
+        sent = queue.schedule_report(report, item.origin or trigger.context.event_id, item.attempt + 1,
+                                     include_duplicates=True)
         result = summary(report) | {"attempt": item.attempt, "rechecks": len(sent)}
         logger.info("recheck processed", extra={"summary": result})
         return result

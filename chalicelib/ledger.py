@@ -8,7 +8,8 @@ holds, side by side with Powertools' idempotency records:
   pk = action#<action id>                   sk = action                                   an action, its before-state, result
   pk = alert#undelivered                    sk = <time>#<alert id>                        an alert a channel failed to take
   pk = uses#<account>#<region>#<type>#<id>  sk = <account>#<region>#<type>#<id>            what uses a subnet or flow log
-  pk = budget#<account>                     sk = window#<start>                            enforce actions taken in a window
+  pk = budget#<account>#<severity>          sk = window#<start>                            enforce actions taken in a window
+  pk = budget#org#<severity>                sk = window#<start>                            ... in every account together
   pk = sweep#<sweep id>                     sk = meta | stats#<part>                       a sweep's progress and figures
 
 A claim is a conditional put: the first event to see a violation (same control, same resource
@@ -103,6 +104,19 @@ def budget_window(now: dt.datetime, minutes: int) -> str:
     return dt.datetime.fromtimestamp(start, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def window_end(now: dt.datetime, minutes: int) -> str:
+    """When the fixed window `now` falls in ends (UTC), as text."""
+    seconds = minutes * 60
+    end = (int(now.timestamp()) // seconds + 1) * seconds
+    return dt.datetime.fromtimestamp(end, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def budget_counters(account: str, severity: str, limit: int, org_limit: int) -> list[tuple[str, int, str]]:
+    """(pk, limit, scope) of the two counters one enforce action takes from: its account's and the
+    organization's, both for its severity (a flood of low-severity fixes cannot spend a critical one's)."""
+    return [(f"budget#{account}#{severity}", limit, "account"), (f"budget#org#{severity}", org_limit, "organization")]
+
+
 def sweep_pk(sweep_id: str) -> str:
     return f"sweep#{sweep_id}"
 
@@ -140,7 +154,8 @@ class Ledger(Protocol):
     def remember_uses(self, user: ResourceRef, used: list[ResourceRef], environment: str | None = None) -> None: ...
     def users_of(self, used: ResourceRef) -> list[ResourceRef]: ...
     def users_with_environment(self, used: ResourceRef) -> list[tuple[ResourceRef, str | None]]: ...
-    def take_action_budget(self, account: str, limit: int, minutes: int) -> tuple[bool, bool]: ...
+    def take_action_budget(self, account: str, severity: str, limit: int, org_limit: int,
+                           minutes: int) -> tuple[str | None, bool]: ...
 
 
 def decision_item(context: EventContext, outcome: Outcome) -> dict[str, Any]:
@@ -271,16 +286,20 @@ class MemoryLedger:
 
     # --- blast radius (see pipeline.py) ---
 
-    def take_action_budget(self, account: str, limit: int, minutes: int) -> tuple[bool, bool]:
+    def take_action_budget(self, account: str, severity: str, limit: int, org_limit: int,
+                           minutes: int) -> tuple[str | None, bool]:
         with self._lock:
-            key = (f"budget#{account}", f"window#{budget_window(utcnow(), minutes)}")
-            item = self.items.setdefault(key, {"pk": key[0], "sk": key[1], "count": 0})
-            if item["count"] < limit:
+            window = f"window#{budget_window(utcnow(), minutes)}"
+            counters = [(self.items.setdefault((pk, window), {"pk": pk, "sk": window, "count": 0}), cap, scope)
+                        for pk, cap, scope in budget_counters(account, severity, limit, org_limit)]
+            for item, cap, scope in counters:
+                if item["count"] >= cap:
+                    first = not item.get("notified")
+                    item["notified"] = True
+                    return scope, first
+            for item, _, _ in counters:
                 item["count"] += 1
-                return True, False
-            first = not item.get("notified")
-            item["notified"] = True
-            return False, first
+            return None, False
 
     # --- sweeps (see sweep.py) ---
 
@@ -348,8 +367,9 @@ class DynamoLedger:
     """The ledger in the DynamoDB table named by NETGUARD_LEDGER_TABLE."""
 
     def __init__(self, table_name: str, clients: Clients, region: str | None = None,
-                 dedup_hours: int = 24, retention_days: int = 400, workers: int = 1) -> None:
+                 dedup_hours: int = 24, retention_days: int = 400, workers: int = 1, signer: Any = None) -> None:
         self.table_name = table_name
+        self.signer = signer  # signing.Signer: settled action records carry its MAC (restore checks it)
         self.workers = workers  # concurrent batch writes (a sweep's chunk settles and indexes hundreds)
         self.ddb = clients.client("dynamodb", region)
         self.dedup = dt.timedelta(hours=dedup_hours)
@@ -511,13 +531,19 @@ class DynamoLedger:
                 alone.append((what, self._settle_claim_op(finding, kind, result)))
             else:
                 whole.append((what, {**claimed, "result": result, "settled_at": _iso(now)}))
+        finished: list[tuple[str, dict[str, Any]]] = []
         for action_id, result, detail in actions:
             started = self._started.pop(action_id, None)
-            if started is None:
+            if started is None:  # not signed: restore refuses it, as it refuses an unfinished action
                 alone.append((f"the result of {action_id}", self._finish_action_op(action_id, result, detail)))
             else:
-                whole.append((f"the result of {action_id}",
-                              {**started, "result": result, "detail": detail, "finished_at": _iso(now)}))
+                finished.append((action_id, {**started, "result": result, "detail": detail,
+                                             "finished_at": _iso(now)}))
+                whole.append((f"the result of {action_id}", finished[-1][1]))
+        if self.signer is not None and finished:
+            for (_, item), mac in zip(finished, concurrently(lambda done: self._mac(*done), finished, self.workers,
+                                                             "netguard-sign")):
+                item["mac"] = mac
         whole += [(f"the decision on {o.decision.finding.control.id} for {o.decision.finding.resource.ref.key}",
                    self._decision_record(context, o)) for o in decisions]
         parts = [whole[start:start + BATCH_WRITE_ITEMS] for start in range(0, len(whole), BATCH_WRITE_ITEMS)]
@@ -532,6 +558,15 @@ class DynamoLedger:
             if error is not None:
                 failed.append((what, error))
         return failed
+
+    def _mac(self, action_id: str, item: Mapping[str, Any]) -> str | None:
+        """The signer's MAC of a settled action record; None (logged) when KMS cannot give it: the
+        record is written unsigned, and restore refuses it."""
+        try:
+            return str(self.signer.sign(action_id, item))
+        except AWS_ERRORS as exc:
+            log.error("action %s not signed (%s): netguard restore will refuse it", action_id, error_code(exc))
+            return None
 
     def _batch_put(self, items: list[dict[str, Any]], attempts: int) -> set[tuple[str, str]]:
         """Up to 25 items in BatchWriteItem calls, again for what DynamoDB leaves unprocessed or when a
@@ -615,33 +650,56 @@ class DynamoLedger:
 
     # --- blast radius (see pipeline.py) ---
 
-    def take_action_budget(self, account: str, limit: int, minutes: int) -> tuple[bool, bool]:
-        """Take one enforce action from `account`'s budget for the current window: (allowed, and if not,
-        whether this is the first refusal of the window, which sends the one "limit reached" alert).
-        One conditional counter update; past the limit, one conditional flag update."""
+    def take_action_budget(self, account: str, severity: str, limit: int, org_limit: int,
+                           minutes: int) -> tuple[str | None, bool]:
+        """Take one enforce action of `severity` from the current window's budgets of `account` and of
+        the organization: (None, False) when allowed, else (the scope whose limit is reached, whether
+        this is that counter's first refusal of the window, which sends the one "limit reached" alert).
+        One conditional counter update per scope, in turn (a transaction on the hot organization counter
+        would meet conflicts under load); the account's is given back when the organization refuses,
+        and if that fails too the account's counts one action more than it took: fewer actions, never more."""
         now = utcnow()
-        key = {"pk": {"S": f"budget#{account}"}, "sk": {"S": f"window#{budget_window(now, minutes)}"}}
+        window = {"S": f"window#{budget_window(now, minutes)}"}
         expires = {"N": str(int((now + dt.timedelta(minutes=2 * minutes)).timestamp()))}
-        try:
-            self.ddb.update_item(TableName=self.table_name, Key=key,
-                                 UpdateExpression="ADD #c :one SET expires_at = :exp",
-                                 ConditionExpression="attribute_not_exists(#c) OR #c < :limit",
-                                 ExpressionAttributeNames={"#c": "count"},
-                                 ExpressionAttributeValues={":one": {"N": "1"}, ":limit": {"N": str(limit)},
-                                                            ":exp": expires})
-            return True, False
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise
+        taken: list[dict[str, Any]] = []
+        for pk, cap, scope in budget_counters(account, severity, limit, org_limit):
+            key = {"pk": {"S": pk}, "sk": window}
+            try:
+                self.ddb.update_item(TableName=self.table_name, Key=key,
+                                     UpdateExpression="ADD #c :one SET expires_at = :exp",
+                                     ConditionExpression="attribute_not_exists(#c) OR #c < :limit",
+                                     ExpressionAttributeNames={"#c": "count"},
+                                     ExpressionAttributeValues={":one": {"N": "1"}, ":limit": {"N": str(cap)},
+                                                                ":exp": expires})
+                taken.append(key)
+                continue
+            except ClientError as exc:
+                if error_code(exc) != "ConditionalCheckFailedException":
+                    self._give_back(taken)
+                    raise
+            self._give_back(taken)
+            return scope, self._first_refusal(key)
+        return None, False
+
+    def _give_back(self, keys: list[dict[str, Any]]) -> None:
+        for key in keys:
+            try:
+                self.ddb.update_item(TableName=self.table_name, Key=key, UpdateExpression="ADD #c :minus",
+                                     ExpressionAttributeNames={"#c": "count"},
+                                     ExpressionAttributeValues={":minus": {"N": "-1"}})
+            except AWS_ERRORS as exc:  # the counter stays one higher: one action fewer this window
+                log.warning("blast radius: a counter not given back (%s)", error_code(exc))
+
+    def _first_refusal(self, key: dict[str, Any]) -> bool:
         try:
             self.ddb.update_item(TableName=self.table_name, Key=key, UpdateExpression="SET notified = :t",
                                  ConditionExpression="attribute_not_exists(notified)",
                                  ExpressionAttributeValues={":t": {"BOOL": True}})
-            return False, True
+            return True
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
-            return False, False
+            return False
 
     # --- sweeps (see sweep.py): pk = sweep#<id>; sk = meta (expected/done counters) or stats#<part> ---
 

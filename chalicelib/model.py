@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 NOTEBOOK = "AWS::SageMaker::NotebookInstance"
 # Jobs: AWS Config does not record them (events and scans cover them); the names follow the others.
@@ -30,6 +31,8 @@ RESOURCE_TYPES = (*SAGEMAKER_TYPES, VPC, SUBNET, VPC_ENDPOINT, SECURITY_GROUP)
 ROUTE_TABLE = "AWS::EC2::RouteTable"
 FLOW_LOG = "AWS::EC2::FlowLog"
 
+SEVERITIES = ("critical", "high", "medium", "low", "informational")  # most severe first
+
 COMPLIANT = "COMPLIANT"
 NON_COMPLIANT = "NON_COMPLIANT"
 NOT_APPLICABLE = "NOT_APPLICABLE"
@@ -50,6 +53,20 @@ FAILED = "failed"
 NO_ACTION = "no-action"
 DUPLICATE = "duplicate"
 LIMITED = "limited"  # the account's enforce actions for the window are spent (blast radius): alerted, not done
+
+
+_ID_SEPARATORS = re.compile(r"[\s,]+")
+
+
+def join_ids(ids: Iterable[str]) -> str:
+    """Control ids in a tag value (netguard:quarantined, netguard:created-by): space-separated, since
+    SageMaker's tag values may not hold commas (TagValue pattern `^([\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*)$`)."""
+    return " ".join(sorted(set(ids)))
+
+
+def split_ids(value: str | None) -> set[str]:
+    """The ids a tag value lists, separated by spaces or commas (EC2 tags written before may hold commas)."""
+    return {i for i in _ID_SEPARATORS.split(value or "") if i}
 
 
 def canonical_json(value: Any) -> str:
@@ -89,6 +106,9 @@ class EventContext:
 class Trigger:
     context: EventContext
     refs: tuple[ResourceRef, ...]
+    # netguard:exempt* tags the call set (key, value) or removed (key, None) on the refs: alerted with
+    # who did it, whatever netguard makes of them (anyone who can tag can write them)
+    exemption_tags: tuple[tuple[str, str | None], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -125,6 +145,7 @@ class Control:
     peers: tuple[str, ...]
     applies_when: Mapping[str, Any] | None
     source: str
+    wildcard_exemption: bool = True  # may `netguard:exempt = *` exempt from it (not critical ones by default)
 
 
 @dataclass(frozen=True)

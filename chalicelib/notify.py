@@ -497,6 +497,28 @@ def check_webhook_url(url: str) -> None:
     )
 
 
+def check_allowed_webhook(url: str, allowed: Sequence[str]) -> None:
+    """The webhook URL must start with one of the allowed URL prefixes (NETGUARD_SLACK_ALLOWED_URLS,
+    default https://hooks.slack.com/): same scheme, host and port, and a path under the prefix's. Whoever
+    can change the stored URL could otherwise send netguard's alerts somewhere they are never read.
+    Raises DeliveryError (URL redacted)."""
+    try:
+        parts = urlsplit(url)
+        key = (parts.scheme.lower(), (parts.hostname or "").lower(), parts.port, parts.username)
+    except ValueError:
+        raise DeliveryError(f"Slack webhook URL {redact_url(url)} is malformed") from None
+    for prefix in allowed:
+        try:
+            want = urlsplit(prefix)
+            if (key[:3] == (want.scheme.lower(), (want.hostname or "").lower(), want.port) and key[3] is None
+                    and parts.path.startswith(want.path or "/")):
+                return
+        except ValueError:
+            continue
+    raise DeliveryError(f"Slack webhook URL {redact_url(url)} refused: not under an allowed URL "
+                        f"(NETGUARD_SLACK_ALLOWED_URLS: {', '.join(redact_url(p) for p in allowed)})")
+
+
 def retry_after_seconds(value: str | None, cap: float = SLACK_MAX_RETRY_AFTER) -> float | None:
     """A `Retry-After` header in seconds, capped; None when absent or not a number (HTTP dates too)."""
     if not value:
@@ -869,6 +891,7 @@ class Notifier:
 
     def _send_slack(self, alert: Mapping[str, Any]) -> None:
         url = resolve_webhook_url(str(self.settings.slack_webhook_param), self.clients)
+        check_allowed_webhook(url, self.settings.slack_allowed_urls)
         SlackWebhook(url, sleep=self.slack_sleep, logger=self.log).post(slack_blocks(alert))
 
     def _deliver(self, channel: str, alert: Mapping[str, Any], send: Callable[[Mapping[str, Any]], None]) -> str:

@@ -9,7 +9,7 @@ import dataclasses
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Iterable, Mapping, Protocol
 
 
 from .aws import AWS_ERRORS, Clients, error_code, error_message, is_retryable
@@ -17,17 +17,19 @@ from .collect import BulkTags, Collector, sagemaker_tags
 from .decide import decide
 from .errors import RemediationError
 from .evaluate import evaluate
-from .ledger import BufferedIndex, Ledger, budget_window, new_action_id
+from .ledger import BufferedIndex, Ledger, budget_window, new_action_id, window_end
 from .model import (
     ALREADY_DONE,
     DEFERRED,
     DUPLICATE,
+    EXEMPT,
     FAILED,
     LIMITED,
     NO_ACTION,
     NON_COMPLIANT,
     REMEDIATE,
     REPORT_ONLY,
+    SEVERITIES,
     Decision,
     EventContext,
     Finding,
@@ -67,6 +69,10 @@ class RunReport:
     errors: list[tuple[ResourceRef, str]] = field(default_factory=list)
     deliveries: list[dict[str, str]] = field(default_factory=list)
 
+    def limited_refs(self) -> list[tuple[ResourceRef, str]]:
+        """What the blast-radius limit held back, and why: looked at again when its window ends."""
+        return list({o.decision.finding.resource.ref: o.detail for o in self.outcomes if o.result == LIMITED}.items())
+
     def recheck_refs(self, include_duplicates: bool = False) -> list[tuple[ResourceRef, str]]:
         """What to look at again later, and why: deferred decisions (a notebook still Pending, a domain
         with running apps) and resources whose read or remediation failed with a retryable error.
@@ -101,6 +107,10 @@ class Settlement:
     actions: list[tuple[str, str, str]] = field(default_factory=list)  # (action id, result, detail)
     decisions: list[Outcome] = field(default_factory=list)
     created: list[tuple[Resource, tuple[ResourceRef, ...]]] = field(default_factory=list)  # for the index
+
+
+def most_severe(severities: Iterable[str]) -> str:
+    return min(severities, key=lambda s: SEVERITIES.index(s) if s in SEVERITIES else len(SEVERITIES))
 
 
 class Pipeline:
@@ -150,7 +160,35 @@ class Pipeline:
         if isinstance(collector.index, BufferedIndex):
             collector.index.flush()
         self._notify(context, report)
+        if trigger.exemption_tags and not self.report_only:
+            self._notify_exemption_tags(trigger, report)
         return report
+
+    def _notify_exemption_tags(self, trigger: Trigger, report: RunReport) -> None:
+        """Anyone who can tag can write netguard:exempt*: every change is alerted, with who made it
+        and what netguard makes of it now (the run's decisions on those resources)."""
+        from .notify import build_notice  # noqa: PLC0415
+
+        context = trigger.context
+        changes = ", ".join(f"{key}={value!r}" if value is not None else f"{key} removed"
+                            for key, value in trigger.exemption_tags)
+        notices = []
+        for ref in trigger.refs:
+            exempt = sorted({o.decision.finding.control.id for o in report.outcomes
+                             if o.decision.finding.resource.ref == ref and o.decision.kind == EXEMPT})
+            refused = sorted({f"{o.decision.finding.control.id}: {o.decision.reason}" for o in report.outcomes
+                              if o.decision.finding.resource.ref == ref and o.decision.kind != EXEMPT
+                              and "ignored" in o.decision.reason and "exemption" in o.decision.reason})
+            reading = (f"exempt now from {', '.join(exempt)}" if exempt else "exempt from no failing control") + (
+                f"; not exempt: {'; '.join(refused)}" if refused else "")
+            text = (f"{context.principal or 'an unknown principal'} changed exemption tags on {ref.resource_type} "
+                    f"{ref.resource_id} ({ref.account}/{ref.region}): {changes}. netguard's reading: {reading}. "
+                    f"Event {context.event_id}.")
+            log.warning("exemption tags changed: %s", text)
+            notices.append(build_notice(f"exemption-{context.event_id}-{ref.resource_id}"[:128],
+                                        "exemption tag changed", text, account=ref.account))
+        if self.notifier is not None:
+            report.deliveries.extend(self.notifier.send_all(notices))
 
     def _with_current_tags(self, decided: list[tuple[Decision, EventContext]], today: dt.date,
                            report: RunReport) -> list[Decision]:
@@ -224,7 +262,7 @@ class Pipeline:
                 outcomes.append(Outcome(decision, NO_ACTION, decision.reason))
                 done.claims.append((decision.finding, decision.kind, NO_ACTION))
         for (action_name, ref), group in groups.items():
-            refused = self._over_budget(ref)
+            refused = self._over_budget(ref, most_severe(d.finding.control.severity for d in group))
             if refused:
                 for decision in group:
                     # settled as failed: not done, a later event or sweep may act
@@ -251,29 +289,36 @@ class Pipeline:
                                          attempts=LEDGER_WRITE_ATTEMPTS)
         return {id(d): answer for d, answer in zip(decisions, answers)}
 
-    def _over_budget(self, ref: ResourceRef) -> str | None:
-        """Blast radius: None if one more enforce action is allowed in ref's account in this window,
-        else why not. The first refusal of a window sends one "limit reached" notice."""
+    def _over_budget(self, ref: ResourceRef, severity: str) -> str | None:
+        """Blast radius: None if one more enforce action of `severity` is allowed in ref's account and in
+        the organization in this window, else why not. The first refusal of a window (per account or
+        for the organization, per severity) sends one "limit reached" notice."""
         if self.ledger is None:
             return None
-        limit, minutes = self.settings.max_actions, self.settings.action_window_minutes
+        settings, minutes = self.settings, self.settings.action_window_minutes
+        limit, org_limit = settings.max_actions[severity], settings.max_actions_org[severity]
         try:
-            allowed, first_refusal = self.ledger.take_action_budget(ref.account, limit, minutes)
+            refused, first_refusal = self.ledger.take_action_budget(ref.account, severity, limit, org_limit, minutes)
         except AWS_ERRORS as exc:
             # Without the counter we cannot prove the limit holds: do not act.
             return f"{error_code(exc)}: action budget unavailable, no action taken"
-        if allowed:
+        if refused is None:
             return None
-        reason = (f"blast-radius limit reached: {limit} enforce actions in account {ref.account} within "
-                  f"{minutes} minutes; alerting instead of acting until the window ends")
+        now = dt.datetime.now(dt.timezone.utc)
+        where = f"in account {ref.account}" if refused == "account" else "across all accounts"
+        cap = limit if refused == "account" else org_limit
+        again = ("; rechecked when it opens" if self.settings.recheck_queue_url
+                 else "; acted on by the next event or sweep after that")
+        reason = (f"blast-radius limit reached: {cap} {severity}-severity enforce actions {where} within {minutes} "
+                  f"minutes; alerting instead of acting until the window ends at {window_end(now, minutes)}{again}")
         if first_refusal:
             log.warning("%s", reason)
             if self.notifier is not None:
                 from .notify import build_notice  # noqa: PLC0415
 
-                window = budget_window(dt.datetime.now(dt.timezone.utc), minutes)
-                self.notifier.send(build_notice(f"limit-{ref.account}-{window}", "blast-radius limit reached",
-                                                reason, account=ref.account))
+                scope = ref.account if refused == "account" else "org"
+                self.notifier.send(build_notice(f"limit-{scope}-{severity}-{budget_window(now, minutes)}",
+                                                "blast-radius limit reached", reason, account=ref.account))
         return reason
 
     def _execute(self, context: EventContext, action_name: str, group: list[Decision],

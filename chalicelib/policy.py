@@ -19,19 +19,20 @@ from .model import (
     NON_COMPLIANT,
     NOT_APPLICABLE,
     RESOURCE_TYPES,
+    SEVERITIES,
     Control,
     Resource,
+    split_ids,
 )
 from .remediate import ACTIONS
 
 DEFAULT_POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
 
-SEVERITIES = ("critical", "high", "medium", "low", "informational")
 MODES = ("enforce", "alert", "off")
 REQUIRED_KEYS = {"id", "title", "severity", "resource_type", "mode", "check", "guidance"}
-OPTIONAL_KEYS = {"params", "remediation", "peers", "applies_when", "examples"}
+OPTIONAL_KEYS = {"params", "remediation", "peers", "applies_when", "examples", "allow_wildcard_exemption"}
 EXAMPLE_KEYS = {"name", "expect", "state"}
-EXEMPTION_KEYS = {"resource_id", "controls", "until", "reason"}
+EXEMPTION_KEYS = {"resource_id", "account", "controls", "until", "reason"}
 
 CONFIG_RULE_KEYS = {"identifier", "name", "resource_types", "controls", "deploy", "parameters", "note"}
 EXEMPT_TAG = "netguard:exempt"
@@ -54,6 +55,7 @@ class Exemption:
     until: dt.date | None
     reason: str
     source: str
+    accounts: tuple[str, ...] = ()  # where it applies: a SageMaker name is reused from account to account
 
 
 @dataclass(frozen=True)
@@ -154,10 +156,14 @@ def _parse_control(raw: Any, source: str) -> tuple[Control, list[Example]]:
     peers = raw.get("peers", [])
     if not isinstance(peers, list) or not all(isinstance(p, str) for p in peers):
         raise _fail(source, cid, "peers must be a list of strings")
+    wildcard = raw.get("allow_wildcard_exemption", raw["severity"] != "critical")
+    if not isinstance(wildcard, bool):
+        raise _fail(source, cid, "allow_wildcard_exemption must be true or false")
     control = Control(
         id=raw["id"], title=raw["title"].strip(), severity=raw["severity"], resource_types=tuple(rtypes),
         mode=raw["mode"], check=raw["check"], params=params, remediation=remediation,
         guidance=" ".join(raw["guidance"].split()), peers=tuple(peers), applies_when=applies_when, source=source,
+        wildcard_exemption=wildcard,
     )
     examples = []
     for ex in raw.get("examples", []):
@@ -207,13 +213,22 @@ def _parse_date(value: Any, source: str, what: str) -> dt.date:
 
 
 def _parse_exemption(raw: Any, source: str) -> Exemption:
-    if not isinstance(raw, dict) or not {"resource_id", "controls", "reason"} <= raw.keys() or raw.keys() - EXEMPTION_KEYS:
-        raise PolicyError(f"{source}: each [[exemptions]] needs resource_id, controls, reason (and optional until)")
+    needed = {"resource_id", "account", "controls", "reason"}
+    if not isinstance(raw, dict) or not needed <= raw.keys() or raw.keys() - EXEMPTION_KEYS:
+        raise PolicyError(f"{source}: each [[exemptions]] needs resource_id, account, controls, reason (and optional "
+                          "until)")
+    what = f"exemption for {raw['resource_id']}"
     controls = raw["controls"]
     if not isinstance(controls, list) or not all(isinstance(c, str) for c in controls):
-        raise PolicyError(f"{source}: exemption for {raw['resource_id']}: controls must be a list of ids or ['*']")
-    until = _parse_date(raw["until"], source, f"exemption for {raw['resource_id']}") if "until" in raw else None
-    return Exemption(str(raw["resource_id"]), tuple(controls), until, str(raw["reason"]), source)
+        raise PolicyError(f"{source}: {what}: controls must be a list of ids or ['*']")
+    accounts = raw["account"] if isinstance(raw["account"], list) else [raw["account"]]
+    if not accounts or not all(isinstance(a, str) and len(a) == 12 and a.isdigit() and a.isascii() for a in accounts):
+        raise PolicyError(f"{source}: {what}: account must be the 12-digit account id it applies in (or a list of "
+                          f"them), got {raw['account']!r}")
+    if not isinstance(raw["reason"], str) or not raw["reason"].strip():
+        raise PolicyError(f"{source}: {what}: reason must say why")
+    until = _parse_date(raw["until"], source, what) if "until" in raw else None
+    return Exemption(str(raw["resource_id"]), tuple(controls), until, raw["reason"].strip(), source, tuple(accounts))
 
 
 def load_policy(policy_dir: str | None = None) -> Policy:
@@ -250,11 +265,11 @@ def _load_policy(policy_dir: str) -> Policy:
             examples.extend(control_examples)
         exemptions.extend(_parse_exemption(raw, source) for raw in data.get("exemptions", []))
         raw_rules.extend((raw, source) for raw in data.get("config_rules", []))
+    by_id = {c.id: c for c in controls}
     for ex in exemptions:
         unknown_ids = [c for c in ex.controls if c != "*" and c not in seen]
         if unknown_ids:
             raise PolicyError(f"{ex.source}: exemption for {ex.resource_id} names unknown controls: {', '.join(unknown_ids)}")
-    by_id = {c.id: c for c in controls}
     rules = tuple(_parse_config_rule(raw, source, by_id) for raw, source in raw_rules)
     names = [r.name for r in rules]
     if len(set(names)) != len(names):
@@ -265,33 +280,73 @@ def _load_policy(policy_dir: str) -> Policy:
 @dataclass(frozen=True)
 class ExemptionStatus:
     exempt: bool
-    detail: str  # why exempt, or a note on an expired/invalid exemption that was ignored ("" if none)
+    detail: str  # why exempt, or a note on an exemption that was ignored, and why ("" if none)
 
 
-def exemption_for(policy: Policy, control_id: str, resource: Resource, today: dt.date) -> ExemptionStatus:
-    """Tag exemptions (netguard:exempt, -until, -reason) and policy-file exemptions for one control."""
+DEFAULT_MAX_EXEMPTION_DAYS = 90
+
+
+def _wildcard_refused(policy: Policy, control_id: str) -> bool:
+    try:
+        return not policy.control(control_id).wildcard_exemption
+    except KeyError:
+        return True
+
+
+def _tag_exemption(policy: Policy, control_id: str, tags: Mapping[str, str], today: dt.date,
+                   max_days: int) -> ExemptionStatus | None:
+    """The tag exemption of one control: None when the tags do not name it; else exempt, or a note on
+    why it is ignored. Anyone who can tag a resource can write these tags, so an exemption needs a
+    reason and an expiry within `max_days` of today, and `*` does not cover a control whose policy
+    refuses wildcards (critical ones, unless allow_wildcard_exemption = true): name it."""
+    value = tags.get(EXEMPT_TAG)
+    if value is None:
+        return None
+    listed = split_ids(value)  # "NB.1 SG.1": SageMaker tag values cannot hold commas
+    if control_id not in listed:
+        if "*" not in listed:
+            return None
+        if _wildcard_refused(policy, control_id):
+            return ExemptionStatus(False, f"ignored tag exemption: {EXEMPT_TAG}=* does not cover {control_id}; "
+                                          f"name it to exempt from it")
+    reason = (tags.get(EXEMPT_REASON_TAG) or "").strip()
+    if not reason:
+        return ExemptionStatus(False, f"ignored tag exemption: no {EXEMPT_REASON_TAG}")
+    until_raw = tags.get(EXEMPT_UNTIL_TAG)
+    if until_raw is None:
+        return ExemptionStatus(False, f"ignored tag exemption: no {EXEMPT_UNTIL_TAG} (YYYY-MM-DD, within {max_days} "
+                                      "days)")
+    try:
+        until = dt.date.fromisoformat(until_raw.strip())
+    except ValueError:
+        return ExemptionStatus(False, f"ignored tag exemption: {EXEMPT_UNTIL_TAG}={until_raw!r} is not YYYY-MM-DD")
+    if until < today:
+        return ExemptionStatus(False, f"ignored tag exemption: expired on {until}")
+    if until > today + dt.timedelta(days=max_days):
+        return ExemptionStatus(False, f"ignored tag exemption: {EXEMPT_UNTIL_TAG}={until} is more than {max_days} "
+                                      "days away (NETGUARD_MAX_EXEMPTION_DAYS)")
+    return ExemptionStatus(True, f"tag {EXEMPT_TAG}={value} until {until} ({reason})")
+
+
+def exemption_for(policy: Policy, control_id: str, resource: Resource, today: dt.date,
+                  max_days: int = DEFAULT_MAX_EXEMPTION_DAYS) -> ExemptionStatus:
+    """Tag exemptions (netguard:exempt, -until, -reason: `_tag_exemption`) and policy-file exemptions
+    (by resource id and account; `*` as for tags) for one control."""
     notes: list[str] = []
-    tag_value = resource.tags.get(EXEMPT_TAG)
-    if tag_value is not None:
-        listed = {c.strip() for c in tag_value.split(",") if c.strip()}
-        if "*" in listed or control_id in listed:
-            reason = resource.tags.get(EXEMPT_REASON_TAG, "no reason given")
-            until_raw = resource.tags.get(EXEMPT_UNTIL_TAG)
-            if until_raw is None:
-                return ExemptionStatus(True, f"tag {EXEMPT_TAG}={tag_value} ({reason})")
-            try:
-                until = dt.date.fromisoformat(until_raw.strip())
-            except ValueError:
-                notes.append(f"ignored tag exemption: {EXEMPT_UNTIL_TAG}={until_raw!r} is not YYYY-MM-DD")
-            else:
-                if today <= until:
-                    return ExemptionStatus(True, f"tag {EXEMPT_TAG}={tag_value} until {until} ({reason})")
-                notes.append(f"ignored tag exemption: expired on {until}")
+    tagged = _tag_exemption(policy, control_id, resource.tags, today, max_days)
+    if tagged is not None:
+        if tagged.exempt:
+            return tagged
+        notes.append(tagged.detail)
     for ex in policy.exemptions:
-        if ex.resource_id not in (resource.ref.resource_id, resource.arn):
+        if ex.resource_id not in (resource.ref.resource_id, resource.arn) or resource.ref.account not in ex.accounts:
             continue
-        if "*" not in ex.controls and control_id not in ex.controls:
-            continue
+        if control_id not in ex.controls:
+            if "*" not in ex.controls:
+                continue
+            if _wildcard_refused(policy, control_id):
+                notes.append(f"ignored policy exemption in {ex.source}: * does not cover {control_id}; name it")
+                continue
         if ex.until is None or today <= ex.until:
             until = f" until {ex.until}" if ex.until else ""
             return ExemptionStatus(True, f"policy exemption in {ex.source}{until} ({ex.reason})")

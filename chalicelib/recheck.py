@@ -10,6 +10,7 @@ moves it to the dead-letter queue. Nothing is dropped silently.
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import re
@@ -18,6 +19,7 @@ from typing import Any, Iterable, Mapping
 
 from .aws import Clients
 from .errors import InvalidEvent
+from .ledger import window_end
 from .model import DOMAIN, RESOURCE_TYPES, SAGEMAKER_TYPES, ResourceRef
 from .settings import Settings
 from .triggers import ACCOUNT_RE, DOMAIN_ID_RE, EC2_ID_RE, REGION_RE, SAGEMAKER_NAME_RE
@@ -40,6 +42,15 @@ class Recheck:
     reason: str
     attempt: int
     origin: str  # the event id of the run that first deferred
+    # not before this time (ISO UTC): the end of a blast-radius window, often further than SQS's 15
+    # minutes of delay; a message that arrives earlier is sent on again, not run, not counted an attempt
+    not_before: str | None = None
+
+    def waits(self, now: dt.datetime) -> int:
+        """Seconds still to wait before running it (0: now)."""
+        if not self.not_before:
+            return 0
+        return max(0, int((_parse_time(self.not_before) - now).total_seconds()))
 
 
 def delay_for(attempt: int, base: int) -> int:
@@ -47,15 +58,25 @@ def delay_for(attempt: int, base: int) -> int:
     return min(MAX_DELAY_SECONDS, base * 2 ** max(attempt - 1, 0))
 
 
+def _parse_time(text: str) -> dt.datetime:
+    return dt.datetime.strptime(text, TIME_FORMAT).replace(tzinfo=dt.timezone.utc)
+
+
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
 def encode(recheck: Recheck) -> str:
-    return json.dumps({
+    body = {
         "schema": MESSAGE_SCHEMA,
         "refs": [{"type": r.resource_type, "id": r.resource_id, "account": r.account, "region": r.region}
                  for r in recheck.refs],
         "reason": recheck.reason[:1000],
         "attempt": recheck.attempt,
         "origin": recheck.origin,
-    }, separators=(",", ":"))
+    }
+    if recheck.not_before:
+        body["not_before"] = recheck.not_before
+    return json.dumps(body, separators=(",", ":"))
 
 
 def message_body(body: Any, schema: str) -> Mapping[str, Any]:
@@ -93,8 +114,13 @@ def decode(body: Any) -> Recheck:
         if not isinstance(region, str) or not REGION_RE.match(region):
             raise InvalidEvent("invalid region")
         refs.append(ResourceRef(rtype, rid, account, region))
-    reason, origin = data.get("reason"), data.get("origin")
-    return Recheck(tuple(refs), str(reason or "")[:1000], attempt, str(origin or "")[:128])
+    reason, origin, not_before = data.get("reason"), data.get("origin"), data.get("not_before")
+    if not_before is not None:
+        try:
+            _parse_time(not_before)
+        except (TypeError, ValueError) as exc:
+            raise InvalidEvent(f"not_before must be {TIME_FORMAT}") from exc
+    return Recheck(tuple(refs), str(reason or "")[:1000], attempt, str(origin or "")[:128], not_before)
 
 
 class RecheckQueue:
@@ -107,9 +133,23 @@ class RecheckQueue:
     def configured(self) -> bool:
         return bool(self.settings.recheck_queue_url)
 
-    def schedule(self, items: Iterable[tuple[ResourceRef, str]], origin: str, attempt: int = 1) -> list[str]:
+    def schedule_report(self, report: Any, origin: str, attempt: int = 1, include_duplicates: bool = False,
+                        now: dt.datetime | None = None) -> list[str]:
+        """The re-checks a run calls for (RunReport): what it deferred or could not do, after the usual
+        backoff; what the blast-radius limit held back, once its window ends."""
+        now = now or dt.datetime.now(dt.timezone.utc)
+        sent = self.schedule(report.recheck_refs(include_duplicates), origin, attempt)
+        limited = report.limited_refs()
+        if limited:
+            opens = window_end(now, self.settings.action_window_minutes)
+            sent += self.schedule(limited, origin, attempt, not_before=opens, now=now)
+        return sent
+
+    def schedule(self, items: Iterable[tuple[ResourceRef, str]], origin: str, attempt: int = 1,
+                 not_before: str | None = None, now: dt.datetime | None = None) -> list[str]:
         """Send re-checks for `items` ((ref, reason)), one attempt number for all; returns their message ids.
-        Past the last attempt nothing is sent and an error is logged for each resource."""
+        Past the last attempt nothing is sent and an error is logged for each resource. With
+        `not_before`, the delay is what is left until then (at most SQS's 15 minutes: see Recheck.waits)."""
         items = list(items)
         if not items:
             return []
@@ -123,12 +163,16 @@ class RecheckQueue:
             return []
         queue_url = str(self.settings.recheck_queue_url)
         sqs = self.clients.client("sqs", _queue_region(queue_url))
-        delay = delay_for(attempt, self.settings.recheck_delay_seconds)
+        if not_before is not None:
+            waiting = Recheck((), "", attempt, origin, not_before).waits(now or dt.datetime.now(dt.timezone.utc))
+            delay = min(MAX_DELAY_SECONDS, waiting + 1)
+        else:
+            delay = delay_for(attempt, self.settings.recheck_delay_seconds)
         sent = []
         for start in range(0, len(items), MAX_REFS_PER_MESSAGE):
             part = items[start:start + MAX_REFS_PER_MESSAGE]
             body = encode(Recheck(tuple(r for r, _ in part), "; ".join(sorted({why for _, why in part})), attempt,
-                                  origin))
+                                  origin, not_before))
             answer = sqs.send_message(QueueUrl=queue_url, MessageBody=body, DelaySeconds=delay)
             sent.append(answer["MessageId"])
             log.info("re-check %s of %s in %d s (attempt %d)", answer["MessageId"],

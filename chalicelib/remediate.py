@@ -9,6 +9,7 @@ needs to be able to act at all (a configured destination, a CloudTrail principal
 from __future__ import annotations
 
 import json
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -38,9 +39,12 @@ from .model import (
     Resource,
     ResourceRef,
     digest,
+    join_ids,
+    split_ids,
 )
 
 QUARANTINE_TAG = "netguard:quarantined"
+CREATED_BY_TAG = "netguard:created-by"  # on what netguard creates (restore deletes only what carries it)
 # What EC2 answers when a rule id is no longer in the group (moto says InvalidPermission.NotFound).
 RULE_GONE = ("InvalidSecurityGroupRuleId.NotFound", "InvalidPermission.NotFound")
 
@@ -152,8 +156,7 @@ def quarantine_notebook(req: ActionRequest) -> ActionResult:
             if current not in ("Stopping", "Stopped"):
                 raise _fail("StopNotebookInstance", exc) from exc
     # The controls it was quarantined for, with any earlier ones kept (a later run may see fewer).
-    earlier = {c for c in (resource.tags.get(QUARANTINE_TAG) or "").split(",") if c}
-    tag_value = ",".join(sorted(earlier | set(req.control_ids)))
+    tag_value = join_ids(split_ids(resource.tags.get(QUARANTINE_TAG)) | set(req.control_ids))
     if resource.tags.get(QUARANTINE_TAG) != tag_value:
         try:
             sm.add_tags(ResourceArn=resource.arn, Tags=[{"Key": QUARANTINE_TAG, "Value": tag_value}])
@@ -167,7 +170,7 @@ def quarantine_notebook(req: ActionRequest) -> ActionResult:
 
 def _quarantine_holds(resource: Resource, control_id: str) -> bool:
     """Stopped (or stopping) and tagged for this control."""
-    tagged = set((resource.tags.get(QUARANTINE_TAG) or "").split(","))
+    tagged = split_ids(resource.tags.get(QUARANTINE_TAG))
     return resource.state.get("NotebookInstanceStatus") in ("Stopping", "Stopped") and control_id in tagged
 
 
@@ -240,10 +243,17 @@ def enable_vpc_dns(req: ActionRequest) -> ActionResult:
     return ActionResult(SUCCEEDED, ", then ".join(done))
 
 
+EC2_TAGS_MAX = 50  # user tags per EC2 resource
+# Kept first when a VPC has more tags than what netguard creates in it can carry (baseline TAG.1 keys)
+KEPT_TAGS = ("Environment", "Project", "Owner", "CostCenter", "Compliance")
+
+
 def _created_tags(req: ActionRequest) -> list[dict[str, str]]:
-    """What netguard creates in a VPC carries the VPC's own tags (TAG.1) and says who created it."""
-    tags = {k: v for k, v in req.resource.tags.items() if not k.startswith("aws:")}
-    tags["netguard:created-by"] = ",".join(req.control_ids)
+    """What netguard creates in a VPC carries the VPC's own tags (TAG.1) and says who created it, within
+    EC2's 50 tags: netguard's, then the baseline's keys, then the others by key."""
+    copied = {k: v for k, v in req.resource.tags.items() if not k.startswith("aws:") and k != CREATED_BY_TAG}
+    order = sorted(copied, key=lambda k: (k not in KEPT_TAGS, KEPT_TAGS.index(k) if k in KEPT_TAGS else 0, k))
+    tags = {CREATED_BY_TAG: join_ids(req.control_ids), **{k: copied[k] for k in order[:EC2_TAGS_MAX - 1]}}
     return [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
 
 
@@ -427,14 +437,29 @@ def revoke_rules(req: ActionRequest) -> ActionResult:
 # --- tags --------------------------------------------------------------------------------------
 
 OWNER_TAG = "Owner"
+TAG_VALUE_MAX = 256  # SageMaker and EC2 alike
+_SAGEMAKER_TAG_PUNCTUATION = frozenset("_.:/=+-@")
+
+
+def tag_value(text: str, sagemaker: bool) -> str:
+    """`text` as a tag value the service takes: at most 256 characters (the middle of a longer one cut,
+    so that an ARN keeps its account and its session name), and for SageMaker only the characters of its
+    TagValue pattern (letters, numbers, separators, `_.:/=+-@`; a comma, allowed in role session names,
+    is not): the others become `_`."""
+    if sagemaker:
+        text = "".join(ch if ch.isalpha() or ch.isnumeric() or unicodedata.category(ch).startswith("Z")
+                       or ch in _SAGEMAKER_TAG_PUNCTUATION else "_" for ch in text)
+    if len(text) > TAG_VALUE_MAX:
+        text = text[:120] + "..." + text[-(TAG_VALUE_MAX - 123):]
+    return text
 
 
 def tag_owner(req: ActionRequest) -> ActionResult:
     """Add the Owner tag from the CloudTrail principal that made the change."""
     if req.resource.tags.get(OWNER_TAG):
         return ActionResult(ALREADY_DONE, "Owner tag already present")
-    owner = str(req.context.principal)
     resource = req.resource
+    owner = tag_value(str(req.context.principal), resource.ref.resource_type in SAGEMAKER_TYPES)
     try:
         if resource.ref.resource_type in SAGEMAKER_TYPES:
             req.client("sagemaker").add_tags(ResourceArn=resource.arn, Tags=[{"Key": OWNER_TAG, "Value": owner}])

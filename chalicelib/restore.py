@@ -12,6 +12,8 @@ that the record does not name or that does not carry netguard's `netguard:create
 """
 from __future__ import annotations
 
+import base64
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -24,6 +26,7 @@ from botocore import xform_name
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .aws import Clients, error_code, error_message
+from .checks import internet_range
 from .collect import Collector
 from .errors import ConfigError, NetguardError, PolicyError
 from .ledger import ref_from_key
@@ -40,13 +43,15 @@ from .model import (
     Resource,
     ResourceRef,
     canonical_json,
+    join_ids,
 )
 from .policy import exemption_for, load_policy
-from .remediate import OWNER_TAG, QUARANTINE_TAG
+from .remediate import CREATED_BY_TAG, OWNER_TAG, QUARANTINE_TAG
+from .settings import Settings
+from .signing import MAC_ALGORITHM, action_message, key_region
 
 log = logging.getLogger("netguard.restore")
 
-CREATED_BY_TAG = "netguard:created-by"  # what netguard creates carries it (remediate._created_tags)
 
 # Restore results.
 RESTORED = "restored"
@@ -77,6 +82,18 @@ class ActionRecord:
     result: str  # succeeded, already-done, failed, or started (never finished)
     detail: str
     at: str | None = None
+    signature: str = "not-checked"  # SIGNED, UNSIGNED, BAD_SIGNATURE, NO_KEY; not-checked: a local file ledger
+
+
+# What a DynamoDB ledger's action record is, checked against the ledger key (signing.py)
+SIGNED, UNSIGNED, BAD_SIGNATURE, NO_KEY = "signed", "unsigned", "bad-signature", "no-key"
+SIGNATURE_PROBLEMS = {
+    UNSIGNED: "the record carries no signature of netguard's ledger key: netguard did not write it whole "
+              "(or wrote it without NETGUARD_LEDGER_KEY_ID)",
+    BAD_SIGNATURE: "the record's signature is not the ledger key's: it was written or changed by someone else",
+    NO_KEY: "its signature cannot be checked without the ledger key: give --ledger-key (the stack's LedgerKeyArn) "
+            "or NETGUARD_LEDGER_KEY_ID",
+}
 
 
 @dataclass(frozen=True)
@@ -114,6 +131,8 @@ class RestoreReport:
     notes: list[str] = field(default_factory=list)
     recorded: bool = False
     record_error: str | None = None
+    alerted: list[str] = field(default_factory=list)  # what became of the restore's alert, by channel
+    principal: str | None = None  # who ran it (STS)
 
     def as_dict(self) -> dict[str, Any]:
         ref = self.record.ref
@@ -133,6 +152,8 @@ class RestoreReport:
             "notes": self.notes,
             "recorded": self.recorded,
             "record_error": self.record_error,
+            "signature": self.record.signature,
+            "alerted": self.alerted,
         }
 
 
@@ -226,10 +247,13 @@ def _plain(value: Mapping[str, Any]) -> Any:
 
 class TableLedger:
     """The DynamoDB ledger (NETGUARD_LEDGER_TABLE): a restore is a new item pk = action#<id>,
-    sk = restore#<time>, kept as long as the action's record."""
+    sk = restore#<time>, kept as long as the action's record. Anyone who can write the table could write
+    an action: each record's signature is checked with the ledger key (`kms`: a KMS client, `key_id`)."""
 
-    def __init__(self, table_name: str, ddb: Any, retention_days: int = 400) -> None:
+    def __init__(self, table_name: str, ddb: Any, retention_days: int = 400, key_id: str | None = None,
+                 kms: Any = None) -> None:
         self.table_name, self.ddb, self.retention = table_name, ddb, dt.timedelta(days=retention_days)
+        self.key_id, self.kms = key_id, kms
         self.where = f"ledger table {table_name}"
 
     def action(self, action_id: str) -> ActionRecord | None:
@@ -237,7 +261,28 @@ class TableLedger:
                                  Key={"pk": {"S": action_pk(action_id)}, "sk": {"S": "action"}}).get("Item")
         if not item:
             return None
-        return record_from_item(action_id, {k: _plain(v) for k, v in item.items()})
+        plain = {k: _plain(v) for k, v in item.items()}
+        record = record_from_item(action_id, plain)
+        return dataclasses.replace(record, signature=self._signature(action_id, plain))
+
+    def _signature(self, action_id: str, item: Mapping[str, Any]) -> str:
+        mac = item.get("mac")
+        if not isinstance(mac, str) or not mac:
+            return UNSIGNED
+        if self.key_id is None or self.kms is None:
+            return NO_KEY
+        try:
+            raw = base64.b64decode(mac, validate=True)
+        except ValueError:
+            return BAD_SIGNATURE
+        try:
+            valid = self.kms.verify_mac(KeyId=self.key_id, MacAlgorithm=MAC_ALGORITHM, Mac=raw,
+                                        Message=action_message(action_id, item)).get("MacValid")
+        except ClientError as exc:
+            if error_code(exc) != "KMSInvalidMacException":
+                raise
+            valid = False
+        return SIGNED if valid else BAD_SIGNATURE
 
     def record_restore(self, action_id: str, item: Mapping[str, Any]) -> None:
         expires = int((dt.datetime.now(dt.timezone.utc) + self.retention).timestamp())
@@ -250,12 +295,14 @@ class TableLedger:
 
 
 def open_ledger(ledger_file: str | None, table_name: str | None, clients: Clients, region: str | None,
-                retention_days: int = 400) -> RestoreLedger:
-    """--ledger-file if given, else the table (NETGUARD_LEDGER_TABLE), else netguard-ledger.jsonl."""
+                retention_days: int = 400, key_id: str | None = None) -> RestoreLedger:
+    """--ledger-file if given, else the table (NETGUARD_LEDGER_TABLE, its records checked with the ledger
+    key `key_id`), else netguard-ledger.jsonl."""
     if ledger_file:
         return FileLedger(ledger_file)
     if table_name:
-        return TableLedger(table_name, clients.client("dynamodb", region), retention_days)
+        kms = clients.client("kms", key_region(key_id) or region) if key_id else None
+        return TableLedger(table_name, clients.client("dynamodb", region), retention_days, key_id, kms)
     return FileLedger("netguard-ledger.jsonl")
 
 
@@ -322,6 +369,12 @@ def _permission(rule: Mapping[str, Any]) -> dict[str, Any]:
     return permission
 
 
+def _revoked(detail: str) -> set[str]:
+    """Rule ids revoke_rules says it revoked ("revoked rules sgr-1, sgr-2 (already gone: ...)")."""
+    found = re.match(r"revoked rules ([^(]*)", detail)
+    return {r.strip() for r in found.group(1).split(",") if r.strip()} if found else set()
+
+
 def _already_gone(detail: str) -> set[str]:
     """Rule ids revoke_rules found already gone (its detail says so): netguard did not remove those."""
     found = re.search(r"already gone: ([^)]*)\)", detail)
@@ -334,6 +387,12 @@ def plan_rules(req: RestoreRequest) -> Plan:
     group_id = req.record.ref.resource_id
     present = {_rule_key(r): r for r in req.current.state.get("Rules", [])}
     gone = _already_gone(req.record.detail)
+    named = _revoked(req.record.detail) | gone
+    recorded = {r.get("SecurityGroupRuleId") for r in req.record.before.get("Rules") or []}
+    if recorded != named:
+        return Plan(refused=f"the record's rules ({', '.join(sorted(map(str, recorded))) or 'none'}) are not those "
+                            f"its result says were revoked ({', '.join(sorted(named)) or 'none'}): inconsistent, "
+                            "not restored")
     calls, unchanged, notes = [], [], []
     for rule in req.record.before.get("Rules") or []:
         text = rule_text(rule)
@@ -592,21 +651,21 @@ def _again_note(record: ActionRecord, current: Resource, policy_dir: str | None)
         return None
     try:
         policy = load_policy(policy_dir)
-    except PolicyError:
-        policy = None
+        max_days = Settings.from_env().max_exemption_days
+    except (PolicyError, ConfigError):
+        policy, max_days = None, 0
     today = dt.datetime.now(dt.timezone.utc).date()
     if policy is not None:
         known = {c.id for c in policy.controls}
         acting = [c for c in record.controls if c in known
-                  and not exemption_for(policy, c, current, today).exempt]
+                  and not exemption_for(policy, c, current, today, max_days).exempt]
     else:
         acting = list(record.controls)
     if not acting:
         return f"the resource is exempt from {', '.join(record.controls)}: netguard leaves the restored state"
-    ids = ",".join(acting)
     return (f"the restored state fails {', '.join(acting)} again: netguard remediates it again on the next event or "
-            f"scan unless the resource is exempt (tag netguard:exempt={ids}, or policies/exemptions.toml) or the "
-            "control is in alert mode")
+            f"scan unless the resource is exempt (tags netguard:exempt='{join_ids(acting)}', netguard:exempt-until and "
+            "netguard:exempt-reason, or policies/exemptions.toml) or the control is in alert mode")
 
 
 def plan_restore(record: ActionRecord, clients: Clients, start: bool = False,
@@ -634,20 +693,52 @@ def plan_restore(record: ActionRecord, clients: Clients, start: bool = False,
     return Plan(plan.calls, plan.unchanged, plan.notes + (note,), plan.refused) if note else plan
 
 
+def _opens_to_the_internet(calls: tuple[Call, ...], policy_dir: str | None) -> list[str]:
+    """The rules these calls would authorize from the internet (SG.1's reading of it: 0.0.0.0/0, ::/0,
+    or a public range wider than its max_public_prefix_ipv4/6)."""
+    try:
+        params = load_policy(policy_dir).control("SG.1").params
+    except (PolicyError, KeyError):
+        params = {}
+    found = []
+    for call in calls:
+        for permission in call.params.get("IpPermissions", []) if call.operation.startswith("Authorize") else []:
+            cidrs = [r.get("CidrIp") for r in permission.get("IpRanges", [])]
+            cidrs += [r.get("CidrIpv6") for r in permission.get("Ipv6Ranges", [])]
+            found += [f"{call.params.get('GroupId')} {permission.get('IpProtocol')} "
+                      f"{permission.get('FromPort', 'all')} from {c}" for c in cidrs if internet_range(c, params)]
+    return found
+
+
 def restore_action(ledger: RestoreLedger, clients: Clients, action_id: str, dry_run: bool = False,
-                   start: bool = False, policy_dir: str | None = None) -> RestoreReport:
-    """Plan, then (unless dry_run) make the calls and record the restore in the ledger.
-    Raises UnknownAction, ConfigError (credentials of another account), ReadError; AWS errors of the
-    ledger propagate. A failed write is reported (result FAILED), not raised."""
+                   start: bool = False, policy_dir: str | None = None, yes: bool = False,
+                   allow_unsigned: bool = False, alert: Callable[[RestoreReport], list[str]] | None = None
+                   ) -> RestoreReport:
+    """Plan, then (unless dry_run) make the calls, record the restore in the ledger and alert it.
+    Refused: a record of a DynamoDB ledger not signed with the ledger key (unless `allow_unsigned`),
+    and re-opening a security group to the internet without `yes`. Raises UnknownAction, ConfigError
+    (credentials of another account), ReadError; AWS errors of the ledger propagate. A failed write is
+    reported (result FAILED), not raised. `alert` sends the report's alert; what it says is in `alerted`."""
     record = ledger.action(action_id)
     if record is None:
         raise UnknownAction(f"no action {action_id} in the {ledger.where}")
     if not clients.member_role and record.ref.account != clients.home_account:
         raise ConfigError(f"{action_id} acted in account {record.ref.account}, these credentials are for "
                           f"{clients.home_account}: use a profile of {record.ref.account} (or --member-role)")
-    plan = plan_restore(record, clients, start, policy_dir)
-    report = RestoreReport(record, REFUSED, "", dry_run=dry_run, unchanged=list(plan.unchanged),
-                           notes=list(plan.notes))
+    problem = SIGNATURE_PROBLEMS.get(record.signature)
+    if problem and not allow_unsigned:
+        plan = Plan(refused=f"{problem}; not restored (--allow-unsigned trusts whoever can write the ledger)")
+    else:
+        plan = plan_restore(record, clients, start, policy_dir)
+    notes = ([f"trusted without a valid signature (--allow-unsigned): {problem}"] if problem else []) + list(plan.notes)
+    internet = _opens_to_the_internet(plan.calls, policy_dir) if not plan.refused else []
+    if internet and not yes:
+        if dry_run:
+            notes.append(f"re-opens to the internet ({'; '.join(internet)}): the restore needs --yes")
+        else:
+            plan = Plan(refused=f"this would re-open {'; '.join(internet)} to the internet: pass --yes if that is "
+                                "intended (SG.1 remediates it again unless the group is exempt)")
+    report = RestoreReport(record, REFUSED, "", dry_run=dry_run, unchanged=list(plan.unchanged), notes=notes)
     if plan.refused:
         report.detail = plan.refused
     elif plan.nothing:
@@ -669,6 +760,8 @@ def restore_action(ledger: RestoreLedger, clients: Clients, action_id: str, dry_
             report.result, report.detail = ALREADY_RESTORED, "nothing written: the resource already matches the before-state"
     if not dry_run:
         _record(ledger, clients, report)
+        if alert is not None:
+            report.alerted = alert(report)
     return report
 
 
@@ -678,6 +771,7 @@ def _record(ledger: RestoreLedger, clients: Clients, report: RestoreReport) -> N
         principal = clients.client("sts", report.record.ref.region).get_caller_identity().get("Arn")
     except (ClientError, BotoCoreError):
         principal = None
+    report.principal = principal
     item = {"at": _now(), "action": report.record.action, "resource": report.record.ref.key,
             "result": report.result, "detail": report.detail, "principal": principal,
             "calls": [{"operation": f"{c['service']}:{c['operation']}", "params": c["params"], "result": c["result"]}
@@ -689,3 +783,50 @@ def _record(ledger: RestoreLedger, clients: Clients, report: RestoreReport) -> N
         report.record_error = f"{error_code(exc) or type(exc).__name__}: {error_message(exc)}"
         log.error("could not record the restore of %s in the %s: %s", report.record.action_id, ledger.where,
                   report.record_error)
+
+
+# --- the alert ---------------------------------------------------------------------------------
+
+def restore_notice(report: RestoreReport) -> dict[str, Any]:
+    """Every restore is alerted (a restore puts a violation back): who ran it, on what, and what it did."""
+    from .notify import build_notice  # noqa: PLC0415
+
+    record, ref = report.record, report.record.ref
+    calls = "; ".join(f"{c['operation']} {c['result']}" for c in report.calls) or "no call made"
+    text = (f"{report.principal or 'an unknown principal'} ran netguard restore of action {record.action_id} "
+            f"({record.action} for {', '.join(record.controls) or 'no control'}, record {record.signature}) on "
+            f"{ref.resource_type} {ref.resource_id} ({ref.account}/{ref.region}): {report.result}: {report.detail} "
+            f"({calls})")
+    return build_notice(f"restore-{record.action_id}-{_now()}"[:128], f"netguard restore {report.result}", text,
+                        account=ref.account)
+
+
+def alert_sender(settings: Settings, clients: Clients, table_region: str | None,
+                 use_table: bool) -> Callable[[RestoreReport], list[str]]:
+    """How a restore is alerted: on the channels configured where it runs; where none is, through the
+    DynamoDB ledger's undelivered alerts (`use_table`), which the deployed stack's next sweep delivers on
+    its own channels; else it says it could not."""
+    from .ledger import DynamoLedger  # noqa: PLC0415
+    from .notify import Notifier  # noqa: PLC0415
+
+    ledger = DynamoLedger(str(settings.ledger_table), clients, table_region) if use_table else None
+    configured = bool(settings.alert_topic_arn or settings.slack_webhook_param)
+
+    def send(report: RestoreReport) -> list[str]:
+        notice = restore_notice(report)
+        if configured:
+            results = Notifier(settings, clients, ledger=ledger).send(notice)
+            return [f"{channel}: {result}" for channel, result in sorted(results.items())]
+        if ledger is not None:
+            why = "restore ran where no alert channel is configured: the next sweep delivers it"
+            try:
+                for channel in ("sns", "slack"):
+                    ledger.record_undelivered(notice, channel, why)
+            except (ClientError, BotoCoreError) as exc:
+                log.error("restore not alerted: %s; the alert: %s", error_code(exc), json.dumps(notice))
+                return [f"not alerted: {error_code(exc)}"]
+            return ["recorded in the ledger for the next sweep to deliver"]
+        log.warning("restore not alerted (no alert channel configured): %s", notice["text"])
+        return ["not alerted: no alert channel configured (NETGUARD_ALERT_TOPIC_ARN, NETGUARD_SLACK_WEBHOOK_PARAM)"]
+
+    return send

@@ -34,6 +34,7 @@ from .notify import Notifier
 from .pipeline import Pipeline, RunReport
 from .policy import load_policy
 from .settings import Settings
+from .signing import signer_for
 
 log = logging.getLogger("netguard.scan")
 
@@ -145,7 +146,8 @@ def run_scan(clients: Clients, region: str, enforce: bool = False, ledger_file: 
     notifier = None
     if enforce:
         ledger = (DynamoLedger(settings.ledger_table, clients, dedup_hours=settings.dedup_hours,
-                               retention_days=settings.ledger_retention_days, workers=settings.read_concurrency)
+                               retention_days=settings.ledger_retention_days, workers=settings.read_concurrency,
+                               signer=signer_for(settings, clients))
                   if settings.ledger_table else MemoryLedger(ledger_file, settings.dedup_hours))
         notifier = Notifier(settings, clients, ledger=ledger)
     meter = progress(len(refs)) if progress else None

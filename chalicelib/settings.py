@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from .errors import ConfigError
+from .model import SEVERITIES
 
 STAGE_MODES = ("enforce", "alert", "dry-run")
 CONTROL_MODES = ("enforce", "alert", "off")
@@ -42,8 +43,27 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _limits(env: Mapping[str, str], name: str, default: int) -> dict[str, int]:
+    """A blast-radius limit per severity: `50` for every severity, or `critical=200,low=10` (the others
+    keep `default`)."""
+    raw = env.get(name, "").strip()
+    limits = dict.fromkeys(SEVERITIES, default)
+    if raw and "=" not in raw:
+        return dict.fromkeys(SEVERITIES, _positive_int(env, name, default))
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        severity, _, value = (x.strip() for x in item.partition("="))
+        if severity not in SEVERITIES or not value.isdigit() or int(value) <= 0:
+            raise ConfigError(f"{name}: {item!r} is not SEVERITY=N with N positive and SEVERITY one of "
+                              f"{', '.join(SEVERITIES)} (or give one number for all)")
+        limits[severity] = int(value)
+    return limits
+
+
 ACCOUNT_ID_LENGTH = 12
 ORGANIZATION = "organization"
+# The Lambda functions of app.py (tests/test_guards.py checks they agree)
+FUNCTIONS = ("on_api_call", "on_state_change", "on_compliance_change", "config_rule", "sweep", "sweep_worker",
+             "recheck")
 MEMBER_SESSION_NAME = "netguard"  # the session name netguard gives the member role it assumes (aws.py)
 _ASSUMED_ROLE = re.compile(r"^arn:aws[a-z-]*:sts::(\d{12}):assumed-role/([\w+=,.@-]{1,64})/([\w+=,.@-]{2,64})\Z",
                            re.ASCII)
@@ -90,8 +110,10 @@ class Settings:
     mode: str = "enforce"
     control_modes: Mapping[str, str] = field(default_factory=dict)
     ledger_table: str | None = None
+    ledger_key_id: str | None = None  # the KMS HMAC key that signs action records (restore checks them)
     alert_topic_arn: str | None = None
     slack_webhook_param: str | None = None
+    slack_allowed_urls: tuple[str, ...] = ("https://hooks.slack.com/",)  # where a webhook URL may point
     policy_dir: str | None = None
     dedup_hours: int = 24
     ledger_retention_days: int = 400
@@ -109,18 +131,23 @@ class Settings:
     sweep_queue_url: str | None = None
     sweep_chunk: int = 200
     read_concurrency: int = 8
-    max_actions: int = 50  # enforce actions per account per window (blast radius)
+    # Blast radius: enforce actions per window, by severity, in one account and in all of them together:
+    # low-severity fixes cannot spend what a critical containment needs.
+    max_actions: Mapping[str, int] = field(default_factory=lambda: dict.fromkeys(SEVERITIES, 50))
+    max_actions_org: Mapping[str, int] = field(default_factory=lambda: dict.fromkeys(SEVERITIES, 250))
     action_window_minutes: int = 60
     sweep_max_receives: int = 5  # the sweep queue's maxReceiveCount (deploy/netguard-stack.yaml)
+    max_exemption_days: int = 90  # how far ahead a tag exemption's netguard:exempt-until may be
     report_bucket: str | None = None
     report_prefix: str = "netguard/sweeps"
 
     def own_roles(self, home_account: str | None) -> set[tuple[str, str]]:
         """(account, role name) of the roles netguard's functions run as: NETGUARD_OWN_ROLE_ARNS (the
-        stack sets it), else the role `chalice deploy` creates, `netguard-<stage>` in the home account."""
+        stack sets it), else those `chalice deploy` creates in the home account (with autogen_policy
+        off, one per function: `netguard-<stage>-<function>`)."""
         if self.own_role_arns:
             return {found for found in map(_role_arn, self.own_role_arns) if found}
-        return {(home_account, f"netguard-{self.stage}")} if home_account else set()
+        return {(home_account, f"netguard-{self.stage}-{name}") for name in FUNCTIONS} if home_account else set()
 
     def own_principal(self, arn: str | None, account: str, home_account: str | None) -> bool:
         """Is `arn` (a CloudTrail userIdentity.arn of a change in `account`) netguard itself? Only
@@ -160,8 +187,10 @@ class Settings:
             mode=mode,
             control_modes=_parse_control_modes(env.get("NETGUARD_CONTROL_MODES", "")),
             ledger_table=env.get("NETGUARD_LEDGER_TABLE") or None,
+            ledger_key_id=env.get("NETGUARD_LEDGER_KEY_ID", "").strip() or None,
             alert_topic_arn=env.get("NETGUARD_ALERT_TOPIC_ARN") or None,
             slack_webhook_param=env.get("NETGUARD_SLACK_WEBHOOK_PARAM") or None,
+            slack_allowed_urls=_csv(env, "NETGUARD_SLACK_ALLOWED_URLS") or ("https://hooks.slack.com/",),
             policy_dir=env.get("NETGUARD_POLICY_DIR") or None,
             dedup_hours=_positive_int(env, "NETGUARD_DEDUP_HOURS", 24),
             ledger_retention_days=_positive_int(env, "NETGUARD_LEDGER_RETENTION_DAYS", 400),
@@ -179,9 +208,11 @@ class Settings:
             sweep_queue_url=env.get("NETGUARD_SWEEP_QUEUE_URL") or None,
             sweep_chunk=_positive_int(env, "NETGUARD_SWEEP_CHUNK", 200),
             sweep_max_receives=_positive_int(env, "NETGUARD_SWEEP_MAX_RECEIVES", 5),
-            max_actions=_positive_int(env, "NETGUARD_MAX_ACTIONS", 50),
+            max_actions=_limits(env, "NETGUARD_MAX_ACTIONS", 50),
+            max_actions_org=_limits(env, "NETGUARD_MAX_ACTIONS_ORG", 250),
             action_window_minutes=_positive_int(env, "NETGUARD_ACTION_WINDOW_MINUTES", 60),
             read_concurrency=min(_positive_int(env, "NETGUARD_READ_CONCURRENCY", 8), 32),
+            max_exemption_days=_positive_int(env, "NETGUARD_MAX_EXEMPTION_DAYS", 90),
             report_bucket=env.get("NETGUARD_REPORT_BUCKET", "").strip() or None,
             report_prefix=env.get("NETGUARD_REPORT_PREFIX", "").strip().strip("/") or "netguard/sweeps",
         )

@@ -242,7 +242,7 @@ def run_task(task: Task, deps: SweepDeps, time_left: Callable[[], float] | None 
         for batch, run in evaluate_in_chunks(pipeline, context, refs[task.offset:], settings.sweep_chunk,
                                              should_stop):
             _count(stats, run, report)
-            stats.rechecks += len(rechecks.schedule(run.recheck_refs(), context.event_id))
+            stats.rechecks += len(rechecks.schedule_report(run, context.event_id))
             position += len(batch)
         if position < len(refs):
             continuation = Task(task.sweep_id, task.account, task.region, position, task.part + 1)

@@ -222,6 +222,37 @@ ARN_TYPES = {"notebook-instance": NOTEBOOK, "training-job": TRAINING_JOB, "proce
              "endpoint-config": ENDPOINT_CONFIG, "endpoint": ENDPOINT, "domain": DOMAIN}
 
 
+EXEMPT_TAG_PREFIX = "netguard:exempt"  # netguard:exempt, netguard:exempt-until, netguard:exempt-reason
+_TAG_KEYS, _TAG_VALUES, _TAG_KEY_LISTS = ("key", "Key"), ("value", "Value"), ("tagKeys", "TagKeys")
+
+
+def exemption_tags(name: str, request: Any, depth: int = 0) -> list[tuple[str, str | None]]:
+    """The netguard:exempt* tags a CloudTrail request sets, (key, value), or removes, (key, None): in a
+    tagging call (EC2 tagSet, SageMaker tags / tagKeys) or at creation (tags, tag specifications),
+    wherever the request carries them; bounded in depth."""
+    if depth > 8:
+        return []
+    found: list[tuple[str, str | None]] = []
+    if isinstance(request, Mapping):
+        key = next((request[k] for k in _TAG_KEYS if isinstance(request.get(k), str)), None)
+        if key is not None and key.startswith(EXEMPT_TAG_PREFIX):
+            value = next((request[v] for v in _TAG_VALUES if isinstance(request.get(v), str)), None)
+            found.append((key[:128], None if name == "DeleteTags" else clean_text(value, 256) or ""))
+        for k in _TAG_KEY_LISTS:
+            if isinstance(request.get(k), list):
+                found += [(t[:128], None) for t in request[k][:100] if isinstance(t, str)
+                          and t.startswith(EXEMPT_TAG_PREFIX)]
+        values = request.values()
+    elif isinstance(request, list):
+        values = request[:100]
+    else:
+        return []
+    for value in values:
+        if isinstance(value, (Mapping, list)):
+            found += exemption_tags(name, value, depth + 1)
+    return found
+
+
 def _tagged_refs(request: Mapping[str, Any], account: str, region: str) -> list[ResourceRef]:
     """The covered resources a tagging call names: EC2 ids, or a SageMaker ARN. SageMaker ARNs are
     lower-cased while names keep their case: a name with capitals read from an ARN is not found (reported
@@ -284,7 +315,7 @@ def from_api_call(event: Any, resource_types: Iterable[str] = tuple(API_CALLS)) 
     if isinstance(arn, str) and arn and principal is None:  # it is recorded and alerted, and may become a tag
         raise InvalidEvent("invalid 'detail.userIdentity.arn'", event_id)
     context = EventContext(event_id, "api-call", name, principal, clean_text(detail.get("eventTime"), 64))
-    return Trigger(context, tuple(dict.fromkeys(refs)))
+    return Trigger(context, tuple(dict.fromkeys(refs)), tuple(dict.fromkeys(exemption_tags(name, request))))
 
 
 def from_state_change(event: Any) -> Trigger:

@@ -51,10 +51,12 @@ def api_call(event_name: str, source: str, request: dict[str, Any], response: di
 
 
 def create_notebook(name: str, account: str, region: str, subnet_id: str | None, group_ids: list[str],
-                    direct_internet: str = "Enabled", **kw: Any) -> dict[str, Any]:
+                    direct_internet: str = "Enabled", tags: dict[str, str] | None = None, **kw: Any) -> dict[str, Any]:
     request: dict[str, Any] = {"notebookInstanceName": name, "instanceType": "ml.t3.medium",
                                "roleArn": f"arn:aws:iam::{account}:role/sagemaker-notebook",
                                "directInternetAccess": direct_internet}
+    if tags:
+        request["tags"] = [{"key": k, "value": v} for k, v in tags.items()]
     if subnet_id:
         request.update(subnetId=subnet_id, securityGroupIds=group_ids)
     response = {"notebookInstanceArn": f"arn:aws:sagemaker:{region}:{account}:notebook-instance/{name.lower()}"}

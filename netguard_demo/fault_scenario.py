@@ -152,6 +152,7 @@ def run(rate: float = 0.3, seed: int = 7, groups: int = 12, notebooks: int = 6, 
             return result
 
         env = {"NETGUARD_LEDGER_TABLE": TABLE, "NETGUARD_ALERT_TOPIC_ARN": topic, "NETGUARD_SLACK_WEBHOOK_PARAM": param,
+               "NETGUARD_SLACK_ALLOWED_URLS": slack.url,
                "NETGUARD_RECHECK_QUEUE_URL": recheck_url, "NETGUARD_RECHECK_DELAY_SECONDS": "1",
                "NETGUARD_REGIONS": REGION, "NETGUARD_MODE": "enforce", "NETGUARD_MAX_ACTIONS": "10000",
                "POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "CRITICAL",

@@ -11,6 +11,7 @@ Everything it starts is stopped before it returns.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import io
 import json
 import logging
@@ -107,7 +108,8 @@ def run_demo(out: TextIO) -> int:
         topic, queue, param = create_alert_channels(session.client("sns"), session.client("sqs"),
                                                     session.client("ssm"), slack.url, prefix="netguard-demo")
         os.environ.update(NETGUARD_LEDGER_TABLE=TABLE, NETGUARD_ALERT_TOPIC_ARN=topic,
-                          NETGUARD_SLACK_WEBHOOK_PARAM=param)
+                          NETGUARD_SLACK_WEBHOOK_PARAM=param,
+                          NETGUARD_SLACK_ALLOWED_URLS=slack.url)
         show.line(f"VPC {net.vpc_id} {net.vpc_cidr}: private subnets {', '.join(net.private_subnets)}, "
                   f"public subnet {net.public_subnet} (0.0.0.0/0 -> {net.igw_id})")
         show.line(f"security groups: {net.sg_notebook_ok} 443 from the VPC (compliant), "
@@ -135,9 +137,9 @@ def run_demo(out: TextIO) -> int:
                 create_notebook(sm, account, "nb-public-internet", net.public_subnet, [net.sg_jupyter], "Enabled")
                 create_notebook(sm, account, "nb-no-vpc", direct_internet="Enabled")
                 create_notebook(sm, account, "nb-private", net.private_subnets[0], [net.sg_notebook_ok], "Disabled")
-                create_notebook(sm, account, "nb-lab", direct_internet="Enabled",
-                                tags={"netguard:exempt": "NB.1,NB.2", "netguard:exempt-until": "2099-12-31",
-                                      "netguard:exempt-reason": "isolated lab, ticket SEC-42"})
+                lab_exemption = {"netguard:exempt": "NB.1 NB.2", "netguard:exempt-reason": "isolated lab, ticket SEC-42",
+                                 "netguard:exempt-until": (dt.date.today() + dt.timedelta(days=60)).isoformat()}
+                create_notebook(sm, account, "nb-lab", direct_internet="Enabled", tags=lab_exemption)
                 send("on_api_call", events.create_notebook("nb-public-internet", account, region, net.public_subnet,
                                                            [net.sg_jupyter]), "CreateNotebookInstance nb-public-internet")
                 send("on_api_call", events.create_notebook("nb-no-vpc", account, region, None, []),
@@ -145,8 +147,8 @@ def run_demo(out: TextIO) -> int:
                 send("on_api_call", events.create_notebook("nb-private", account, region, net.private_subnets[0],
                                                            [net.sg_notebook_ok], "Disabled"),
                      "CreateNotebookInstance nb-private")
-                send("on_api_call", events.create_notebook("nb-lab", account, region, None, []),
-                     "CreateNotebookInstance nb-lab")
+                send("on_api_call", events.create_notebook("nb-lab", account, region, None, [], tags=lab_exemption),
+                     "CreateNotebookInstance nb-lab (tagged with an exemption: alerted with who set it)")
 
                 with contextlib.redirect_stdout(out):
                     show.title("2. The notebooks reach InService: SageMaker sends its state-change events")
@@ -300,7 +302,7 @@ def run_demo(out: TextIO) -> int:
         from chalicelib.scan import run_scan  # noqa: PLC0415
 
         for key in ("NETGUARD_LEDGER_TABLE", "NETGUARD_ALERT_TOPIC_ARN", "NETGUARD_SLACK_WEBHOOK_PARAM",
-                    "NETGUARD_REPORT_BUCKET", "NETGUARD_REGIONS"):
+                    "NETGUARD_SLACK_ALLOWED_URLS", "NETGUARD_REPORT_BUCKET", "NETGUARD_REGIONS"):
             os.environ.pop(key, None)
         result = run_scan(Clients(boto3.session.Session(region_name=region)), region)
         render_table(build_report(result.rows, result.errors, False, result.account, region), out)

@@ -521,7 +521,7 @@ class Harness:
             mp.setattr(handlers, "make_clients", lambda _settings: clients)
             # the packaged stack's settings (deploy/netguard-stack.yaml); no blast-radius limit in a long run
             self.set_env({"NETGUARD_ALERT_TOPIC_ARN": topic,
-                          "NETGUARD_SLACK_WEBHOOK_PARAM": param, "NETGUARD_MODE": "enforce",
+                          "NETGUARD_SLACK_WEBHOOK_PARAM": param, "NETGUARD_SLACK_ALLOWED_URLS": slack.url, "NETGUARD_MODE": "enforce",
                           "NETGUARD_RECHECK_QUEUE_URL": recheck_url, "NETGUARD_RECHECK_DELAY_SECONDS": "1",
                           "NETGUARD_SWEEP_QUEUE_URL": sweep_url, "NETGUARD_REPORT_BUCKET": "netguard-reports-fuzz",
                           "NETGUARD_MAX_ACTIONS": "1000000", "NETGUARD_STAGE": "fuzz"})

@@ -106,6 +106,7 @@ def stack(aws, net, monkeypatch) -> Iterator[dict[str, Any]]:
             monkeypatch.setenv("NETGUARD_LEDGER_TABLE", TABLE)
             monkeypatch.setenv("NETGUARD_ALERT_TOPIC_ARN", topic)
             monkeypatch.setenv("NETGUARD_SLACK_WEBHOOK_PARAM", param)
+            monkeypatch.setenv("NETGUARD_SLACK_ALLOWED_URLS", slack.url)  # the local receiver, not Slack
             monkeypatch.setenv("NETGUARD_MODE", "enforce")
             handlers.runtime.cache_clear()
             notify.clear_cache()
@@ -138,3 +139,17 @@ def ledger_items(stack, prefix: str) -> list[dict[str, Any]]:
     ddb = stack["aws"].client("dynamodb")
     items = ddb.scan(TableName=TABLE)["Items"]
     return [{k: list(v.values())[0] for k, v in item.items()} for item in items if item["sk"]["S"].startswith(prefix)]
+
+
+def sagemaker_accepts_tag(key: str, value: str) -> bool:
+    """Would SageMaker take this tag? Its API model's TagKey/TagValue patterns and lengths (moto checks
+    neither: a tag value with a comma passes moto and fails AddTags on AWS)."""
+    import botocore.session
+    import regex  # the \p{L} classes of the model's patterns (installed with cfn-lint)
+
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    for shape, text in (("TagKey", key), ("TagValue", value)):
+        meta = model.shape_for(shape).metadata
+        if not meta.get("min", 0) <= len(text) <= meta["max"] or not regex.fullmatch(meta["pattern"], text):
+            return False
+    return True

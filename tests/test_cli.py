@@ -144,7 +144,7 @@ def test_demo_runs_offline_and_shows_every_stage():
     assert run_demo(out) == 0
     text = out.getvalue()
     for expected in ("deferred", "remediate  -> succeeded", "exempt", "skipped (ignored)",
-                     "netguard:quarantined=NB.1,NB.3", "on SNS", "on Slack", "no second stop", "mode read-only",
+                     "netguard:quarantined=NB.1 NB.3", "on SNS", "on Slack", "no second stop", "mode read-only",
                      "JOB.1 train-no-isolation       remediate  -> succeeded", "MD.1  model-open",
                      "EP.1  config-single", "DM.1  d-studio                 remediate  -> succeeded",
                      "VPC.2", "VPC.6", "TAG.1", "PutEvaluations", "{'NON_COMPLIANT': 1}", "none (revoked, SG.1)",

@@ -170,3 +170,87 @@ def test_revoke_with_one_rule_already_gone_still_revokes_the_rest(aws, net):
     result = run_action(aws, "revoke_rules", group, ids, ("SG.1",))
     assert result.result == SUCCEEDED and ids[1] in result.detail and "already gone" in result.detail
     assert ingress_rule_ids(ec2, net.sg_ssh_open) == {}
+
+
+# AWS's own answers for deleted resources (botocore Stubber: moto words them differently)
+GONE_ANSWERS = [
+    ("describe_model", {"ModelName": "m-gone"}, "ValidationException",
+     'Could not find model "arn:aws:sagemaker:us-east-1:123456789012:model/m-gone".', "AWS::SageMaker::Model",
+     "m-gone"),
+    ("describe_endpoint_config", {"EndpointConfigName": "ec-gone"}, "ValidationException",
+     'Could not find endpoint configuration "arn:aws:sagemaker:us-east-1:123456789012:endpoint-config/ec-gone".',
+     "AWS::SageMaker::EndpointConfig", "ec-gone"),
+    ("describe_endpoint", {"EndpointName": "ep-gone"}, "ValidationException",
+     'Could not find endpoint "arn:aws:sagemaker:us-east-1:123456789012:endpoint/ep-gone".',
+     "AWS::SageMaker::Endpoint", "ep-gone"),
+    ("describe_vpc_endpoints", {"VpcEndpointIds": ["vpce-0123456789abcdef0"]}, "InvalidVpcEndpointId.NotFound",
+     "The Vpc Endpoint Id 'vpce-0123456789abcdef0' does not exist", "AWS::EC2::VPCEndpoint",
+     "vpce-0123456789abcdef0"),
+]
+
+
+@pytest.mark.parametrize("operation, params, code, message, rtype, rid", GONE_ANSWERS,
+                         ids=[g[0] for g in GONE_ANSWERS])
+def test_aws_answers_for_deleted_resources_are_missing_not_read_errors(aws, operation, params, code, message,
+                                                                       rtype, rid):
+    service = "ec2" if operation == "describe_vpc_endpoints" else "sagemaker"
+    client = aws.clients.client(service, aws.region, aws.account)
+    with Stubber(client) as stub:
+        stub.add_client_error(operation, service_error_code=code, service_message=message, http_status_code=400,
+                              expected_params=params)
+        collected = Collector(aws.clients, {rtype}).collect([ResourceRef(rtype, rid, aws.account, aws.region)])
+        stub.assert_no_pending_responses()
+    assert [r.resource_id for r in collected.missing] == [rid] and not collected.errors
+
+
+def test_a_deleted_route_table_in_an_event_is_missing_not_an_error(aws, net):
+    from chalicelib.model import ROUTE_TABLE
+
+    client = aws.clients.client("ec2", aws.region, aws.account)
+    with Stubber(client) as stub:
+        stub.add_client_error("describe_route_tables", service_error_code="InvalidRouteTableID.NotFound",
+                              service_message="The routeTable ID 'rtb-0123456789abcdef0' does not exist",
+                              http_status_code=400, expected_params={"RouteTableIds": ["rtb-0123456789abcdef0"]})
+        collected = Collector(aws.clients).collect([ResourceRef(ROUTE_TABLE, "rtb-0123456789abcdef0", aws.account,
+                                                                aws.region)])
+    assert not collected.errors and not collected.resources
+
+
+def test_the_owner_tag_is_a_value_sagemaker_takes_whatever_the_principal(aws, net):
+    """Role session names may hold commas and ARNs run to 2,048 characters; SageMaker tag values take
+    neither (its TagValue pattern, 256 characters). moto checks nothing: the model's pattern does."""
+    import sys
+
+    sys.path.insert(0, "tests")
+    from conftest import sagemaker_accepts_tag
+
+    sm = aws.client("sagemaker")
+    create_notebook(sm, aws.account, "nb-untagged", net.private_subnets[0], [net.sg_notebook_ok],
+                    direct_internet="Disabled")
+    arn = sm.describe_notebook_instance(NotebookInstanceName="nb-untagged")["NotebookInstanceArn"]
+    sm.delete_tags(ResourceArn=arn, TagKeys=["Owner"])
+    notebook = collect_one(aws, NOTEBOOK, "nb-untagged").resources[0]
+    principal = f"arn:aws:sts::{aws.account}:assumed-role/{'r' * 64}/alice,bob@example.com" + "x" * 300
+    result = run_action(aws, "tag_owner", notebook, targets=("Owner",), controls=("TAG.1",), principal=principal)
+    owner = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=notebook.arn)["Tags"]}["Owner"]
+    assert result.result == SUCCEEDED and sagemaker_accepts_tag("Owner", owner)
+    assert owner.startswith(f"arn:aws:sts::{aws.account}:assumed-role/") and owner.endswith("x" * 100)
+    assert result.detail == f"tagged Owner={owner}"  # what restore compares with
+
+
+def test_what_netguard_creates_in_a_vpc_keeps_within_ec2s_50_tags(aws, net, monkeypatch):
+    ec2 = aws.client("ec2")
+    present = {t["Key"] for t in ec2.describe_vpcs(VpcIds=[net.vpc_id])["Vpcs"][0].get("Tags", [])}
+    many = {"Environment": "prod", "Owner": "ml@example.com"}
+    many |= {f"team:{i:02d}": "x" for i in range(50 - len(present | set(many)))}  # EC2's limit: 50 on the VPC
+    ec2.create_tags(Resources=[net.vpc_id], Tags=[{"Key": k, "Value": v} for k, v in many.items()])
+    ec2.delete_flow_logs(FlowLogIds=[f["FlowLogId"] for f in ec2.describe_flow_logs()["FlowLogs"]])
+    vpc = collect_one(aws, VPC, net.vpc_id).resources[0]
+    assert len(vpc.tags) == 50  # with netguard:created-by, 51 for the flow log: one must go
+    result = run_action(aws, "create_flow_log_all", vpc, controls=("VPC.3",))
+    assert result.result == SUCCEEDED
+    created = ec2.describe_flow_logs(Filters=[{"Name": "resource-id", "Values": [net.vpc_id]}])["FlowLogs"][0]
+    tags = {t["Key"]: t["Value"] for t in created["Tags"]}
+    assert len(tags) == 50 and tags["netguard:created-by"] == "VPC.3"
+    assert tags["Environment"] == "prod" and tags["Owner"] == "ml@example.com"
+    assert result.created and result.created[0].resource_id == created["FlowLogId"]

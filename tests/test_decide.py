@@ -27,6 +27,7 @@ from chalicelib.settings import Settings
 
 POLICY = load_policy()
 TODAY = dt.date(2026, 11, 27)
+EXEMPT_NB1 = {"netguard:exempt": "NB.1", "netguard:exempt-until": "2026-12-31", "netguard:exempt-reason": "lab"}
 
 
 def finding(status="InService", tags=None, control="NB.1", verdict=NON_COMPLIANT, name="nb-1"):
@@ -47,18 +48,30 @@ CASES = [
     ("control set to alert by the operator", {}, Settings(control_modes={"NB.1": "alert"}), ALERT_ONLY, "alert mode"),
     ("stage dry-run wins over a per-control enforce", {}, Settings(mode="dry-run", control_modes={"NB.1": "enforce"}),
      DRY_RUN, "dry-run"),
-    ("tag exemption for this control", {"tags": {"netguard:exempt": "NB.1", "netguard:exempt-reason": "lab"}},
-     Settings(), EXEMPT, "lab"),
-    ("tag exemption for every control", {"tags": {"netguard:exempt": "*"}}, Settings(), EXEMPT, "exempt"),
-    ("tag exemption for another control only", {"tags": {"netguard:exempt": "SG.1"}}, Settings(), REMEDIATE, "stop"),
-    ("tag exemption valid until today", {"tags": {"netguard:exempt": "NB.1", "netguard:exempt-until": "2026-11-27"}},
+    ("tag exemption for this control, with reason and expiry", {"tags": EXEMPT_NB1}, Settings(), EXEMPT, "lab"),
+    ("tag exemption listing controls with spaces (SageMaker tag values cannot hold commas)",
+     {"tags": {**EXEMPT_NB1, "netguard:exempt": "NB.3 NB.1"}}, Settings(), EXEMPT, "lab"),
+    ("tag exemption for every control (not a critical one)", {"tags": {**EXEMPT_NB1, "netguard:exempt": "*"}},
+     Settings(), EXEMPT, "exempt"),
+    ("tag exemption for another control only", {"tags": {**EXEMPT_NB1, "netguard:exempt": "SG.1"}}, Settings(),
+     REMEDIATE, "stop"),
+    ("tag exemption valid until today", {"tags": {**EXEMPT_NB1, "netguard:exempt-until": "2026-11-27"}},
      Settings(), EXEMPT, "until 2026-11-27"),
-    ("expired tag exemption is ignored and reported", {"tags": {"netguard:exempt": "NB.1",
-                                                                 "netguard:exempt-until": "2026-11-26"}},
+    ("tag exemption without a reason is ignored and reported",
+     {"tags": {"netguard:exempt": "NB.1", "netguard:exempt-until": "2026-12-01"}}, Settings(), REMEDIATE,
+     "no netguard:exempt-reason"),
+    ("tag exemption without an expiry is ignored and reported",
+     {"tags": {"netguard:exempt": "NB.1", "netguard:exempt-reason": "lab"}}, Settings(), REMEDIATE,
+     "no netguard:exempt-until"),
+    ("tag exemption expiring beyond NETGUARD_MAX_EXEMPTION_DAYS is ignored and reported",
+     {"tags": {**EXEMPT_NB1, "netguard:exempt-until": "2027-02-26"}}, Settings(), REMEDIATE, "more than 90 days"),
+    ("a shorter NETGUARD_MAX_EXEMPTION_DAYS", {"tags": EXEMPT_NB1}, Settings(max_exemption_days=3), REMEDIATE,
+     "more than 3 days"),
+    ("expired tag exemption is ignored and reported", {"tags": {**EXEMPT_NB1, "netguard:exempt-until": "2026-11-26"}},
      Settings(), REMEDIATE, "expired on 2026-11-26"),
-    ("unreadable expiry is ignored and reported", {"tags": {"netguard:exempt": "NB.1", "netguard:exempt-until": "someday"}},
+    ("unreadable expiry is ignored and reported", {"tags": {**EXEMPT_NB1, "netguard:exempt-until": "someday"}},
      Settings(), REMEDIATE, "not YYYY-MM-DD"),
-    ("exemption wins over dry-run (nothing to do either way)", {"tags": {"netguard:exempt": "NB.1"}},
+    ("exemption wins over dry-run (nothing to do either way)", {"tags": EXEMPT_NB1},
      Settings(mode="dry-run"), EXEMPT, "exempt"),
 ]
 
@@ -81,13 +94,35 @@ def test_read_only_scan_says_what_it_would_do_and_does_nothing():
     assert decision.kind == REPORT_ONLY and "would stop" in decision.reason
 
 
-def test_policy_file_exemptions_by_resource_id_with_expiry():
-    live = Exemption("nb-1", ("NB.1",), dt.date(2027, 1, 1), "migration ticket SEC-1", "exemptions.toml")
-    expired = Exemption("nb-2", ("*",), dt.date(2026, 1, 1), "old", "exemptions.toml")
-    policy = dataclasses.replace(POLICY, exemptions=(live, expired))
+def test_policy_file_exemptions_by_resource_id_account_and_expiry():
+    live = Exemption("nb-1", ("NB.1",), dt.date(2027, 1, 1), "migration ticket SEC-1", "exemptions.toml",
+                     ("111122223333",))
+    expired = Exemption("nb-2", ("*",), dt.date(2026, 1, 1), "old", "exemptions.toml", ("111122223333",))
+    elsewhere = Exemption("nb-3", ("NB.1",), None, "another account's nb-3", "exemptions.toml", ("444455556666",))
+    policy = dataclasses.replace(POLICY, exemptions=(live, expired, elsewhere))
     assert decide(finding(name="nb-1"), policy, Settings(), TODAY).kind == EXEMPT
     second = decide(finding(name="nb-2"), policy, Settings(), TODAY)
     assert second.kind == REMEDIATE and "expired on 2026-01-01" in second.reason
+    assert decide(finding(name="nb-3"), policy, Settings(), TODAY).kind == REMEDIATE  # same name, other account
+
+
+def sg_finding(tags):
+    ref = ResourceRef("AWS::EC2::SecurityGroup", "sg-0123456789abcdef0", "111122223333", "eu-west-1")
+    resource = Resource(ref, "arn:aws:ec2:eu-west-1:111122223333:security-group/sg-0123456789abcdef0", {}, tags)
+    return Finding(POLICY.control("SG.1"), resource, NON_COMPLIANT, {"OpenIngressRules": []}, ("sgr-1",))
+
+
+def test_a_wildcard_does_not_exempt_from_a_critical_control_unless_the_policy_allows_it():
+    tags = {"netguard:exempt": "*", "netguard:exempt-until": "2026-12-31", "netguard:exempt-reason": "demo"}
+    refused = decide(sg_finding(tags), POLICY, Settings(), TODAY)
+    assert refused.kind == REMEDIATE and "does not cover SG.1" in refused.reason
+    assert decide(sg_finding({**tags, "netguard:exempt": "SG.1"}), POLICY, Settings(), TODAY).kind == EXEMPT
+    allowing = dataclasses.replace(POLICY, controls=tuple(
+        dataclasses.replace(c, wildcard_exemption=True) if c.id == "SG.1" else c for c in POLICY.controls))
+    assert decide(sg_finding(tags), allowing, Settings(), TODAY).kind == EXEMPT
+    file_wildcard = Exemption("sg-0123456789abcdef0", ("*",), None, "demo", "exemptions.toml", ("111122223333",))
+    from_file = decide(sg_finding({}), dataclasses.replace(POLICY, exemptions=(file_wildcard,)), Settings(), TODAY)
+    assert from_file.kind == REMEDIATE and "does not cover SG.1" in from_file.reason
 
 
 def test_settings_reject_unknown_modes():

@@ -50,16 +50,27 @@ def test_a_burst_of_violations_stops_at_the_limit(stack, monkeypatch) -> None:
     assert "blast-radius limit" in limited[0]["message"]["detail"]
 
 
-def test_the_budget_is_per_account_and_per_window(monkeypatch) -> None:
+def test_the_budget_is_per_account_per_severity_and_per_window(monkeypatch) -> None:
     ledger = MemoryLedger()
-    taken = [ledger.take_action_budget("111111111111", 3, 60) for _ in range(5)]
-    assert taken == [(True, False)] * 3 + [(False, True), (False, False)]
-    assert ledger.take_action_budget("222222222222", 3, 60) == (True, False)
+    taken = [ledger.take_action_budget("111111111111", "low", 3, 100, 60) for _ in range(5)]
+    assert taken == [(None, False)] * 3 + [("account", True), ("account", False)]
+    assert ledger.take_action_budget("111111111111", "critical", 3, 100, 60) == (None, False)  # not starved
+    assert ledger.take_action_budget("222222222222", "low", 3, 100, 60) == (None, False)
     import chalicelib.ledger as ledger_module
 
     later = ledger_module.utcnow() + ledger_module.dt.timedelta(hours=1)
     monkeypatch.setattr(ledger_module, "utcnow", lambda: later)
-    assert ledger.take_action_budget("111111111111", 3, 60) == (True, False)  # a new window
+    assert ledger.take_action_budget("111111111111", "low", 3, 100, 60) == (None, False)  # a new window
+
+
+def test_the_organization_cap_counts_every_account_and_a_refusal_takes_nothing() -> None:
+    ledger = MemoryLedger()
+    assert [ledger.take_action_budget(a, "high", 5, 3, 60) for a in ("111111111111", "222222222222",
+                                                                     "333333333333")] == [(None, False)] * 3
+    assert ledger.take_action_budget("444444444444", "high", 5, 3, 60) == ("organization", True)
+    assert ledger.take_action_budget("444444444444", "critical", 5, 3, 60) == (None, False)
+    # the refused action took nothing from its account: 5 more would be allowed once the org allows
+    assert [i["count"] for (pk, _), i in ledger.items.items() if pk == "budget#444444444444#high"] == [0]
 
 
 def test_a_limited_violation_is_acted_on_once_the_window_allows(stack, monkeypatch) -> None:
@@ -102,11 +113,19 @@ def test_netguards_own_principals_are_recognised_exactly(arn: str | None, accoun
     assert settings.own_principal(arn, account, HOME) is own
 
 
-def test_without_the_stacks_role_arns_only_the_chalice_deploy_role_is_ours() -> None:
+def test_without_the_stacks_role_arns_only_the_chalice_deploy_roles_are_ours() -> None:
+    """`chalice deploy` (autogen_policy off) makes one role per function: netguard-<stage>-<function>."""
+    from app import app
+    from chalicelib.settings import FUNCTIONS
+
+    assert set(FUNCTIONS) == {h.name for h in app.event_sources} | {f.name for f in app.pure_lambda_functions}
     settings = Settings(stage="prod", member_role_name="netguard-member")
-    assert settings.own_principal(f"arn:aws:sts::{HOME}:assumed-role/netguard-prod/netguard-prod-sweep", HOME, HOME)
-    assert not settings.own_principal(f"arn:aws:sts::{HOME}:assumed-role/netguard-prod-x/s", HOME, HOME)
-    assert not settings.own_principal(f"arn:aws:sts::{HOME}:assumed-role/netguard-prod/s", HOME, None)
+    for name in FUNCTIONS:
+        assert settings.own_principal(f"arn:aws:sts::{HOME}:assumed-role/netguard-prod-{name}/netguard-prod-{name}",
+                                      HOME, HOME)
+    assert not settings.own_principal(f"arn:aws:sts::{HOME}:assumed-role/netguard-prod/s1", HOME, HOME)
+    assert not settings.own_principal(f"arn:aws:sts::{HOME}:assumed-role/netguard-prod-on_api_call-x/s1", HOME, HOME)
+    assert not settings.own_principal(f"arn:aws:sts::{HOME}:assumed-role/netguard-prod-sweep/s1", HOME, None)
 
 
 def foreign_cases(aws, net) -> list[tuple[str, dict[str, Any], dict[str, str], str]]:
@@ -142,3 +161,21 @@ def test_forged_and_foreign_events_are_never_acted_on(stack, monkeypatch, caplog
         assert result["skipped"] == "ignored" and reason in result["reason"], (what, result)
         assert aws.calls.writes() == [], what
     assert alerts(stack) == []
+
+
+def test_the_dynamodb_budget_gives_back_what_the_organization_refuses(aws) -> None:
+    from chalicelib.ledger import DynamoLedger
+    from netguard_demo.world import create_ledger_table
+
+    table = create_ledger_table(aws.client("dynamodb"), "netguard-ledger-budget")
+    ledger = DynamoLedger(table, aws.clients)
+    answers = [ledger.take_action_budget(a, "low", 2, 3, 60) for a in ("111111111111", "111111111111",
+                                                                       "111111111111", "222222222222")]
+    assert answers == [(None, False), (None, False), ("account", True), (None, False)]
+    assert ledger.take_action_budget("333333333333", "low", 2, 3, 60) == ("organization", True)
+    assert ledger.take_action_budget("333333333333", "low", 2, 3, 60) == ("organization", False)
+    assert ledger.take_action_budget("333333333333", "critical", 2, 3, 60) == (None, False)
+    counts = {i["pk"]["S"]: int(i["count"]["N"]) for i in aws.client("dynamodb").scan(TableName=table)["Items"]
+              if i["pk"]["S"].startswith("budget#")}
+    assert counts == {"budget#111111111111#low": 2, "budget#222222222222#low": 1, "budget#333333333333#low": 0,
+                      "budget#org#low": 3, "budget#333333333333#critical": 1, "budget#org#critical": 1}

@@ -83,12 +83,26 @@ def test_duplicate_ids_and_bad_exemptions_are_rejected(tmp_path: Path):
     (tmp_path / "b.toml").write_text(GOOD)
     with pytest.raises(PolicyError, match="duplicate id"):
         load_policy(str(tmp_path))
-    (tmp_path / "b.toml").write_text('[[exemptions]]\nresource_id = "sg-1"\ncontrols = ["NOPE.9"]\nreason = "r"\n')
+    entry = '[[exemptions]]\nresource_id = "sg-1"\naccount = "111122223333"\nreason = "r"\n'
+    (tmp_path / "b.toml").write_text(entry + 'controls = ["NOPE.9"]\n')
     with pytest.raises(PolicyError, match="unknown controls: NOPE.9"):
         load_policy(str(tmp_path))
-    (tmp_path / "b.toml").write_text('[[exemptions]]\nresource_id = "sg-1"\ncontrols = ["X.1"]\nreason = "r"\nuntil = "soon"\n')
+    (tmp_path / "b.toml").write_text(entry + 'controls = ["X.1"]\nuntil = "soon"\n')
     with pytest.raises(PolicyError, match="not a YYYY-MM-DD date"):
         load_policy(str(tmp_path))
+    # an exemption by name applies in the accounts it names: a SageMaker name is reused across accounts
+    (tmp_path / "b.toml").write_text('[[exemptions]]\nresource_id = "nb"\ncontrols = ["X.1"]\nreason = "r"\n')
+    with pytest.raises(PolicyError, match="needs resource_id, account"):
+        load_policy(str(tmp_path))
+    (tmp_path / "b.toml").write_text(entry.replace('"111122223333"', '"*"') + 'controls = ["X.1"]\n')
+    with pytest.raises(PolicyError, match="12-digit account id"):
+        load_policy(str(tmp_path))
+    (tmp_path / "b.toml").write_text(entry.replace('"r"', '" "') + 'controls = ["X.1"]\n')
+    with pytest.raises(PolicyError, match="reason must say why"):
+        load_policy(str(tmp_path))
+    (tmp_path / "b.toml").write_text(entry.replace('"111122223333"', '["111122223333", "444455556666"]')
+                                     + 'controls = ["X.1"]\n')
+    assert load_policy(str(tmp_path)).exemptions[0].accounts == ("111122223333", "444455556666")
 
 
 def test_an_empty_policy_directory_is_an_error(tmp_path: Path):

@@ -94,14 +94,14 @@ def test_revoked_rules_come_back_exactly_from_the_ledger_file_and_a_second_run_w
     original = [line for line in ledger.read_text().splitlines() if json.loads(line)["pk"] == f"action#{act}"]
 
     aws.calls.calls.clear()
-    report = restore_action(FileLedger(str(ledger)), aws.clients, act)
+    report = restore_action(FileLedger(str(ledger)), aws.clients, act, yes=True)  # SSH and RDP from anywhere
     assert report.result == RESTORED
     assert aws.calls.writes() == ["ec2:AuthorizeSecurityGroupIngress"] * 2  # one call per rule
     assert rules_of(ec2, net.sg_ssh_open) == open_groups  # same ports, CIDRs and descriptions
-    assert any("SG.1" in note and "netguard:exempt=SG.1,SG.2" in note for note in report.notes)
+    assert any("SG.1" in note and "netguard:exempt='SG.1 SG.2'" in note for note in report.notes)
 
     aws.calls.calls.clear()
-    again = restore_action(FileLedger(str(ledger)), aws.clients, act)
+    again = restore_action(FileLedger(str(ledger)), aws.clients, act, yes=True)
     assert again.result == ALREADY_RESTORED and "already matches the before-state" in again.detail
     assert aws.calls.writes() == []
     assert rules_of(ec2, net.sg_ssh_open) == open_groups
@@ -115,19 +115,27 @@ def test_revoked_rules_come_back_exactly_from_the_ledger_file_and_a_second_run_w
             and json.loads(line)["sk"] == "action"] == original
 
 
+def ledger_key(aws) -> str:
+    """The stack's ledger signing key: a KMS HMAC key."""
+    return aws.client("kms").create_key(KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")["KeyMetadata"]["Arn"]
+
+
 def test_restore_from_the_dynamodb_ledger_adds_a_restore_item_and_leaves_the_action_item(aws, net, open_groups,
                                                                                          monkeypatch):
     ddb = aws.client("dynamodb")
     create_ledger_table(ddb, TABLE)
     monkeypatch.setenv("NETGUARD_LEDGER_TABLE", TABLE)
+    signing_key = ledger_key(aws)
+    monkeypatch.setenv("NETGUARD_LEDGER_KEY_ID", signing_key)
     act = action_id(enforce(aws), "revoke_rules")
     key = {"pk": {"S": f"action#{act}"}, "sk": {"S": "action"}}
     original = ddb.get_item(TableName=TABLE, Key=key)["Item"]
-    assert original["result"]["S"] == "succeeded"
+    assert original["result"]["S"] == "succeeded" and original["mac"]["S"]
 
-    ledger = TableLedger(TABLE, aws.clients.client("dynamodb", aws.region))
-    report = restore_action(ledger, aws.clients, act)
-    assert report.result == RESTORED and report.recorded
+    ledger = TableLedger(TABLE, aws.clients.client("dynamodb", aws.region), key_id=signing_key,
+                         kms=aws.client("kms"))
+    report = restore_action(ledger, aws.clients, act, yes=True)
+    assert report.result == RESTORED and report.recorded and report.record.signature == "signed"
     assert rules_of(aws.client("ec2"), net.sg_ssh_open) == open_groups
 
     assert ddb.get_item(TableName=TABLE, Key=key)["Item"] == original
@@ -161,7 +169,7 @@ def test_a_rule_someone_already_put_back_counts_as_restored(aws, net, tmp_path, 
     act = action_id(enforce(aws, str(ledger)), "revoke_rules")
     ec2.authorize_security_group_ingress(GroupId=net.sg_ssh_open, IpPermissions=[tcp(22, "0.0.0.0/0")])
     aws.calls.calls.clear()
-    report = restore_action(FileLedger(str(ledger)), aws.clients, act)
+    report = restore_action(FileLedger(str(ledger)), aws.clients, act, yes=True)  # RDP from ::/0
     assert report.result == RESTORED
     assert aws.calls.writes() == ["ec2:AuthorizeSecurityGroupIngress"]  # only the RDP rule
     assert any("ingress tcp 22 from 0.0.0.0/0 exists" in line for line in report.unchanged)
@@ -447,8 +455,15 @@ def test_the_command_restores_then_says_already_restored(aws, net, tmp_path, cap
     assert planned["result"] == WOULD_RESTORE and planned["dry_run"] and not planned["recorded"]
     assert rules_of(aws.client("ec2"), net.sg_ssh_open) != open_groups
 
+    assert "the restore needs --yes" in " ".join(planned["notes"])
     cli_calls.calls.clear()
-    assert main(["restore", act, "--ledger-file", str(ledger), "--format", "json"]) == EXIT_CLEAN
+    assert main(["restore", act, "--ledger-file", str(ledger), "--format", "json"]) == EXIT_REFUSED
+    refused = json.loads(capsys.readouterr().out)
+    assert "to the internet: pass --yes" in refused["detail"] and cli_calls.writes() == []
+    assert refused["alerted"] == ["not alerted: no alert channel configured (NETGUARD_ALERT_TOPIC_ARN, "
+                                  "NETGUARD_SLACK_WEBHOOK_PARAM)"]
+    cli_calls.calls.clear()
+    assert main(["restore", act, "--ledger-file", str(ledger), "--yes", "--format", "json"]) == EXIT_CLEAN
     assert cli_calls.writes() == ["ec2:AuthorizeSecurityGroupIngress"] * 2
     report = json.loads(capsys.readouterr().out)  # stdout is exactly the report
     assert report["result"] == RESTORED and report["action"] == "revoke_rules" and report["recorded"]
@@ -457,7 +472,7 @@ def test_the_command_restores_then_says_already_restored(aws, net, tmp_path, cap
     assert rules_of(aws.client("ec2"), net.sg_ssh_open) == open_groups
 
     cli_calls.calls.clear()
-    assert main(["restore", act, "--ledger-file", str(ledger)]) == EXIT_CLEAN
+    assert main(["restore", act, "--ledger-file", str(ledger), "--yes"]) == EXIT_CLEAN
     assert cli_calls.writes() == []
     out = capsys.readouterr().out
     assert f"action    {act} revoke_rules (SG.1, SG.2): succeeded" in out

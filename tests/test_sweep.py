@@ -3,6 +3,7 @@ of unchanged known violations, continuation near the time limit, and member acco
 the member role (moto maps assumed-role credentials to the role's account)."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
 from typing import Any
@@ -267,7 +268,8 @@ def test_an_exemption_tagged_after_the_bulk_read_is_honoured(stack, reports, mon
     def read_then_exempt(self):  # the owner exempts the notebook right after the bulk read
         found = read(self)
         aws.client("sagemaker").add_tags(ResourceArn=arn, Tags=[
-            {"Key": "netguard:exempt", "Value": "NB.1,NB.3"}, {"Key": "netguard:exempt-reason", "Value": "migration"}])
+            {"Key": "netguard:exempt", "Value": "NB.1 NB.3"}, {"Key": "netguard:exempt-reason", "Value": "migration"},
+            {"Key": "netguard:exempt-until", "Value": (dt.date.today() + dt.timedelta(days=7)).isoformat()}])
         return found
 
     monkeypatch.setattr(collect.Lookups, "_read_sagemaker_tags", read_then_exempt)
