@@ -117,6 +117,7 @@ class Lookups:
         self._vpc_users: dict[str, set[str]] = {}
         self._endpoints_by_vpc: dict[str, list[dict[str, Any]]] = {}
         self._acls: dict[str, dict[str, Any] | None] = {}
+        self._zones: dict[str, list[dict[str, Any]]] = {}
         self._primed = False
         self._bulk_tags: dict[str, dict[str, str]] | None = None  # SageMaker ARN -> tags (scan mode)
 
@@ -391,6 +392,22 @@ class Lookups:
             self._models[name] = _describe_or_none(lambda: self.sagemaker.describe_model(ModelName=name))
         return self._models[name]
 
+    def private_zones(self, vpc_id: str) -> list[dict[str, Any]]:
+        """The Route 53 private hosted zones associated with a VPC ({"Id", "Name"}), one paginated call."""
+        if vpc_id not in self._zones:
+            route53 = self.clients.client("route53", self.region, self.account)
+            zones, token = [], None
+            while True:
+                page = route53.list_hosted_zones_by_vpc(VPCId=vpc_id, VPCRegion=self.region,
+                                                        **({"NextToken": token} if token else {}))
+                zones += [{"Id": z.get("HostedZoneId"), "Name": z.get("Name")}
+                          for z in page.get("HostedZoneSummaries", [])]
+                token = page.get("NextToken")
+                if not token:
+                    break
+            self._zones[vpc_id] = zones
+        return self._zones[vpc_id]
+
     def security_group_users(self, group_id: str) -> set[str]:
         """Kinds of resources whose network interfaces carry this group (one filtered call)."""
         return self._users(self._sg_users, "group-id", group_id)
@@ -477,11 +494,30 @@ def _describe_job(lookups: Lookups, ref: ResourceRef) -> dict[str, Any] | None:
         raise
 
 
+def instance_count(resource_config: dict[str, Any] | None) -> int | None:
+    """Instances of a training resource config: a heterogeneous cluster's instance groups added up
+    (it has no InstanceCount of its own), else its InstanceCount."""
+    config = resource_config or {}
+    groups = config.get("InstanceGroups") or []
+    if groups:
+        return sum(int(g.get("InstanceCount") or 0) for g in groups)
+    return config.get("InstanceCount") or config.get("SelectedInstanceCount")
+
+
+def _definition_instances(definition: dict[str, Any]) -> int:
+    """Instances each training job of a tuning definition runs on: its ResourceConfig, or its
+    HyperParameterTuningResourceConfig (one count, or one of several instance configurations)."""
+    tuning = definition.get("HyperParameterTuningResourceConfig") or {}
+    counts = [instance_count(definition.get("ResourceConfig")), tuning.get("InstanceCount")]
+    counts += [c.get("InstanceCount") for c in tuning.get("InstanceConfigs") or []]
+    return max((int(c) for c in counts if c), default=1)
+
+
 def job_view(kind: str, job: dict[str, Any], model: dict[str, Any] | None = None) -> dict[str, Any]:
     """Every kind of job as one shape: isolation, VPC, encryption, instance count, status."""
     if kind == TRAINING_JOB:
         status, settings = job.get("TrainingJobStatus"), job
-        count = (job.get("ResourceConfig") or {}).get("InstanceCount")
+        count = instance_count(job.get("ResourceConfig"))
     elif kind == PROCESSING_JOB:
         status, settings = job.get("ProcessingJobStatus"), job.get("NetworkConfig") or {}
         count = ((job.get("ProcessingResources") or {}).get("ClusterConfig") or {}).get("InstanceCount")
@@ -499,7 +535,7 @@ def job_view(kind: str, job: dict[str, Any], model: dict[str, Any] | None = None
                           "SecurityGroupIds": sorted({g for v in vpcs for g in v.get("SecurityGroupIds", [])})}
             if definitions and all(vpcs) else None,
         }
-        count = max(((d.get("ResourceConfig") or {}).get("InstanceCount") or 1 for d in definitions), default=None)
+        count = max((_definition_instances(d) for d in definitions), default=None)
     else:  # transform: isolation and VPC are the model's
         status, settings = job.get("TransformJobStatus"), model or {}
         count = (job.get("TransformResources") or {}).get("InstanceCount")
@@ -562,9 +598,9 @@ def _describe_or_none(describe: Callable[[], dict[str, Any]]) -> dict[str, Any] 
         raise
 
 
-def _variants(config: dict[str, Any]) -> list[dict[str, Any]]:
+def _variants(config: dict[str, Any], key: str = "ProductionVariants") -> list[dict[str, Any]]:
     return [{k: v[k] for k in ("VariantName", "ModelName", "InitialInstanceCount", "InstanceType") if k in v}
-            | {"Serverless": "ServerlessConfig" in v} for v in config.get("ProductionVariants", [])]
+            | {"Serverless": "ServerlessConfig" in v} for v in config.get(key) or []]
 
 
 def collect_endpoint_config(lookups: Lookups, ref: ResourceRef) -> Resource | None:
@@ -583,12 +619,15 @@ def collect_endpoint(lookups: Lookups, ref: ResourceRef) -> Resource | None:
         return None
     name = endpoint.get("EndpointConfigName")
     config = _describe_or_none(lambda: lookups.sagemaker.describe_endpoint_config(EndpointConfigName=name)) or {}
-    variants = _variants(config)
-    models = sorted({v["ModelName"] for v in variants if v.get("ModelName")})
-    subnets = sorted({s for m in models for s in ((lookups.model(m) or {}).get("VpcConfig") or {}).get("Subnets", [])})
+    variants, shadows = _variants(config), _variants(config, "ShadowProductionVariants")
+    # what the endpoint runs: its variants' models, its shadow variants' too; in the subnets of its
+    # configuration's own VpcConfig (endpoints of inference components) and of those models
+    models = sorted({v["ModelName"] for v in variants + shadows if v.get("ModelName")})
+    subnets = sorted(set((config.get("VpcConfig") or {}).get("Subnets") or []) | {
+        s for m in models for s in ((lookups.model(m) or {}).get("VpcConfig") or {}).get("Subnets", [])})
     state = {"EndpointName": endpoint["EndpointName"], "EndpointStatus": endpoint.get("EndpointStatus"),
-             "EndpointConfigName": name, "ProductionVariants": variants, "Models": models,
-             "VpcConfig": {"Subnets": subnets} if subnets else None}
+             "EndpointConfigName": name, "ProductionVariants": variants, "ShadowProductionVariants": shadows,
+             "Models": models, "VpcConfig": {"Subnets": subnets} if subnets else None}
     _in_vpc(lookups, state, subnets)
     arn = endpoint["EndpointArn"]
     return Resource(ref, arn, state, _sagemaker_tags(lookups, arn), version=str(endpoint.get("EndpointStatus")))
@@ -605,10 +644,13 @@ def collect_domain(lookups: Lookups, ref: ResourceRef) -> Resource | None:
                 DomainIdEquals=ref.resource_id)
             for a in page.get("Apps", []) if a.get("Status") in APP_BUSY]
     subnets = list(domain.get("SubnetIds", []))
+    rstudio = ((domain.get("DomainSettings") or {}).get("RStudioServerProDomainSettings") or {})
     state = {"DomainId": domain["DomainId"], "DomainName": domain.get("DomainName"),
              "AppNetworkAccessType": domain.get("AppNetworkAccessType"), "VpcId": domain.get("VpcId"),
              "VpcConfig": {"Subnets": subnets} if subnets else None, "Status": domain.get("Status"),
-             "RunningApps": sorted(busy), "AppsState": "running" if busy else "none"}
+             "RunningApps": sorted(busy), "AppsState": "running" if busy else "none",
+             "DefaultSecurityGroups": list((domain.get("DefaultUserSettings") or {}).get("SecurityGroups") or []),
+             "RStudioDomainExecutionRole": bool(rstudio.get("DomainExecutionRoleArn"))}
     _in_vpc(lookups, state, subnets)
     arn = domain["DomainArn"]
     return Resource(ref, arn, state, _sagemaker_tags(lookups, arn), version=state["AppsState"])
@@ -660,6 +702,30 @@ def collect_vpc(lookups: Lookups, ref: ResourceRef, hints: frozenset) -> Resourc
     return Resource(ref, arn, state, _tags_from_list(vpc.get("Tags")))
 
 
+def private_dns_name(endpoint: dict[str, Any], region: str) -> str:
+    """The name private DNS would take over: com.amazonaws.<region>.sagemaker.api ->
+    api.sagemaker.<region>.amazonaws.com (the service's labels, most specific first)."""
+    return ".".join([*reversed(endpoint_service(endpoint).split(".")), region, "amazonaws.com"])
+
+
+def private_dns_conflict(lookups: Lookups, endpoint: dict[str, Any]) -> str | None:
+    """What in the VPC already serves the endpoint's private DNS name, so that AWS would refuse to enable
+    it: another live endpoint of the service with private DNS, or a private hosted zone associated with
+    the VPC for that name or a parent of it. None when nothing does."""
+    service = endpoint_service(endpoint)
+    for other in lookups.vpc_endpoints(endpoint["VpcId"]):
+        if (other["VpcEndpointId"] != endpoint["VpcEndpointId"] and endpoint_service(other) == service
+                and other.get("PrivateDnsEnabled") and live_endpoint(other)):
+            return f"endpoint {other['VpcEndpointId']} of {service} already has private DNS in {endpoint['VpcId']}"
+    name = private_dns_name(endpoint, lookups.region)
+    for zone in lookups.private_zones(endpoint["VpcId"]):
+        zone_name = str(zone.get("Name", "")).rstrip(".").lower()
+        if zone_name and (name == zone_name or name.endswith("." + zone_name)):
+            return (f"private hosted zone {zone.get('Id')} ({zone_name}) associated with {endpoint['VpcId']} "
+                    f"serves {name}")
+    return None
+
+
 def collect_vpc_endpoint(lookups: Lookups, ref: ResourceRef) -> Resource | None:
     endpoint = lookups.vpc_endpoint(ref.resource_id)
     if endpoint is None or not live_endpoint(endpoint):
@@ -678,7 +744,10 @@ def collect_vpc_endpoint(lookups: Lookups, ref: ResourceRef) -> Resource | None:
         "PrivateDnsEnabled": bool(endpoint.get("PrivateDnsEnabled")), "SecurityGroups": groups,
         "PolicyDocument": endpoint.get("PolicyDocument"), "VpcConfig": {"Subnets": subnets} if subnets else None,
         "VpcDns": "ready" if dns.get("EnableDnsSupport") and dns.get("EnableDnsHostnames") else "off",
+        "PrivateDnsConflict": None,
     }
+    if endpoint.get("VpcEndpointType") == "Interface" and not state["PrivateDnsEnabled"]:
+        state["PrivateDnsConflict"] = private_dns_conflict(lookups, endpoint)
     _in_vpc(lookups, state, subnets)
     arn = f"arn:aws:ec2:{ref.region}:{endpoint.get('OwnerId', ref.account)}:vpc-endpoint/{ref.resource_id}"
     return Resource(ref, arn, state, _tags_from_list(endpoint.get("Tags")))

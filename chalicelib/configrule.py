@@ -85,6 +85,13 @@ class RuleInvocation:
         return self.result_token == TEST_TOKEN
 
     @property
+    def ordering_time(self) -> dt.datetime:
+        """PutEvaluations' OrderingTimestamp: when the configuration item was captured (Config orders an
+        evaluation by it against the item's own history), else, for a periodic run, the notification's time."""
+        captured = (self.item or {}).get("configurationItemCaptureTime")
+        return _time(captured, self.notification_time) if isinstance(captured, str) else self.notification_time
+
+    @property
     def event_id(self) -> str:
         stamp = self.notification_time.strftime("%Y%m%dT%H%M%S.%fZ")
         item = self.item or {}
@@ -149,16 +156,25 @@ def parse_invocation(event: Any, default_region: str | None = None) -> RuleInvoc
 
 def config_resource_name(resource_type: str, item: Mapping[str, Any]) -> str:
     """The id netguard reads a resource by (a SageMaker name, a domain id, an EC2 id) from a configuration
-    item: SageMaker resources are read by name, which Config gives as resourceName (or in the ARN)."""
+    item. SageMaker resources are read by name, which keeps its case: Config's resourceName, else its
+    resourceId; never the ARN while either is there, since SageMaker ARNs are lower-cased (a notebook
+    "NB-Prod" read as "nb-prod" is not found, and would be reported NOT_APPLICABLE). Domains by id."""
     resource_id = str(item.get("resourceId", ""))
     prefix = _ARN_PREFIXES.get(resource_type)
     if prefix is None:
         return resource_id
-    for candidate in (str(item.get("ARN") or ""), resource_id):
+    name = item.get("resourceName")
+    if resource_type == DOMAIN:
+        if DOMAIN_ID_RE.match(resource_id):
+            return resource_id
+    elif isinstance(name, str) and SAGEMAKER_NAME_RE.match(name):
+        return name
+    elif resource_id and not resource_id.startswith("arn:"):
+        return resource_id
+    for candidate in (resource_id, str(item.get("ARN") or "")):  # the last resort: a lower-cased name
         if candidate.startswith("arn:") and prefix in candidate:
             return candidate.split(prefix, 1)[1]
-    name = item.get("resourceName")
-    return str(name) if resource_type != DOMAIN and isinstance(name, str) and name else resource_id
+    return resource_id
 
 
 def fetch_item(clients: Clients, inv: RuleInvocation) -> Mapping[str, Any]:

@@ -58,6 +58,9 @@ def decide(finding: Finding, policy: Policy, settings: Settings, today: dt.date,
         return Decision(finding, ALERT_ONLY, f"stage mode is alert: would {action.describe}{note}", action.name)
     if mode != "enforce":
         return Decision(finding, ALERT_ONLY, f"{control.id} is in {mode} mode{note}", action.name)
+    unmet = action.precondition(finding.resource) if action.precondition else None
+    if unmet:
+        return Decision(finding, NOT_ACTIONABLE, f"cannot {action.describe}: {unmet}{note}")
     readiness = action.readiness(finding.resource)
     state = finding.resource.state.get(action.state_field) if action.state_field else None
     if readiness == "defer":

@@ -93,12 +93,17 @@ class EmfTelemetry:
         self.counts[(metric, control)] += value
 
     def flush(self) -> None:
+        for (metric, control), value in sorted(self.counts.items()):
+            self.emit(metric, control, value)
+        self.counts.clear()
+
+    @staticmethod
+    def emit(metric: str, control: str, value: int = 1) -> None:
+        """One EMF line now (namespace netguard, dimension control, and Powertools' service)."""
         from aws_lambda_powertools.metrics import MetricUnit, single_metric  # noqa: PLC0415
 
-        for (metric, control), value in sorted(self.counts.items()):
-            with single_metric(name=metric, unit=MetricUnit.Count, value=value, namespace=METRICS_NAMESPACE) as m:
-                m.add_dimension(name="control", value=control)
-        self.counts.clear()
+        with single_metric(name=metric, unit=MetricUnit.Count, value=value, namespace=METRICS_NAMESPACE) as m:
+            m.add_dimension(name="control", value=control)
 
 
 @dataclass
@@ -154,8 +159,9 @@ def runtime() -> Runtime:
     config = IdempotencyConfig(event_key_jmespath="id", expires_after_seconds=settings.idempotency_hours * 3600)
     idempotent = functools.partial(idempotent_function, data_keyword_argument="event",
                                    persistence_store=persistence, config=config)
-    return Runtime(settings, load_policy(settings.policy_dir), clients, ledger,
-                   Notifier(settings, clients, ledger=ledger), idempotent, config)
+    notifier = Notifier(settings, clients, ledger=ledger)
+    notifier.on_undelivered = lambda channel: EmfTelemetry.emit("undelivered", "alerts")  # alarmed by the stack
+    return Runtime(settings, load_policy(settings.policy_dir), clients, ledger, notifier, idempotent, config)
 
 
 def summary(report: RunReport) -> dict[str, Any]:
@@ -335,10 +341,10 @@ def config_rule(event: Any, context: Any) -> dict[str, Any]:
             rtype, config_id = str(item.get("resourceType")), str(item.get("resourceId"))
             status = item.get("configurationItemStatus")
             if rtype not in CONFIG_TYPES:
-                evaluations.append(not_applicable(rtype, config_id, inv.notification_time,
+                evaluations.append(not_applicable(rtype, config_id, inv.ordering_time,
                                                   f"netguard does not evaluate {rtype}"))
             elif inv.event_left_scope or status in DELETED_STATUSES:
-                evaluations.append(not_applicable(rtype, config_id, inv.notification_time,
+                evaluations.append(not_applicable(rtype, config_id, inv.ordering_time,
                                                   "deleted" if status in DELETED_STATUSES else "left the rule's scope"))
             else:
                 ref = ResourceRef(rtype, config_resource_name(rtype, item), inv.account, inv.region)
@@ -371,9 +377,9 @@ def _evaluations(report: RunReport, refs: set[ResourceRef], inv: Any, evaluation
         if finding.resource.ref in refs:
             by_ref.setdefault(finding.resource.ref, []).append(finding)
     outcomes = {id(o.decision.finding): o for o in report.outcomes}
-    out = [evaluation(ref, config_id or ref.resource_id, findings, outcomes, inv.notification_time)
+    out = [evaluation(ref, config_id or ref.resource_id, findings, outcomes, inv.ordering_time)
            for ref, findings in by_ref.items()]
-    out += [not_applicable(ref.resource_type, config_id or ref.resource_id, inv.notification_time,
+    out += [not_applicable(ref.resource_type, config_id or ref.resource_id, inv.ordering_time,
                            "no longer exists") for ref in report.missing if ref in refs]
     return out
 
@@ -463,7 +469,9 @@ def sweep(event: Any) -> dict[str, Any]:
     try:
         # First what earlier alerts could not deliver (a Slack or SNS outage), then the sweep itself.
         try:
-            resent = resend_undelivered(rt.ledger, rt.notifier)
+            remaining = getattr(getattr(event, "context", None), "get_remaining_time_in_millis", None)
+            resent = resend_undelivered(rt.ledger, rt.notifier,
+                                        (lambda: remaining() / 1000.0) if callable(remaining) else None)
         except AWS_ERRORS as exc:
             logger.error("could not read the undelivered alerts", extra={"error": error_code(exc)})
             resent = {"resent": 0, "still_undelivered": -1}

@@ -30,7 +30,7 @@ import logging
 import threading
 import time
 import uuid
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Iterator, Mapping, Protocol
 
 from botocore.exceptions import ClientError
 
@@ -254,10 +254,10 @@ class MemoryLedger:
             self._put("alert#undelivered", f"{_iso(utcnow())}#{alert.get('alert_id')}#{channel}",
                       {"channel": channel, "error": error, "alert": dict(alert)})
 
-    def undelivered(self, limit: int = 100) -> list[dict[str, Any]]:
+    def undelivered(self) -> Iterator[dict[str, Any]]:
         with self._lock:
             found = sorted((sk, item) for (pk, sk), item in self.items.items() if pk == "alert#undelivered")
-        return [{"sk": sk, "channel": item["channel"], "alert": item["alert"]} for sk, item in found[:limit]]
+        return iter([{"sk": sk, "channel": item["channel"], "alert": item["alert"]} for sk, item in found])
 
     def settle_undelivered(self, sk: str) -> None:
         with self._lock:
@@ -592,13 +592,13 @@ class DynamoLedger:
                    "expires_at": int((now + self.retention).timestamp())})
 
 
-    def undelivered(self, limit: int = 100) -> list[dict[str, Any]]:
-        """The oldest alerts a channel did not take: {"sk", "channel", "alert"}."""
-        answer = self.ddb.query(TableName=self.table_name, KeyConditionExpression="pk = :pk",
-                                ExpressionAttributeValues={":pk": {"S": "alert#undelivered"}}, Limit=limit,
-                                ConsistentRead=True)
-        return [{"sk": item["sk"]["S"], "channel": item["channel"]["S"], "alert": json.loads(item["alert"]["S"])}
-                for item in answer.get("Items", [])]
+    def undelivered(self) -> Iterator[dict[str, Any]]:
+        """Every alert a channel did not take, oldest first: {"sk", "channel", "alert"} (a page at a time)."""
+        for page in self.ddb.get_paginator("query").paginate(
+                TableName=self.table_name, KeyConditionExpression="pk = :pk", ConsistentRead=True,
+                ExpressionAttributeValues={":pk": {"S": "alert#undelivered"}}):
+            for item in page.get("Items", []):
+                yield {"sk": item["sk"]["S"], "channel": item["channel"]["S"], "alert": json.loads(item["alert"]["S"])}
 
     def settle_undelivered(self, sk: str) -> None:
         """The alert was delivered after all: forget it."""

@@ -719,15 +719,21 @@ def _read_webhook_url(param_name: str, clients: "Clients", region: str | None) -
     return value
 
 
-def resend_undelivered(ledger: Any, notifier: "Notifier", limit: int = 100) -> dict[str, int]:
-    """Try again the alerts channels did not take (ledger `alert#undelivered`), oldest first: a delivered
-    one is removed from the ledger, a failed one stays for the next try. Run by every sweep."""
-    counts = {"resent": 0, "still_undelivered": 0}
+def resend_undelivered(ledger: Any, notifier: "Notifier", time_left: Callable[[], float] | None = None,
+                       margin: float = 20.0) -> dict[str, int]:
+    """Try again every alert a channel did not take (ledger `alert#undelivered`), oldest first: a delivered
+    one is removed from the ledger, a failed one stays for the next try. Run by every sweep. A channel
+    that fails RESEND_GIVE_UP_AFTER times in a row is not tried again in this run; what is left when the
+    invocation's time runs short (`time_left` below `margin` seconds) is counted and left for the next sweep."""
+    counts = {"resent": 0, "still_undelivered": 0, "left_for_next_sweep": 0}
     failures: dict[str, int] = {}  # consecutive failures by channel: after 3, that channel waits for the next sweep
-    for item in ledger.undelivered(limit):
+    for item in ledger.undelivered():
         channel = item["channel"]
         if failures.get(channel, 0) >= RESEND_GIVE_UP_AFTER:
             counts["still_undelivered"] += 1
+            continue
+        if time_left is not None and time_left() < margin:
+            counts["left_for_next_sweep"] += 1
             continue
         notifier._down.pop(channel, None)  # a resend is tried even right after a failure (bounded above)
         if notifier.resend(item["alert"], channel) == DELIVERED:
@@ -737,8 +743,9 @@ def resend_undelivered(ledger: Any, notifier: "Notifier", limit: int = 100) -> d
         else:
             counts["still_undelivered"] += 1
             failures[channel] = failures.get(channel, 0) + 1
-    if counts["resent"] or counts["still_undelivered"]:
-        log.info("undelivered alerts: %d re-sent, %d still undelivered", counts["resent"], counts["still_undelivered"])
+    if any(counts.values()):
+        log.info("undelivered alerts: %d re-sent, %d still undelivered, %d left for the next sweep (time)",
+                 counts["resent"], counts["still_undelivered"], counts["left_for_next_sweep"])
     return counts
 
 
@@ -791,6 +798,8 @@ class Notifier:
         # A channel that just failed (after its own bounded retries) is not tried again for a while:
         # an outage must not spend the function's time limit on retries, alert after alert.
         self._down: dict[str, tuple[float, str]] = {}
+        # Told of every alert a channel did not take (the Lambdas count it: metric `undelivered`, alarmed)
+        self.on_undelivered: Callable[[str], Any] | None = None
 
     def send(self, alert: Mapping[str, Any]) -> dict[str, str]:
         """{"sns": ..., "slack": ...}, each "delivered", "failed: <error>" or "not-configured"."""
@@ -914,6 +923,8 @@ class Notifier:
 
     def _undelivered(self, alert: Mapping[str, Any], channel: str, error: str) -> None:
         self.log.warning("alert %s not delivered on %s: %s", _fact(alert, "alert_id"), channel, error)
+        if self.on_undelivered is not None:
+            self.on_undelivered(channel)
         if self.ledger is None:
             return
         failure = ""

@@ -104,6 +104,9 @@ class ActionSpec:
     # several controls at once, such as a quarantine tag naming them): such a decision is not acted
     # on again when another control of the resource is.
     holds_for: Callable[[Resource, str], bool] | None = None
+    # What AWS requires besides the state for the action to work, read by the collector: None when met,
+    # else why not (the decision is "not actionable" with that reason, rather than a failed call).
+    precondition: Callable[[Resource], str | None] | None = None
 
     def readiness(self, resource: Resource) -> str:
         """'act', 'defer', 'done' or 'cannot' for the resource's current state."""
@@ -318,12 +321,23 @@ def disable_public_ip_on_launch(req: ActionRequest) -> ActionResult:
 
 # --- VPC endpoints -----------------------------------------------------------------------------
 
-def deliberate_s3_policy(account: str) -> str:
-    """What netguard attaches to an S3 gateway endpoint it creates: S3 for this account's principals
-    only, and never without TLS (the default would be full access for anyone)."""
+# Buckets AWS owns that workloads in a private subnet read through the S3 gateway endpoint with requests
+# that are not signed by the account's principals: ECR's image layers (a URL ECR signs: "Minimum
+# Amazon S3 bucket permissions for Amazon ECR", ECR user guide) and the Amazon Linux package
+# repositories (read anonymously by dnf/yum). VPC.4's `aws_owned_buckets` parameter replaces the list.
+AWS_OWNED_BUCKETS = ("prod-{region}-starport-layer-bucket", "al2023-repos-{region}-de612dc2",
+                     "amazonlinux-2-repos-{region}", "packages.{region}.amazonaws.com", "repo.{region}.amazonaws.com")
+
+
+def deliberate_s3_policy(account: str, region: str, aws_owned: tuple[str, ...] = AWS_OWNED_BUCKETS) -> str:
+    """What netguard attaches to an S3 gateway endpoint it creates (the default would be full access for
+    anyone): S3 for this account's principals, read-only objects of the AWS-owned buckets workloads need
+    (without them ECR image pulls get 403 and training jobs do not start), never without TLS."""
     return json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Sid": "AccountPrincipalsOnly", "Effect": "Allow", "Principal": "*", "Action": "s3:*", "Resource": "*",
+        {"Sid": "AccountPrincipals", "Effect": "Allow", "Principal": "*", "Action": "s3:*", "Resource": "*",
          "Condition": {"StringEquals": {"aws:PrincipalAccount": account}}},
+        {"Sid": "AwsOwnedBucketsReadOnly", "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+         "Resource": [f"arn:aws:s3:::{bucket.format(region=region)}/*" for bucket in aws_owned]},
         {"Sid": "DenyWithoutTLS", "Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": "*",
          "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
     ]})
@@ -343,15 +357,17 @@ def create_s3_gateway_endpoint(req: ActionRequest) -> ActionResult:
             raise RemediationError(f"CreateVpcEndpoint: {vpc_id} has no private route table to attach S3 to")
         answer = ec2.create_vpc_endpoint(
             VpcEndpointType="Gateway", VpcId=vpc_id, ServiceName=f"com.amazonaws.{ref.region}.s3",
-            RouteTableIds=private, PolicyDocument=deliberate_s3_policy(ref.account),
+            RouteTableIds=private, PolicyDocument=deliberate_s3_policy(
+                ref.account, ref.region, tuple(req.param("aws_owned_buckets", AWS_OWNED_BUCKETS))),
             ClientToken=f"netguard-{digest([vpc_id, 's3', req.context.event_id], 24)}",
             TagSpecifications=[{"ResourceType": "vpc-endpoint", "Tags": _created_tags(req)}])
     except ClientError as exc:
         raise _fail("CreateVpcEndpoint", exc) from exc
     endpoint_id = answer["VpcEndpoint"]["VpcEndpointId"]
     return ActionResult(SUCCEEDED, f"created S3 gateway endpoint {endpoint_id} on {', '.join(private)} "
-                                   "(account principals only, TLS required); interface endpoints cost money: "
-                                   "create those yourself")
+                                   "(the account's principals, and reading ECR image layers and Amazon Linux "
+                                   "repositories; TLS required); interface endpoints cost money: create those "
+                                   "yourself")
 
 
 def enable_private_dns(req: ActionRequest) -> ActionResult:
@@ -364,7 +380,26 @@ def enable_private_dns(req: ActionRequest) -> ActionResult:
     return ActionResult(SUCCEEDED, "enabled private DNS: the service's default DNS name now resolves to the endpoint")
 
 
+def _private_dns_precondition(resource: Resource) -> str | None:
+    """AWS refuses private DNS for a name something else in the VPC serves already (another endpoint of
+    the service with private DNS, or a private hosted zone associated with the VPC)."""
+    conflict = resource.state.get("PrivateDnsConflict")
+    return f"{conflict}: remove it (or keep using it) before private DNS can be enabled here" if conflict else None
+
+
 # --- Studio domains ----------------------------------------------------------------------------
+
+
+def _vpc_only_precondition(resource: Resource) -> str | None:
+    """UpdateDomain(VpcOnly) needs security groups in the domain's default user settings, and is refused
+    once an RStudio domain execution role is set."""
+    state = resource.state
+    if state.get("RStudioDomainExecutionRole"):
+        return "the domain has an RStudio domain execution role, with which AWS refuses to change AppNetworkAccessType"
+    if not state.get("DefaultSecurityGroups"):
+        return ("VpcOnly needs security groups in the domain's default user settings (DefaultUserSettings."
+                "SecurityGroups): add one that allows what Studio needs, then netguard can switch the domain")
+    return None
 
 def domain_vpc_only(req: ActionRequest) -> ActionResult:
     """AppNetworkAccessType=VpcOnly; AWS allows it only while no app is InService, Pending or Deleting."""
@@ -519,17 +554,19 @@ ACTIONS: dict[str, ActionSpec] = {
         permissions=("ec2:CreateVpcEndpoint", "ec2:DescribeRouteTables", "ec2:CreateTags"),
         describe="create the S3 gateway endpoint (free) on the VPC's private route tables, with a deliberate policy",
         run=create_s3_gateway_endpoint, before=_state_before("Endpoints"), handles_targets=frozenset({"s3"}),
+        params=frozenset({"aws_owned_buckets"}),
     ),
     "enable_private_dns": ActionSpec(
         name="enable_private_dns", resource_types=(VPC_ENDPOINT,), permissions=("ec2:ModifyVpcEndpoint",),
         describe="enable private DNS on the interface endpoint", run=enable_private_dns,
         before=_state_before("PrivateDnsEnabled"), state_field="VpcDns", act_states=frozenset({"ready"}),
+        precondition=_private_dns_precondition,
     ),
     "domain_vpc_only": ActionSpec(
         name="domain_vpc_only", resource_types=(DOMAIN,), permissions=("sagemaker:UpdateDomain",),
         describe="set the domain's AppNetworkAccessType to VpcOnly (only while no app runs)", run=domain_vpc_only,
         before=_state_before("AppNetworkAccessType"), state_field="AppsState", act_states=frozenset({"none"}),
-        defer_states=frozenset({"running"}),
+        defer_states=frozenset({"running"}), precondition=_vpc_only_precondition,
     ),
     "revoke_rules": ActionSpec(
         name="revoke_rules",

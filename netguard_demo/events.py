@@ -144,7 +144,9 @@ def config_rule_invocation(resource_type: str, resource_id: str, account: str, r
     service, prefix = arn_kind.get(resource_type, ("ec2", ""))
     item.update({"resourceType": resource_type, "resourceId": resource_id, "resourceName": resource_name,
                  "awsAccountId": account, "awsRegion": region, "configurationItemStatus": status,
-                 "ARN": f"arn:aws:{service}:{region}:{account}:{prefix}{resource_name or resource_id}",
+                 # SageMaker lower-cases the names in its ARNs; Config copies the ARN as is
+                 "ARN": f"arn:aws:{service}:{region}:{account}:{prefix}" + (
+                     (resource_name or resource_id).lower() if service == "sagemaker" else resource_id),
                  "configuration": configuration if configuration is not None else {}, "relationships": []})
     event.update({"invokingEvent": json.dumps(invoking), "resultToken": token, "eventLeftScope": left_scope,
                   "configRuleName": rule_name, "accountId": account,

@@ -196,7 +196,8 @@ def run_demo(out: TextIO) -> int:
                      "CreateEndpointConfig config-single (one instance)")
                 domain = sm.create_domain(DomainName="studio", AuthMode="IAM", VpcId=net.vpc_id,
                                           SubnetIds=list(net.private_subnets), AppNetworkAccessType="PublicInternetOnly",
-                                          DefaultUserSettings={"ExecutionRole": role},
+                                          DefaultUserSettings={"ExecutionRole": role,
+                                                               "SecurityGroups": [net.sg_notebook_ok]},
                                           Tags=[{"Key": k, "Value": v} for k, v in TAGS.items()])
                 send("on_api_call", events.api_call("CreateDomain", "aws.sagemaker", {"domainName": "studio"},
                                                     {"domainArn": domain["DomainArn"]}, account, region),

@@ -254,3 +254,58 @@ def test_what_netguard_creates_in_a_vpc_keeps_within_ec2s_50_tags(aws, net, monk
     assert len(tags) == 50 and tags["netguard:created-by"] == "VPC.3"
     assert tags["Environment"] == "prod" and tags["Owner"] == "ml@example.com"
     assert result.created and result.created[0].resource_id == created["FlowLogId"]
+
+
+def endpoint_policy_allows(policy: dict, account: str, action: str, resource: str, tls: bool = True) -> bool:
+    """IAM's evaluation of a gateway endpoint policy for one request (Allow needed, Deny wins), for the
+    condition operators the policy uses (StringEquals, Bool)."""
+    import fnmatch
+
+    context = {"aws:PrincipalAccount": account, "aws:SecureTransport": "true" if tls else "false"}
+
+    def matches(statement: dict) -> bool:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        if not any(fnmatch.fnmatchcase(action, a) for a in actions):
+            return False
+        if not any(fnmatch.fnmatchcase(resource, r) for r in resources):
+            return False
+        for operator, pairs in statement.get("Condition", {}).items():
+            assert operator in ("StringEquals", "Bool"), operator
+            if any(context.get(key) != str(value).lower() if operator == "Bool" else context.get(key) != value
+                   for key, value in pairs.items()):
+                return False
+        return True
+
+    hits = [s["Effect"] for s in policy["Statement"] if matches(s)]
+    return "Allow" in hits and "Deny" not in hits
+
+
+def test_the_s3_gateway_endpoint_netguard_creates_keeps_ecr_pulls_working(aws, net):
+    """ECR serves image layers from an S3 bucket it owns, through URLs it signs itself: an endpoint
+    policy allowing only the account's principals makes every image pull (so every training job) fail
+    with 403. The policy netguard attaches lets them through, and nothing else from other accounts."""
+    from chalicelib.checks import endpoint_policy_restrictive
+
+    ec2 = aws.client("ec2")
+    for endpoint in ec2.describe_vpc_endpoints(Filters=[{"Name": "vpc-id", "Values": [net.vpc_id]}])["VpcEndpoints"]:
+        if endpoint["VpcEndpointType"] == "Gateway":
+            ec2.delete_vpc_endpoints(VpcEndpointIds=[endpoint["VpcEndpointId"]])
+    attach_notebook_eni(ec2, net.private_subnets[0], [net.sg_notebook_ok], "nb")
+    vpc = collect_one(aws, VPC, net.vpc_id).resources[0]
+    result = run_action(aws, "create_s3_gateway_endpoint", vpc, targets=("s3",), controls=("VPC.4",))
+    assert result.result == SUCCEEDED
+    [created] = [e for e in ec2.describe_vpc_endpoints(Filters=[{"Name": "vpc-id", "Values": [net.vpc_id]}])[
+        "VpcEndpoints"] if e["VpcEndpointType"] == "Gateway" and e["State"].lower() not in ("deleted", "deleting")]
+    import json
+
+    policy = json.loads(created["PolicyDocument"])
+    ecr = "999999999999"  # the account of ECR's own signing credentials, not ours
+    layer = f"arn:aws:s3:::prod-{aws.region}-starport-layer-bucket/sha256/abc"
+    assert endpoint_policy_allows(policy, ecr, "s3:GetObject", layer)
+    assert endpoint_policy_allows(policy, ecr, "s3:GetObject", f"arn:aws:s3:::al2023-repos-{aws.region}-de612dc2/x")
+    assert not endpoint_policy_allows(policy, ecr, "s3:PutObject", layer)
+    assert not endpoint_policy_allows(policy, ecr, "s3:GetObject", "arn:aws:s3:::someone-elses-bucket/data")
+    assert endpoint_policy_allows(policy, aws.account, "s3:PutObject", "arn:aws:s3:::our-training-data/x")
+    assert not endpoint_policy_allows(policy, aws.account, "s3:GetObject", layer, tls=False)
+    assert endpoint_policy_restrictive({"PolicyDocument": created["PolicyDocument"]}, {}).status == "COMPLIANT"

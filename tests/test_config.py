@@ -71,9 +71,11 @@ def test_malformed_invocations_are_rejected_with_a_reason(event: Any, error: typ
 
 
 def test_sagemaker_resources_are_read_by_name_whatever_id_config_gives() -> None:
-    arn = "arn:aws:sagemaker:us-east-1:123456789012:notebook-instance/nb-one"
-    assert config_resource_name(NOTEBOOK, {"resourceId": "7b0d1c2e-uuid", "ARN": arn}) == "nb-one"
+    arn = "arn:aws:sagemaker:us-east-1:123456789012:notebook-instance/nb-one"  # SageMaker lower-cases ARNs
+    assert config_resource_name(NOTEBOOK, {"resourceId": "NB-One", "resourceName": "NB-One", "ARN": arn}) == "NB-One"
+    assert config_resource_name(NOTEBOOK, {"resourceId": "NB-One", "ARN": arn}) == "NB-One"
     assert config_resource_name(NOTEBOOK, {"resourceId": "x", "resourceName": "nb-two"}) == "nb-two"
+    assert config_resource_name(NOTEBOOK, {"resourceId": arn}) == "nb-one"  # nothing better: the ARN's name
     assert config_resource_name(SG, {"resourceId": "sg-1", "resourceName": "web"}) == "sg-1"
     assert config_resource_name("AWS::SageMaker::Domain", {"resourceId": "d-abc", "resourceName": "studio"}) == "d-abc"
 
@@ -273,3 +275,19 @@ def test_compliance_change_pattern_matches_real_events() -> None:
     other_type = events.compliance_change("s3-bucket-public-read-prohibited", "AWS::S3::Bucket", "b", acct, region)
     got = _delivered(pattern, [matching, notebook, compliant, other_type])
     assert sorted(e["detail"]["resourceId"] for e in got) == ["nb", "sg-1"]
+
+
+def test_a_notebook_named_with_capitals_is_evaluated_not_reported_not_applicable(stack, sent) -> None:
+    """The configuration item's ARN is lower-cased; its resourceName and resourceId keep the name's case.
+    The evaluation is ordered by the item's capture time, as Config orders its items."""
+    aws, net = stack["aws"], stack["net"]
+    create_notebook(aws.client("sagemaker"), aws.account, "NB-Prod", net.public_subnet, [net.sg_notebook_ok])
+    set_status(aws.account, aws.region, "NB-Prod", "InService")
+    event = events.config_rule_invocation(NOTEBOOK, "NB-Prod", aws.account, aws.region, "NB-Prod")
+    item = json.loads(event["invokingEvent"])["configurationItem"]
+    assert item["ARN"].endswith("notebook-instance/nb-prod")
+    result = invoke(stack, "config_rule", event)
+    found = evaluations(sent)[(NOTEBOOK, "NB-Prod")]
+    assert result["by_compliance"] == {"NON_COMPLIANT": 1} and found["ComplianceType"] == "NON_COMPLIANT"
+    captured = dt.datetime.fromisoformat(item["configurationItemCaptureTime"].replace("Z", "+00:00"))
+    assert found["OrderingTimestamp"] == captured

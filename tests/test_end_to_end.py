@@ -240,7 +240,7 @@ def test_the_next_sweep_delivers_what_an_outage_left_undelivered(stack, monkeypa
     result = invoke(stack, "sweep", {"version": "0", "id": "sweep-1", "detail-type": "Scheduled Event",
                                      "source": "aws.events", "account": aws.account, "time": "2026-11-27T06:00:00Z",
                                      "region": aws.region, "resources": [], "detail": {}})
-    assert result["undelivered_alerts"] == {"resent": 2, "still_undelivered": 0}
+    assert result["undelivered_alerts"] == {"resent": 2, "still_undelivered": 0, "left_for_next_sweep": 0}
     texts = [p["text"] for p in stack["slack"].payloads]
     assert sum("NB.1" in t or "NB.2" in t for t in texts) >= 2 and not lost
     assert [i for i in ledger_items(stack, "") if i["pk"] == "alert#undelivered"] == []

@@ -233,7 +233,8 @@ def test_studio_domain_goes_back_to_public_internet_only_once_no_app_runs(aws, n
     sm = aws.client("sagemaker")
     domain = sm.create_domain(DomainName="studio", AuthMode="IAM", VpcId=net.vpc_id,
                               SubnetIds=list(net.private_subnets), AppNetworkAccessType="PublicInternetOnly",
-                              DefaultUserSettings={"ExecutionRole": f"arn:aws:iam::{aws.account}:role/sm"},
+                              DefaultUserSettings={"ExecutionRole": f"arn:aws:iam::{aws.account}:role/sm",
+                                                   "SecurityGroups": [net.sg_notebook_ok]},
                               Tags=[{"Key": k, "Value": v} for k, v in TAGS.items()])["DomainArn"].rsplit("/", 1)[1]
     ledger = tmp_path / "ledger.jsonl"
     act = action_id(enforce(aws, str(ledger)), "domain_vpc_only", domain)

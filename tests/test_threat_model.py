@@ -367,7 +367,7 @@ def test_the_internet_split_in_two_halves_is_the_internet(stack) -> None:
     report("SSH open to 0.0.0.0/1 and 128.0.0.0/1", "both revoked (SG.1)")
 
 
-def test_a_webhook_url_pointed_elsewhere_is_refused_and_recorded(stack, monkeypatch) -> None:
+def test_a_webhook_url_pointed_elsewhere_is_refused_and_recorded(stack, monkeypatch, capsys) -> None:
     """Whoever can change the stored webhook URL could send netguard's Slack alerts where nobody reads
     them: only URLs under NETGUARD_SLACK_ALLOWED_URLS (default https://hooks.slack.com/) are posted to."""
     from chalicelib import notify
@@ -390,6 +390,8 @@ def test_a_webhook_url_pointed_elsewhere_is_refused_and_recorded(stack, monkeypa
     undelivered = [i for i in ledger_items(stack, "") if i["pk"] == "alert#undelivered"]
     assert undelivered and all("not under an allowed URL" in i["error"] for i in undelivered)
     assert all(i["channel"] == "slack" for i in undelivered)
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"undelivered"' in line]
+    assert emf and all(e["control"] == "alerts" and e["undelivered"] == [1.0] for e in emf)  # what the stack alarms on
     report("a webhook URL not under the allowed prefixes", "not posted to; recorded undelivered; SNS unaffected")
 
 
