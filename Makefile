@@ -15,7 +15,7 @@ STAGES := dev prod
 BUILD ?= build
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: venv .venv .venv-bench test demo package lint-templates templates bench bench-sweep reliability clean distclean
+.PHONY: venv .venv .venv-bench .venv-prowler test demo package lint-templates templates bench bench-sweep reliability clean distclean
 
 venv .venv: $(STAMP)
 
@@ -50,6 +50,16 @@ BENCH_STAMP := $(BENCH_VENV)/.installed
 $(BENCH_STAMP): benchmarks/requirements-bench.txt
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install --quiet -r benchmarks/requirements-bench.txt
+	touch $@
+
+# Prowler, for the agreement test only (reliability/prowler_diff.py), in its own virtualenv: installed
+# --no-deps from a pinned list of what `prowler aws` imports (see reliability/requirements-prowler.txt).
+PROWLER_VENV := .venv-prowler
+PROWLER_STAMP := $(PROWLER_VENV)/.installed
+.venv-prowler: $(PROWLER_STAMP)
+$(PROWLER_STAMP): reliability/requirements-prowler.txt
+	test -x $(PROWLER_VENV)/bin/python || $(PYTHON) -m venv $(PROWLER_VENV)
+	$(PROWLER_VENV)/bin/python -m pip install --quiet --no-deps -r reliability/requirements-prowler.txt
 	touch $@
 
 # netguard against Cloud Custodian on the same work (README "Performance"): figures only, never
@@ -106,4 +116,4 @@ clean:
 	find . \( -path ./$(VENV) -o -path ./$(BENCH_VENV) \) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV) $(BENCH_VENV)
+	rm -rf $(VENV) $(BENCH_VENV) $(PROWLER_VENV)
