@@ -31,8 +31,8 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/netguard demo
 
-# Reliability figures (README "Reliability"): fuzzing, faults, blast radius, outages, duplicates,
-# secrets. Fails if a figure does not hold. `make test` (and CI) runs each in a reduced form.
+# Reliability figures (README "Reliability", "Threat model"): fuzzing, faults, blast radius, outages,
+# duplicates, secrets, hostile but valid input. Fails if a figure does not hold. `make test` (and CI) runs each in a reduced form.
 FUZZ_EXAMPLES ?= 10000
 FAULT_SEEDS ?= 1,2,3
 reliability: $(STAMP)
@@ -42,6 +42,8 @@ reliability: $(STAMP)
 	  -k "burst or foreign" 2>&1 | grep -E "^blast radius|passed|failed"
 	set -o pipefail; $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/test_reliability.py tests/test_restore.py \
 	  2>&1 | grep -E "alerts during the outage|passed|failed"
+	set -o pipefail; $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/test_threat_model.py \
+	  2>&1 | grep -E "^threat model:|passed|failed"
 
 # Cloud Custodian, for the benchmarks only, in its own virtualenv (c7n pins boto3 < 1.44).
 BENCH_VENV := .venv-bench

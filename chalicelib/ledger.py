@@ -63,16 +63,20 @@ def _iso(moment: dt.datetime) -> str:
 STALE_CLAIM = dt.timedelta(minutes=15)
 
 
+CLOCK_SKEW = dt.timedelta(minutes=5)  # between the clocks of netguard's containers, at most
 # A claim settled with one of these: its violation was resolved at `settled_at`.
 RESOLVED = (SUCCEEDED, ALREADY_DONE)
 
 
-def claim_open(existing: Mapping[str, Any] | None, read_at: str, now: dt.datetime) -> bool:
+def claim_open(existing: Mapping[str, Any] | None, read_at: str, now: dt.datetime,
+               dedup: dt.timedelta) -> bool:
     """May a claim be taken, given the claim item already there (None: none)? Yes for a new claim; one
     whose action failed; one left without a result for STALE_CLAIM (its invocation died); one past its
-    own expiry (TTL deletion lags by up to two days); and one whose violation was resolved before
-    `read_at`, when the state that shows the violation again was read (it came back after its fix).
-    DynamoLedger._claim_put says the same as a condition expression."""
+    own expiry (TTL deletion lags by up to two days); one whose violation was resolved before
+    `read_at`, when the state that shows the violation again was read (it came back after its fix);
+    and one netguard cannot have written (an expiry beyond `dedup` from now, a time in the future), which
+    whoever can write the ledger could plant to hold a violation back. DynamoLedger._claim_put says the
+    same as a condition expression."""
     if existing is None:
         return True
     result = existing.get("result")
@@ -81,8 +85,12 @@ def claim_open(existing: Mapping[str, Any] | None, read_at: str, now: dt.datetim
     if result is None and str(existing.get("at", "")) < _iso(now - STALE_CLAIM):
         return True
     expires = existing.get("expires_at")
-    if isinstance(expires, int) and expires < int(now.timestamp()):
-        return True
+    latest = int((now + dedup + CLOCK_SKEW).timestamp())
+    if isinstance(expires, int) and not int(now.timestamp()) <= expires <= latest:
+        return True  # expired, or expiring later than any claim netguard writes: not one of its claims
+    future = _iso(now + CLOCK_SKEW)
+    if str(existing.get("at", "")) > future or str(existing.get("settled_at", "")) > future:
+        return True  # taken or settled in the future: written by someone else, to hold violations back
     settled = existing.get("settled_at")
     return result in RESOLVED and isinstance(settled, str) and settled < read_at
 
@@ -204,7 +212,7 @@ class MemoryLedger:
         key = (resource_pk(finding.resource.ref), claim_sk(finding, kind))
         now = utcnow()
         with self._lock:
-            if not claim_open(self.items.get(key), finding.resource.read_at, now):
+            if not claim_open(self.items.get(key), finding.resource.read_at, now, self.dedup):
                 return False
             self._put(*key, {"event_id": context.event_id, "at": _iso(now),
                              "expires_at": int((now + self.dedup).timestamp())})
@@ -390,13 +398,18 @@ class DynamoLedger:
                 "at": _iso(now), "expires_at": int((now + self.dedup).timestamp())}
         return item, {"TableName": self.table_name, "Item": _serialize(item),
                       "ConditionExpression": "attribute_not_exists(sk) OR #r = :failed OR "
-                                             "(attribute_not_exists(#r) AND #at < :stale) OR expires_at < :now OR "
+                                             "(attribute_not_exists(#r) AND #at < :stale) OR "
+                                             "expires_at < :now OR expires_at > :latest OR "
+                                             "#at > :now_iso OR settled_at > :now_iso OR "
                                              "(#r IN (:succeeded, :already) AND settled_at < :read)",
                       "ExpressionAttributeNames": {"#r": "result", "#at": "at"},
                       "ExpressionAttributeValues": {
                           ":failed": {"S": FAILED}, ":stale": {"S": _iso(now - STALE_CLAIM)},
-                          ":now": {"N": str(int(now.timestamp()))}, ":succeeded": {"S": SUCCEEDED},
-                          ":already": {"S": ALREADY_DONE}, ":read": {"S": finding.resource.read_at}}}
+                          ":now": {"N": str(int(now.timestamp()))},
+                          ":latest": {"N": str(int((now + self.dedup + CLOCK_SKEW).timestamp()))},
+                          ":now_iso": {"S": _iso(now + CLOCK_SKEW)},
+                          ":succeeded": {"S": SUCCEEDED}, ":already": {"S": ALREADY_DONE},
+                          ":read": {"S": finding.resource.read_at}}}
 
     def claim(self, finding: Finding, kind: str, context: EventContext) -> bool:
         item, put = self._claim_put(finding, kind, context)
@@ -563,7 +576,7 @@ class DynamoLedger:
         """The signer's MAC of a settled action record; None (logged) when KMS cannot give it: the
         record is written unsigned, and restore refuses it."""
         try:
-            return str(self.signer.sign(action_id, item))
+            return str(self.signer.mac_of(action_id, item))
         except AWS_ERRORS as exc:
             log.error("action %s not signed (%s): netguard restore will refuse it", action_id, error_code(exc))
             return None

@@ -720,19 +720,22 @@ def _read_webhook_url(param_name: str, clients: "Clients", region: str | None) -
 
 
 def resend_undelivered(ledger: Any, notifier: "Notifier", time_left: Callable[[], float] | None = None,
-                       margin: float = 20.0) -> dict[str, int]:
+                       margin: float | None = None) -> dict[str, int]:
     """Try again every alert a channel did not take (ledger `alert#undelivered`), oldest first: a delivered
     one is removed from the ledger, a failed one stays for the next try. Run by every sweep. A channel
     that fails RESEND_GIVE_UP_AFTER times in a row is not tried again in this run; what is left when the
-    invocation's time runs short (`time_left` below `margin` seconds) is counted and left for the next sweep."""
+    invocation's time runs short (`time_left` below `margin` seconds; by default half of what was left
+    when it started, the rest being the sweep's) is counted and left for the next sweep."""
     counts = {"resent": 0, "still_undelivered": 0, "left_for_next_sweep": 0}
+    if time_left is not None and margin is None:
+        margin = time_left() / 2
     failures: dict[str, int] = {}  # consecutive failures by channel: after 3, that channel waits for the next sweep
     for item in ledger.undelivered():
         channel = item["channel"]
         if failures.get(channel, 0) >= RESEND_GIVE_UP_AFTER:
             counts["still_undelivered"] += 1
             continue
-        if time_left is not None and time_left() < margin:
+        if time_left is not None and margin is not None and time_left() < margin:
             counts["left_for_next_sweep"] += 1
             continue
         notifier._down.pop(channel, None)  # a resend is tried even right after a failure (bounded above)

@@ -44,7 +44,7 @@ class Signer:
     def __init__(self, key_id: str, clients: Clients) -> None:
         self.key_id, self.clients = key_id, clients
 
-    def sign(self, action_id: str, item: Mapping[str, Any]) -> str:
+    def mac_of(self, action_id: str, item: Mapping[str, Any]) -> str:
         answer = self.clients.client("kms", key_region(self.key_id)).generate_mac(KeyId=self.key_id, MacAlgorithm=MAC_ALGORITHM,
                                        Message=action_message(action_id, item))
         return base64.b64encode(answer["Mac"]).decode("ascii")

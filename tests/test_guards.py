@@ -44,7 +44,7 @@ def test_a_burst_of_violations_stops_at_the_limit(stack, monkeypatch) -> None:
     assert results.count(("remediate", "succeeded")) == LIMIT
     assert results.count(("remediate", "limited")) == BURST - LIMIT
     assert len(notices) == 1 and "limit reached" in notices[0]["subject"]
-    assert f"{LIMIT} enforce actions in account" in notices[0]["message"]["text"]
+    assert f"{LIMIT} critical-severity enforce actions in account" in notices[0]["message"]["text"]
     # SG.1 and SG.2 share the revoke: each limited group is alerted for both
     assert {a["message"]["resource"]["id"] for a in limited} == set(groups[LIMIT:])
     assert "blast-radius limit" in limited[0]["message"]["detail"]

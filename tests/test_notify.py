@@ -627,7 +627,8 @@ def _slack_param(aws: Clients, url: str) -> str:
 
 def test_notifier_delivers_to_both_channels(aws: Clients, hook: WebhookReceiver) -> None:
     topic_arn, queue_url = _topic_and_queue(aws)
-    settings = Settings(alert_topic_arn=topic_arn, slack_webhook_param=_slack_param(aws, hook.url))
+    settings = Settings(alert_topic_arn=topic_arn, slack_webhook_param=_slack_param(aws, hook.url),
+                        slack_allowed_urls=(hook.url,))
     ledger = FakeLedger()
     alert = make_alert()
 
@@ -643,7 +644,8 @@ def test_persistent_slack_failure_is_recorded_and_never_logs_the_url(
     aws: Clients, hook: WebhookReceiver, logs, capsys
 ) -> None:
     hook.fail_next(500, count=10)
-    settings = Settings(slack_webhook_param=_slack_param(aws, hook.url))
+    settings = Settings(slack_webhook_param=_slack_param(aws, hook.url),
+                        slack_allowed_urls=(hook.url,))
     ledger, sleeps = FakeLedger(), Sleeps()
     alert = make_alert()
 
@@ -661,7 +663,8 @@ def test_persistent_slack_failure_is_recorded_and_never_logs_the_url(
 
 def test_one_failing_channel_does_not_stop_the_other(aws: Clients, hook: WebhookReceiver, logs, capsys) -> None:
     missing_topic = f"arn:aws:sns:{REGION}:{ACCOUNT}:no-such-topic"
-    settings = Settings(alert_topic_arn=missing_topic, slack_webhook_param=_slack_param(aws, hook.url))
+    settings = Settings(alert_topic_arn=missing_topic, slack_webhook_param=_slack_param(aws, hook.url),
+                        slack_allowed_urls=(hook.url,))
     ledger = FakeLedger()
 
     results = notify.Notifier(settings, aws, ledger=ledger, slack_sleep=Sleeps()).send(make_alert())
@@ -688,7 +691,8 @@ def test_unresolvable_webhook_is_recorded_and_sns_still_sent(aws: Clients) -> No
 def test_unexpected_error_on_one_channel_is_contained(hook: WebhookReceiver, logs) -> None:
     notify._cache[("/p", None)] = (float("inf"), hook.url)
     clients = RecordingClients(sns=RecordingSns(error=RuntimeError("kaboom")))
-    settings = Settings(alert_topic_arn="arn:aws:sns:eu-west-1:123456789012:alerts", slack_webhook_param="/p")
+    settings = Settings(alert_topic_arn="arn:aws:sns:eu-west-1:123456789012:alerts", slack_webhook_param="/p",
+                        slack_allowed_urls=(hook.url,))
     ledger = FakeLedger()
 
     results = notify.Notifier(settings, clients, ledger=ledger).send(make_alert())
@@ -771,8 +775,8 @@ def test_a_failed_channel_is_paused_then_tried_again(hook: WebhookReceiver, monk
         def record_undelivered(self, alert: Any, channel: str, error: str) -> None:
             recorded.append((channel, error))
 
-    notifier = notify.Notifier(Settings(slack_webhook_param="/p"), Clients(), ledger=Ledger(),
-                               slack_sleep=lambda s: None, clock=lambda: now[0])
+    notifier = notify.Notifier(Settings(slack_webhook_param="/p", slack_allowed_urls=(hook.url,)), Clients(),
+                               ledger=Ledger(), slack_sleep=lambda s: None, clock=lambda: now[0])
     hook.fail_next(503, count=4)
     assert notifier.send(make_alert())["slack"].startswith("failed")
     assert hook.attempts == 4

@@ -211,7 +211,7 @@ def ledger_writes(aws) -> list[str]:
 
 def test_an_event_settles_its_claims_actions_and_decisions_in_one_batch(stack) -> None:
     """Before acting: the idempotency record, the conditional claims of its decisions in one
-    transaction, the budget and the action's before-state. After: one BatchWriteItem for the rest (claims and actions with their
+    transaction, the budgets and the action's before-state. After: one BatchWriteItem for the rest (claims and actions with their
     results, the decisions), then Powertools' update. (A security group uses nothing netguard
     indexes: no write for the dependency index.)"""
     aws, net = stack["aws"], stack["net"]
@@ -224,7 +224,8 @@ def test_an_event_settles_its_claims_actions_and_decisions_in_one_batch(stack) -
     assert writes.count("BatchWriteItem") == 1
     assert writes.count("TransactWriteItems") == 1  # the claims
     assert writes.count("PutItem") == 1 + len(acted)  # idempotency, before-states
-    assert writes.count("UpdateItem") == len(acted) + 1  # budget per action, idempotency completed
+    # the budgets per action (the account's and the organization's, for its severity), idempotency completed
+    assert writes.count("UpdateItem") == 2 * len(acted) + 1
     settled = {i["sk"].split("#")[1]: i.get("result") for i in ledger_items(stack, "claim#")}
     assert settled == {d["control"]: d["result"] for d in decided}
     assert len(ledger_items(stack, "decision#")) == len(decided)

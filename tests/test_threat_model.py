@@ -487,3 +487,21 @@ def test_a_record_whose_rules_are_not_those_it_says_it_revoked_is_refused(stack,
     inconsistent = restore(stack, act, None, yes=True, allow_unsigned=True)
     assert inconsistent.result == "refused" and "inconsistent" in inconsistent.detail
     assert not ssh_open(aws, net.sg_ssh_open)
+
+
+def test_a_claim_planted_in_the_ledger_does_not_hold_a_violation_back(stack) -> None:
+    """Whoever can write the ledger could plant the claim of a violation to come (its key is predictable:
+    control, resource, evidence), settled far in the future or never expiring, so that the violation would
+    be a "duplicate". A claim netguard cannot have written is taken."""
+    aws, net = stack["aws"], stack["net"]
+    ddb = aws.client("dynamodb")
+    invoke(stack, "on_api_call", turn_dns_off(aws, net.vpc_id))  # a real claim: its key, for the forger
+    [claim] = [i for i in ddb.scan(TableName=TABLE)["Items"] if i["sk"]["S"].startswith("claim#VPC.1#")]
+    planted = [{"settled_at": {"S": "2999-01-01T00:00:00.000000Z"}},  # resolved "later" than any read
+               {"expires_at": {"N": "32503680000"}, "result": {"S": "no-action"}}]  # never expires
+    for change in planted:
+        ddb.put_item(TableName=TABLE, Item={**claim, **change})
+        result = invoke(stack, "on_api_call", turn_dns_off(aws, net.vpc_id))
+        assert {d["result"] for d in result["decisions"] if d["control"] == "VPC.1"} == {"succeeded"}, change
+        assert dns_support(aws.client("ec2"), net.vpc_id) is True
+    report("claims planted in the ledger (settled in the future, never expiring)", "taken; the violation fixed")
