@@ -167,8 +167,8 @@ def config_resource_name(resource_type: str, item: Mapping[str, Any]) -> str:
     if resource_type == DOMAIN:
         if DOMAIN_ID_RE.match(resource_id):
             return resource_id
-    elif isinstance(name, str) and SAGEMAKER_NAME_RE.match(name):
-        return name
+    elif isinstance(name, str) and name:
+        return name  # not a name SageMaker has: parse_invocation rejects the item
     elif resource_id and not resource_id.startswith("arn:"):
         return resource_id
     for candidate in (resource_id, str(item.get("ARN") or "")):  # the last resort: a lower-cased name

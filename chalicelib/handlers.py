@@ -25,7 +25,6 @@ from .collect import Collector
 from .configrule import compliance_change_pattern, refs_from_compliance_change
 from .errors import ConfigError, IgnoredEvent, InvalidEvent
 from .ledger import BufferedIndex, DynamoLedger
-from .signing import signer_for
 from .model import SUCCEEDED, EventContext, ResourceRef, Trigger
 from .notify import Notifier, resend_undelivered
 from .pipeline import Pipeline, RunReport
@@ -34,6 +33,7 @@ from .recheck import RecheckQueue
 from .recheck import decode as decode_recheck
 from .scan import list_refs
 from .settings import Settings
+from .signing import signer_for
 from .triggers import (
     api_call_pattern,
     from_api_call,

@@ -20,7 +20,6 @@ from chalicelib.model import (
 )
 from chalicelib.policy import load_policy
 from chalicelib.settings import Settings
-from netguard_demo.moto_fidelity import attach_notebook_eni
 from netguard_demo.world import TAGS
 
 POLICY = load_policy()

@@ -301,7 +301,6 @@ def test_a_limited_violation_is_rechecked_when_its_window_opens(stack, monkeypat
     """The violation the limit held back is sent to the recheck queue not before the window ends; a
     message that arrives early (SQS delays 15 minutes at most) is sent on, not run; then it is fixed."""
     from chalicelib import recheck as recheck_module
-    from netguard_demo.moto_fidelity import attach_notebook_eni
     from netguard_demo.world import OPEN_SSH, open_ssh_groups
 
     aws, net = stack["aws"], stack["net"]
