@@ -49,8 +49,9 @@ Prowler against moto, the smallest set that works (Prowler 5.46.0, moto 5.2.5):
     a read a shared check depends on would silently turn into a FAIL or PASS).
   * The server runs with MOTO_EC2_LOAD_DEFAULT_AMIS=false: moto otherwise owns a snapshot per default
     AMI and Prowler's EC2 service asks for each one's attributes (1,301 calls per run).
-  A run of Prowler costs 35-45 s on this machine, almost all of it Prowler's own start (loading every
-  compliance framework and every provider's modules), whatever the size of the world.
+  A run of Prowler costs 20-37 s on this machine (2 cores), most of it Prowler's own start (loading
+  every compliance framework and every provider's modules), whatever the size of the world; building
+  a world, starting its server and netguard's scan take about 2 s each.
 
 Why a BenchServer and not moto's ThreadedMotoServer in this process: every world needs a fresh moto
 state (a ThreadedMotoServer in one process shares moto's global backends between worlds), the AWS-like
@@ -201,6 +202,11 @@ KINDS: tuple[Kind, ...] = (
          "netguard's MD.2 wants private subnets only; Prowler's check only asks for a non-empty "
          "VpcConfig.Subnets",
          "policies/hosting.toml MD.2; Prowler 5.46.0 sagemaker_models_vpc_settings_configured.py"),
+    Kind("MD.2-subnet-gone", "MD.2", (NON_COMPLIANT,), ("PASS",),
+         lambda f: f["vpc"] == "gone", "definition",
+         "the model's VpcConfig names a subnet that no longer exists: netguard cannot show it private and "
+         "reports it (evidence 'subnet not found'); Prowler only asks for a non-empty VpcConfig.Subnets",
+         "chalicelib/checks.py vpc_private_subnets; Prowler 5.46.0 sagemaker_models_vpc_settings_configured.py"),
     Kind("EP.1-serverless-variant", "EP.1", (NOT_APPLICABLE, COMPLIANT), ("FAIL",),
          lambda f: f["serverless"] > 0 and all(c >= 2 for c in f["instance_counts"]), "netguard",
          "a serverless variant has no instances (no InitialInstanceCount); Prowler reads the missing count "
@@ -383,7 +389,9 @@ def random_world(rng: random.Random, prefix: str) -> dict[str, list[dict[str, An
                      "stop": rng.random() < 0.2})
     models = []
     for i in range(rng.randint(5, 8)):
-        vpc = rng.choice([None, "private", "public"])
+        # "gone": its subnet was deleted after the model was made (a model has no network interface to
+        # keep the subnet alive; only a deployed endpoint has)
+        vpc = rng.choice([None, "private", "private", "public", "gone"])
         models.append({"name": f"{prefix}-model-{i:02d}", "isolation": rng.choice([True, False, None]), "vpc": vpc,
                        "groups": some_groups() if vpc else []})
     configs = []
@@ -429,7 +437,8 @@ def probes(prefix: str) -> dict[str, list[dict[str, Any]]]:
                   "instance_groups": None, "encryption": True, "groups": [], "stop": False}],
         "models": [{"name": f"{p}-model-public", "isolation": True, "vpc": "public", "groups": []},
                    {"name": f"{p}-model-private", "isolation": False, "vpc": "private", "groups": []},
-                   {"name": f"{p}-model-no-vpc", "isolation": True, "vpc": None, "groups": []}],
+                   {"name": f"{p}-model-no-vpc", "isolation": True, "vpc": None, "groups": []},
+                   {"name": f"{p}-model-subnet-gone", "isolation": True, "vpc": "gone", "groups": []}],
         "endpoint_configs": [{"name": f"{p}-epc-serverless", "variants": [{"serverless": True}]},
                              {"name": f"{p}-epc-mixed", "variants": [{"serverless": True}, {"serverless": False, "count": 2}]},
                              {"name": f"{p}-epc-one", "variants": [{"serverless": True}, {"serverless": False, "count": 1}]},
@@ -516,7 +525,10 @@ def build(world: Mapping[str, list[dict[str, Any]]], endpoint: str) -> dict[str,
     account = session.client("sts", endpoint_url=endpoint).get_caller_identity()["Account"]
     remove_default_vpc(ec2)
     net = build_network(ec2, account, REGION)
-    subnets = {"private": list(net.private_subnets), "public": [net.public_subnet, net.private_subnets[0]]}
+    doomed = ec2.create_subnet(VpcId=net.vpc_id, CidrBlock="10.0.50.0/24",
+                               AvailabilityZone=REGION + "a")["Subnet"]["SubnetId"]  # deleted once the models use it
+    subnets = {"private": list(net.private_subnets), "public": [net.public_subnet, net.private_subnets[0]],
+               "gone": [doomed]}
     # The network's own groups: its endpoints' group (HTTPS from the VPC, on vpc_endpoint interfaces)
     # is reported by both tools; the others no interface uses.
     endpoint_group = ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [net.vpc_id]},
@@ -592,6 +604,7 @@ def build(world: Mapping[str, list[dict[str, Any]]], endpoint: str) -> dict[str,
             params["VpcConfig"] = {"Subnets": subnets[model["vpc"]],
                                    "SecurityGroupIds": group_ids(model["groups"]) or [net.sg_notebook_ok]}
         sm.create_model(**params)
+    ec2.delete_subnet(SubnetId=doomed)
     model_name = world["models"][0]["name"] if world["models"] else None
     for config in world["endpoint_configs"]:
         variants = []

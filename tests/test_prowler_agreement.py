@@ -109,6 +109,7 @@ KIND_CASES = {
     "JOB.3-single-instance": ({"instances": 1, "encryption": False}, {"instances": 3, "encryption": False}),
     "JOB.2-public-subnet": ({"vpc": "public"}, {"vpc": "private"}),
     "MD.2-public-subnet": ({"vpc": "public"}, {"vpc": None}),
+    "MD.2-subnet-gone": ({"vpc": "gone"}, {"vpc": "private"}),
     "EP.1-serverless-variant": ({"serverless": 1, "instance_counts": [2]}, {"serverless": 1, "instance_counts": [1, 2]}),
     "NB.4-root-access-not-returned": ({"root_access": None}, {"root_access": "Enabled"}),
     "SG.1-not-sagemaker": ({**GROUP, "users": ["other"], "interfaces": ["other"]},
