@@ -119,10 +119,14 @@ def window_end(now: dt.datetime, minutes: int) -> str:
     return dt.datetime.fromtimestamp(end, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def budget_counters(account: str, severity: str, limit: int, org_limit: int) -> list[tuple[str, int, str]]:
-    """(pk, limit, scope) of the two counters one enforce action takes from: its account's and the
-    organization's, both for its severity (a flood of low-severity fixes cannot spend a critical one's)."""
-    return [(f"budget#{account}#{severity}", limit, "account"), (f"budget#org#{severity}", org_limit, "organization")]
+def budget_counters(account: str, severity: str, limit: int, org_limit: int | None) -> list[tuple[str, int, str]]:
+    """(pk, limit, scope) of the counters one enforce action takes from: its account's and (unless
+    `org_limit` is None: it cannot bind) the organization's, both for its severity (a flood of
+    low-severity fixes cannot spend a critical one's)."""
+    counters = [(f"budget#{account}#{severity}", limit, "account")]
+    if org_limit is not None:
+        counters.append((f"budget#org#{severity}", org_limit, "organization"))
+    return counters
 
 
 def sweep_pk(sweep_id: str) -> str:
@@ -162,7 +166,7 @@ class Ledger(Protocol):
     def remember_uses(self, user: ResourceRef, used: list[ResourceRef], environment: str | None = None) -> None: ...
     def users_of(self, used: ResourceRef) -> list[ResourceRef]: ...
     def users_with_environment(self, used: ResourceRef) -> list[tuple[ResourceRef, str | None]]: ...
-    def take_action_budget(self, account: str, severity: str, limit: int, org_limit: int,
+    def take_action_budget(self, account: str, severity: str, limit: int, org_limit: int | None,
                            minutes: int) -> tuple[str | None, bool]: ...
 
 
@@ -294,7 +298,7 @@ class MemoryLedger:
 
     # --- blast radius (see pipeline.py) ---
 
-    def take_action_budget(self, account: str, severity: str, limit: int, org_limit: int,
+    def take_action_budget(self, account: str, severity: str, limit: int, org_limit: int | None,
                            minutes: int) -> tuple[str | None, bool]:
         with self._lock:
             window = f"window#{budget_window(utcnow(), minutes)}"
@@ -663,10 +667,10 @@ class DynamoLedger:
 
     # --- blast radius (see pipeline.py) ---
 
-    def take_action_budget(self, account: str, severity: str, limit: int, org_limit: int,
+    def take_action_budget(self, account: str, severity: str, limit: int, org_limit: int | None,
                            minutes: int) -> tuple[str | None, bool]:
-        """Take one enforce action of `severity` from the current window's budgets of `account` and of
-        the organization: (None, False) when allowed, else (the scope whose limit is reached, whether
+        """Take one enforce action of `severity` from the current window's budgets of `account` and (with
+        an `org_limit`) of the organization: (None, False) when allowed, else (the scope whose limit is reached, whether
         this is that counter's first refusal of the window, which sends the one "limit reached" alert).
         One conditional counter update per scope, in turn (a transaction on the hot organization counter
         would meet conflicts under load); the account's is given back when the organization refuses,

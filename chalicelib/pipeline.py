@@ -296,7 +296,8 @@ class Pipeline:
         if self.ledger is None:
             return None
         settings, minutes = self.settings, self.settings.action_window_minutes
-        limit, org_limit = settings.max_actions[severity], settings.max_actions_org[severity]
+        limit = settings.max_actions[severity]
+        org_limit = settings.max_actions_org[severity] if settings.org_cap_binds(severity) else None
         try:
             refused, first_refusal = self.ledger.take_action_budget(ref.account, severity, limit, org_limit, minutes)
         except AWS_ERRORS as exc:
@@ -306,7 +307,7 @@ class Pipeline:
             return None
         now = dt.datetime.now(dt.timezone.utc)
         where = f"in account {ref.account}" if refused == "account" else "across all accounts"
-        cap = limit if refused == "account" else org_limit
+        cap = org_limit if refused == "organization" else limit
         again = ("; rechecked when it opens" if self.settings.recheck_queue_url
                  else "; acted on by the next event or sweep after that")
         reason = (f"blast-radius limit reached: {cap} {severity}-severity enforce actions {where} within {minutes} "

@@ -163,6 +163,15 @@ class Settings:
         return (bool(self.member_role_name) and role == self.member_role_name and session == MEMBER_SESSION_NAME
                 and role_account == account and account != home_account)
 
+    def org_cap_binds(self, severity: str) -> bool:
+        """Can the organization-wide cap refuse an action the accounts' own caps allow? Not when netguard
+        covers so few accounts that their caps together stay within it (one account: the default):
+        then its counter is not kept, one write less per action."""
+        if self.organization:
+            return True
+        accounts = len(set(self.accounts) | {self.home_account or "home"})
+        return accounts * self.max_actions[severity] > self.max_actions_org[severity]
+
     @property
     def organization(self) -> bool:
         return self.accounts == (ORGANIZATION,)

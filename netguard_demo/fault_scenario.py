@@ -155,6 +155,7 @@ def run(rate: float = 0.3, seed: int = 7, groups: int = 12, notebooks: int = 6, 
                "NETGUARD_SLACK_ALLOWED_URLS": slack.url,
                "NETGUARD_RECHECK_QUEUE_URL": recheck_url, "NETGUARD_RECHECK_DELAY_SECONDS": "1",
                "NETGUARD_REGIONS": REGION, "NETGUARD_MODE": "enforce", "NETGUARD_MAX_ACTIONS": "10000",
+               "NETGUARD_MAX_ACTIONS_ORG": "10000",
                "POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "CRITICAL",
                # reads in turn: the seeded faults fall on the same calls every run (reproducible figures)
                "NETGUARD_READ_CONCURRENCY": "1"}

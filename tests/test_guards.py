@@ -179,3 +179,13 @@ def test_the_dynamodb_budget_gives_back_what_the_organization_refuses(aws) -> No
               if i["pk"]["S"].startswith("budget#")}
     assert counts == {"budget#111111111111#low": 2, "budget#222222222222#low": 1, "budget#333333333333#low": 0,
                       "budget#org#low": 3, "budget#333333333333#critical": 1, "budget#org#critical": 1}
+
+
+def test_the_organization_counter_is_kept_only_where_its_cap_can_bind() -> None:
+    one = Settings.from_env({})
+    assert not one.org_cap_binds("critical")  # one account: 50 <= 250
+    listed = Settings.from_env({"NETGUARD_ACCOUNTS": ",".join(f"{i:012d}" for i in range(1, 6))})
+    assert listed.org_cap_binds("low")  # six accounts of 50 > 250
+    assert not Settings.from_env({"NETGUARD_ACCOUNTS": "111111111111", "NETGUARD_MAX_ACTIONS_ORG": "100"}
+                                 ).org_cap_binds("low")
+    assert Settings.from_env({"NETGUARD_ACCOUNTS": "organization"}).org_cap_binds("low")
