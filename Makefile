@@ -10,6 +10,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PROWLER_VENV := .venv-prowler
+PROWLER_STAMP := $(PROWLER_VENV)/.installed
 STAGE ?= dev
 STAGES := dev prod
 BUILD ?= build
@@ -25,17 +27,19 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
-test: $(STAMP)
+test: $(STAMP) $(PROWLER_STAMP)
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
 	$(BIN)/netguard demo
 
-# Reliability figures (README "Reliability", "Threat model"): fuzzing, faults, blast radius, outages,
-# duplicates, secrets, hostile but valid input. Fails if a figure does not hold. `make test` (and CI) runs each in a reduced form.
+# Reliability figures (README "Reliability", "Threat model", "Agreement with Prowler"): fuzzing, faults,
+# blast radius, outages, duplicates, secrets, hostile but valid input, verdicts against Prowler's. Fails
+# if a figure does not hold. `make test` (and CI) runs each in a reduced form.
 FUZZ_EXAMPLES ?= 10000
 FAULT_SEEDS ?= 1,2,3
-reliability: $(STAMP)
+PROWLER_WORLDS ?= 20
+reliability: $(STAMP) $(PROWLER_STAMP)
 	$(BIN)/python reliability/fuzz.py --examples $(FUZZ_EXAMPLES)
 	$(BIN)/python reliability/faults.py --seeds $(FAULT_SEEDS)
 	set -o pipefail; NETGUARD_TEST_BURST=500 $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/test_guards.py \
@@ -44,6 +48,7 @@ reliability: $(STAMP)
 	  2>&1 | grep -E "alerts during the outage|passed|failed"
 	set -o pipefail; $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/test_threat_model.py \
 	  2>&1 | grep -E "^threat model:|passed|failed"
+	$(BIN)/python reliability/prowler_diff.py --worlds $(PROWLER_WORLDS) --seed 1 --expect-explained
 
 # Cloud Custodian, for the benchmarks only, in its own virtualenv (c7n pins boto3 < 1.44).
 BENCH_VENV := .venv-bench
@@ -54,10 +59,9 @@ $(BENCH_STAMP): benchmarks/requirements-bench.txt
 	$(BENCH_VENV)/bin/python -m pip install --quiet -r benchmarks/requirements-bench.txt
 	touch $@
 
-# Prowler, for the agreement test only (reliability/prowler_diff.py), in its own virtualenv: installed
-# --no-deps from a pinned list of what `prowler aws` imports (see reliability/requirements-prowler.txt).
-PROWLER_VENV := .venv-prowler
-PROWLER_STAMP := $(PROWLER_VENV)/.installed
+# Prowler, for the agreement test (tests/test_prowler_agreement.py, reliability/prowler_diff.py), in its
+# own virtualenv: installed --no-deps from a pinned list of what `prowler aws` imports (see
+# reliability/requirements-prowler.txt). `make test` installs it (about 1.5 min the first time).
 .venv-prowler: $(PROWLER_STAMP)
 $(PROWLER_STAMP): reliability/requirements-prowler.txt
 	test -x $(PROWLER_VENV)/bin/python || $(PYTHON) -m venv $(PROWLER_VENV)
@@ -115,7 +119,7 @@ templates: $(STAMP)
 
 clean:
 	rm -rf $(BUILD) .pytest_cache .chalice/deployments *.egg-info netguard-ledger.jsonl
-	find . \( -path ./$(VENV) -o -path ./$(BENCH_VENV) \) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+	find . \( -path ./$(VENV) -o -path ./$(BENCH_VENV) -o -path ./$(PROWLER_VENV) \) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
 	rm -rf $(VENV) $(BENCH_VENV) $(PROWLER_VENV)

@@ -267,7 +267,7 @@ def tags_present(state: Mapping[str, Any], params: Mapping[str, Any]) -> CheckRe
 def rule_summary(rule: Mapping[str, Any]) -> dict[str, Any]:
     """The fields of a security group rule that a person needs to recognise it (and to restore it)."""
     keys = ("SecurityGroupRuleId", "IpProtocol", "FromPort", "ToPort", "CidrIpv4", "CidrIpv6",
-            "PrefixListId", "ReferencedGroupId", "Description")
+            "PrefixListId", "PrefixListCidrs", "ReferencedGroupId", "Description")
     return {k: rule[k] for k in keys if rule.get(k) not in (None, "")}
 
 
@@ -301,9 +301,10 @@ def internet_range(cidr: Any, params: Mapping[str, Any]) -> bool:
 
 
 def sg_no_internet_ingress(state: Mapping[str, Any], params: Mapping[str, Any]) -> CheckResult:
-    """No ingress rule from the internet (`internet_range`), whatever the port."""
-    bad = [r for r in _ingress(state)
-           if internet_range(r.get("CidrIpv4"), params) or internet_range(r.get("CidrIpv6"), params)]
+    """No ingress rule from the internet (`internet_range`), whatever the port: from its own CIDR or from
+    an entry of the customer-managed prefix list it names."""
+    bad = [r for r in _ingress(state) if any(internet_range(cidr, params) for cidr in
+                                             (r.get("CidrIpv4"), r.get("CidrIpv6"), *r.get("PrefixListCidrs", ())))]
     if not bad:
         return CheckResult(COMPLIANT, {"IngressRules": len(_ingress(state))})
     return CheckResult(

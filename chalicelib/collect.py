@@ -45,7 +45,8 @@ log = logging.getLogger("netguard.collect")
 NOT_FOUND_CODES = {
     "InvalidGroup.NotFound", "InvalidGroupId.Malformed", "InvalidSubnetID.NotFound",
     "InvalidVpcID.NotFound", "InvalidVpcEndpointId.NotFound", "InvalidVpcEndpoint.NotFound",
-    "InvalidRouteTableID.NotFound", "InvalidNetworkAclID.NotFound", "ResourceNotFound",
+    "InvalidRouteTableID.NotFound", "InvalidNetworkAclID.NotFound", "InvalidPrefixListID.NotFound",
+    "ResourceNotFound",
 }
 
 # Kinds of users a security group can have (SG.1 / SG.2 scope on `AttachedTo`).
@@ -118,6 +119,7 @@ class Lookups:
         self._endpoints_by_vpc: dict[str, list[dict[str, Any]]] = {}
         self._acls: dict[str, dict[str, Any] | None] = {}
         self._zones: dict[str, list[dict[str, Any]]] = {}
+        self._prefix_lists: dict[str, list[str] | None] = {}
         self._primed = False
         self._bulk_tags: dict[str, dict[str, str]] | None = None  # SageMaker ARN -> tags (scan mode)
 
@@ -391,6 +393,20 @@ class Lookups:
         if name not in self._models:
             self._models[name] = _describe_or_none(lambda: self.sagemaker.describe_model(ModelName=name))
         return self._models[name]
+
+    def prefix_list_cidrs(self, prefix_list_id: str) -> list[str] | None:
+        """The CIDRs of a customer-managed prefix list (a rule from it is a rule from each of them); None
+        for an AWS-managed list (the ranges of an AWS service) or one that is gone. Two calls, cached."""
+        if prefix_list_id not in self._prefix_lists:
+            found = self._describe_one(lambda: self.ec2.describe_managed_prefix_lists(PrefixListIds=[prefix_list_id]),
+                                       "PrefixLists")
+            if found is None or found.get("OwnerId") == "AWS":
+                self._prefix_lists[prefix_list_id] = None
+            else:
+                self._prefix_lists[prefix_list_id] = sorted(
+                    entry["Cidr"] for page in self.ec2.get_paginator("get_managed_prefix_list_entries").paginate(
+                        PrefixListId=prefix_list_id) for entry in page.get("Entries", []) if entry.get("Cidr"))
+        return self._prefix_lists[prefix_list_id]
 
     def private_zones(self, vpc_id: str) -> list[dict[str, Any]]:
         """The Route 53 private hosted zones associated with a VPC ({"Id", "Name"}), one paginated call."""
@@ -760,7 +776,11 @@ def collect_security_group(lookups: Lookups, ref: ResourceRef, known_users: froz
     group = lookups.security_group(ref.resource_id)
     if group is None:
         return None
-    rules = lookups.security_group_rules(ref.resource_id)
+    rules = [dict(r) for r in lookups.security_group_rules(ref.resource_id)]
+    for rule in rules:  # a customer-managed prefix list holds CIDRs of anyone's choosing: 0.0.0.0/0 too
+        cidrs = lookups.prefix_list_cidrs(rule["PrefixListId"]) if rule.get("PrefixListId") else None
+        if cidrs is not None:
+            rule["PrefixListCidrs"] = cidrs
     vpc_id = group.get("VpcId")
     users = set(known_users) | lookups.security_group_users(ref.resource_id)
     state = {

@@ -693,18 +693,21 @@ def plan_restore(record: ActionRecord, clients: Clients, start: bool = False,
     return Plan(plan.calls, plan.unchanged, plan.notes + (note,), plan.refused) if note else plan
 
 
-def _opens_to_the_internet(calls: tuple[Call, ...], policy_dir: str | None) -> list[str]:
+def _opens_to_the_internet(calls: tuple[Call, ...], record: ActionRecord, policy_dir: str | None) -> list[str]:
     """The rules these calls would authorize from the internet (SG.1's reading of it: 0.0.0.0/0, ::/0,
-    or a public range wider than its max_public_prefix_ipv4/6)."""
+    a public range wider than its max_public_prefix_ipv4/6, or a prefix list that held one when netguard
+    revoked the rule)."""
     try:
         params = load_policy(policy_dir).control("SG.1").params
     except (PolicyError, KeyError):
         params = {}
+    listed = {r.get("PrefixListId"): r.get("PrefixListCidrs") or [] for r in record.before.get("Rules") or []}
     found = []
     for call in calls:
         for permission in call.params.get("IpPermissions", []) if call.operation.startswith("Authorize") else []:
             cidrs = [r.get("CidrIp") for r in permission.get("IpRanges", [])]
             cidrs += [r.get("CidrIpv6") for r in permission.get("Ipv6Ranges", [])]
+            cidrs += [c for r in permission.get("PrefixListIds", []) for c in listed.get(r.get("PrefixListId"), [])]
             found += [f"{call.params.get('GroupId')} {permission.get('IpProtocol')} "
                       f"{permission.get('FromPort', 'all')} from {c}" for c in cidrs if internet_range(c, params)]
     return found
@@ -731,7 +734,7 @@ def restore_action(ledger: RestoreLedger, clients: Clients, action_id: str, dry_
     else:
         plan = plan_restore(record, clients, start, policy_dir)
     notes = ([f"trusted without a valid signature (--allow-unsigned): {problem}"] if problem else []) + list(plan.notes)
-    internet = _opens_to_the_internet(plan.calls, policy_dir) if not plan.refused else []
+    internet = _opens_to_the_internet(plan.calls, record, policy_dir) if not plan.refused else []
     if internet and not yes:
         if dry_run:
             notes.append(f"re-opens to the internet ({'; '.join(internet)}): the restore needs --yes")

@@ -242,6 +242,13 @@ KINDS: tuple[Kind, ...] = (
          "ec2_securitygroup_allow_wide_open_public_ipv4 covers /1 to /23)",
          "policies/security-groups.toml SG.1 (max_public_prefix_ipv4/ipv6); Prowler 5.46.0 "
          "ec2/lib/security_groups.py _is_cidr_public(any_address=True)"),
+    Kind("SG.1-prefix-list-of-the-internet", "SG.1", (NON_COMPLIANT,), ("PASS",),
+         lambda f: f["prefix_list"] and not _open(f) and not f["wide"], "netguard",
+         "a rule from a customer-managed prefix list holding 0.0.0.0/0 admits the internet: netguard reads the "
+         "list's entries (GetManagedPrefixListEntries); Prowler's check reads only the rule's own IpRanges",
+         "EC2 API reference AuthorizeSecurityGroupIngress PrefixListIds and GetManagedPrefixListEntries; "
+         "chalicelib/collect.py Lookups.prefix_list_cidrs; Prowler 5.46.0 "
+         "ec2_securitygroup_allow_ingress_from_internet_to_any_port.py (ip_ranges / ipv6_ranges only)"),
 )
 
 
@@ -324,9 +331,10 @@ def tally(pairs: Iterable[Pair]) -> dict[str, Tally]:
 
 # Ingress rules a group may get (several, drawn at random), with how far the source reaches:
 # "internet" (0.0.0.0/0 or ::/0: what Prowler's any-port check looks for), "wide" (public address space
-# wider than a /16, or a /32 for IPv6: netguard's SG.1 counts it as the internet since 68cc2bf), "narrow"
-# (private ranges, a public /24, a prefix list that happens to hold 0.0.0.0/0, another group). Group
-# and prefix-list references are resolved when the world is built.
+# wider than a /16, or a /32 for IPv6: netguard's SG.1 counts it as the internet since 68cc2bf),
+# "prefix-list" (a customer-managed prefix list that holds 0.0.0.0/0: netguard's SG.1 reads its entries),
+# "narrow" (private ranges, a public /24, another group). Group and prefix-list references are resolved
+# when the world is built.
 INGRESS: dict[str, tuple[str, dict[str, Any]]] = {
     "ssh-from-0.0.0.0/0": ("internet", {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
                                         "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}),
@@ -350,7 +358,7 @@ INGRESS: dict[str, tuple[str, dict[str, Any]]] = {
     "all-from-172.16.0.0/12": ("narrow", {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "172.16.0.0/12"}]}),
     "https-from-a-public-/24": ("narrow", {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443,
                                            "IpRanges": [{"CidrIp": "52.95.0.0/24"}]}),
-    "ssh-from-prefix-list-of-0.0.0.0/0": ("narrow", {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
+    "ssh-from-prefix-list-of-0.0.0.0/0": ("prefix-list", {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
                                                      "PrefixListIds": [{"PrefixListId": "{prefix_list}"}]}),
     "all-from-another-group": ("narrow", {"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": "{peer_group}"}]}),
 }
@@ -418,13 +426,17 @@ def probes(prefix: str) -> dict[str, list[dict[str, Any]]]:
                    {"name": f"{p}-sg-vpce", "ingress": ["https-from-::/0"], "egress": [], "keep_default_egress": True},
                    {"name": f"{p}-sg-nb", "ingress": ["all-from-0.0.0.0/0"], "egress": [], "keep_default_egress": False},
                    {"name": f"{p}-sg-wide", "ingress": ["https-from-0.0.0.0/1", "https-from-10.0.0.0/8"], "egress": [],
+                    "keep_default_egress": True},
+                   {"name": f"{p}-sg-listed", "ingress": ["ssh-from-prefix-list-of-0.0.0.0/0"], "egress": [],
                     "keep_default_egress": True}],
         "notebooks": [{"name": f"{p}-nb-root-unset", "subnet": "private", "direct_internet": "Disabled",
                        "root_access": None, "groups": [f"{p}-sg-nb"]},
                       {"name": f"{p}-nb-root-off", "subnet": "private", "direct_internet": "Enabled",
                        "root_access": "Disabled", "groups": [f"{p}-sg-wide"]},
                       {"name": f"{p}-nb-no-vpc", "subnet": None, "direct_internet": "Enabled",
-                       "root_access": "Enabled", "groups": []}],
+                       "root_access": "Enabled", "groups": []},
+                      {"name": f"{p}-nb-listed", "subnet": "private", "direct_internet": "Disabled",
+                       "root_access": "Disabled", "groups": [f"{p}-sg-listed"]}],
         "jobs": [{"name": f"{p}-job-single", "isolation": True, "vpc": "private", "instance_count": 1,
                   "instance_groups": None, "encryption": False, "groups": [], "stop": False},
                  {"name": f"{p}-job-multi", "isolation": True, "vpc": "private", "instance_count": 2,
@@ -505,6 +517,7 @@ def facts_of(world: Mapping[str, list[dict[str, Any]]], group_ids: Mapping[str, 
         facts["group"][gid] = {"name": group["name"], "ingress": list(group["ingress"]),
                                "open": any(INGRESS[r][0] == "internet" for r in group["ingress"]),
                                "wide": any(INGRESS[r][0] == "wide" for r in group["ingress"]),
+                               "prefix_list": any(INGRESS[r][0] == "prefix-list" for r in group["ingress"]),
                                "users": sorted(users.get(group["name"], ())),
                                "interfaces": sorted(interfaces.get(group["name"], ()))}
     for gid, fact in shared_groups.items():

@@ -103,7 +103,7 @@ def test_compare_counts_shared_verdicts_and_keeps_one_sided_ones_apart() -> None
     assert (counts["SG.1"].shared, counts["SG.1"].only_netguard) == (0, 1)
 
 
-GROUP = {"open": True, "wide": False, "users": ["notebook"], "interfaces": ["notebook"]}
+GROUP = {"open": True, "wide": False, "prefix_list": False, "users": ["notebook"], "interfaces": ["notebook"]}
 # For each kind: facts it explains, and a neighbour it must not (the same statuses, one fact changed).
 KIND_CASES = {
     "JOB.3-single-instance": ({"instances": 1, "encryption": False}, {"instances": 3, "encryption": False}),
@@ -118,6 +118,7 @@ KIND_CASES = {
                                      {**GROUP, "users": ["notebook", "vpc-endpoint"],
                                       "interfaces": ["notebook", "vpc-endpoint"]}),
     "SG.1-wide-public-range": ({**GROUP, "open": False, "wide": True}, {**GROUP, "open": False, "wide": False}),
+    "SG.1-prefix-list-of-the-internet": ({**GROUP, "open": False, "prefix_list": True}, {**GROUP, "open": False}),
 }
 
 
@@ -176,7 +177,8 @@ def test_facts_say_who_uses_a_group_and_whose_interfaces_carry_it() -> None:
              "endpoints": [{"service": "kms", "groups": ["c"]}], "interfaces": [{"groups": ["a"]}]}
     facts = pd.facts_of(world, {"a": "sg-a", "b": "sg-b", "c": "sg-c"}, {})
     assert facts["group"]["sg-a"] == {"name": "a", "ingress": ["ssh-from-0.0.0.0/0"], "open": True, "wide": False,
-                                      "users": ["notebook", "other"], "interfaces": ["notebook", "other"]}
+                                      "prefix_list": False, "users": ["notebook", "other"],
+                                      "interfaces": ["notebook", "other"]}
     # a stopped job's interfaces are gone and a model without an endpoint has none
     assert facts["group"]["sg-b"]["users"] == ["model"] and facts["group"]["sg-b"]["interfaces"] == []
     assert facts["group"]["sg-b"]["wide"] and not facts["group"]["sg-b"]["open"]

@@ -504,3 +504,26 @@ def test_a_claim_planted_in_the_ledger_does_not_hold_a_violation_back(stack) -> 
         assert {d["result"] for d in result["decisions"] if d["control"] == "VPC.1"} == {"succeeded"}, change
         assert dns_support(aws.client("ec2"), net.vpc_id) is True
     report("claims planted in the ledger (settled in the future, never expiring)", "taken; the violation fixed")
+
+
+def test_the_internet_through_a_prefix_list_is_the_internet(stack) -> None:
+    """A customer-managed prefix list holds whatever its owner puts in it: a rule from one holding
+    0.0.0.0/0 is open to the internet (neither Prowler's check nor netguard's looked inside, before)."""
+    from netguard_demo.moto_fidelity import attach_notebook_eni
+
+    aws, net = stack["aws"], stack["net"]
+    ec2 = aws.client("ec2")
+    listed = ec2.create_managed_prefix_list(PrefixListName="partners", AddressFamily="IPv4", MaxEntries=5, Entries=[
+        {"Cidr": "198.51.100.0/24", "Description": "partner"}, {"Cidr": "0.0.0.0/0", "Description": "oops"}]
+    )["PrefixList"]["PrefixListId"]
+    group = ec2.create_security_group(GroupName="via-list", Description="x", VpcId=net.vpc_id)["GroupId"]
+    rule = {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "PrefixListIds": [{"PrefixListId": listed}]}
+    ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[rule])
+    attach_notebook_eni(ec2, net.private_subnets[0], [group], "nb-list")
+    result = invoke(stack, "on_api_call", events.authorize_ingress(group, [rule], aws.account, aws.region))
+    assert {d["result"] for d in result["decisions"] if d["control"] == "SG.1"} == {"succeeded"}
+    rules = ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [group]}])["SecurityGroupRules"]
+    assert not [r for r in rules if not r["IsEgress"]]
+    [alert] = [a["message"] for a in alerts(stack) if a["message"].get("control", {}).get("id") == "SG.1"]
+    assert alert["evidence"]["OpenIngressRules"][0]["PrefixListCidrs"] == ["0.0.0.0/0", "198.51.100.0/24"]
+    report("SSH open through a prefix list holding 0.0.0.0/0", "revoked (SG.1)")
