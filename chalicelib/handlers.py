@@ -311,6 +311,8 @@ def config_rule(event: Any, context: Any) -> dict[str, Any]:
         inv = parse_invocation(event, os.environ.get("AWS_REGION"))
         if not rt.settings.account_allowed(inv.account):
             raise IgnoredEvent(f"account {inv.account} is not one netguard is configured for", inv.rule_name)
+        if rt.settings.regions and inv.region not in rt.settings.regions:
+            raise IgnoredEvent(f"region {inv.region} is not one netguard is configured for", inv.rule_name)
     except InvalidEvent as exc:
         logger.warning("malformed Config rule invocation skipped", extra={"rule": exc.event_id, "reason": exc.reason})
         return {"skipped": "invalid", "reason": exc.reason}

@@ -892,7 +892,7 @@ def classify(handler: str, event: Any) -> tuple[str, str]:
         inv = parse_invocation(event, os.environ.get("AWS_REGION"))
         if not Settings.from_env().account_allowed(inv.account):
             return "ignored", f"account {inv.account!r} not configured"
-        return _checked(config_refs(inv), checks="accounts", config=True)  # handlers.config_rule: NETGUARD_REGIONS unread
+        return _checked(config_refs(inv), config=True)
     except InvalidEvent as exc:
         return "invalid", exc.reason[:200]
     except IgnoredEvent as exc:

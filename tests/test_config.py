@@ -262,6 +262,17 @@ def test_events_from_accounts_netguard_is_not_configured_for_are_ignored(stack, 
     assert aws.calls.writes() == []
 
 
+def test_a_rule_invocation_for_a_region_netguard_does_not_cover_is_ignored(stack, sent, monkeypatch) -> None:
+    """Whoever may invoke the function could name any region in the configuration item."""
+    aws, net = stack["aws"], stack["net"]
+    monkeypatch.setenv("NETGUARD_REGIONS", aws.region)
+    handlers.runtime.cache_clear()
+    result = invoke(stack, "config_rule", events.config_rule_invocation(SG, net.sg_ssh_open, aws.account,
+                                                                        "eu-west-3"))
+    assert result["skipped"] == "ignored" and "region eu-west-3" in result["reason"]
+    assert aws.calls.writes() == [] and sent == []
+
+
 def test_compliance_change_pattern_matches_real_events() -> None:
     """The pattern of on_compliance_change, applied by moto's EventBridge to real-shaped events."""
     from chalicelib.handlers import event_patterns
