@@ -151,10 +151,12 @@ class BenchServer:
         self.endpoint = f"http://127.0.0.1:{port}"
 
     @classmethod
-    def start(cls) -> BenchServer:
+    def start(cls, argv: Callable[[int], list[str]] | None = None, env: dict[str, str] | None = None) -> BenchServer:
+        """The server in its own process: this module's, or the one `argv(port)` starts (which prints
+        "ready" once it listens), with `env` added to the environment."""
         port = free_port()
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        process = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), str(port)], env=env,
+        command = argv(port) if argv is not None else [sys.executable, str(Path(__file__).resolve()), str(port)]
+        process = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         assert process.stdout is not None
         if process.stdout.readline().strip() != "ready":

@@ -82,7 +82,7 @@ from typing import Any, Callable, Iterable, Mapping
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.motoserver import BenchServer, Counting, _tags_of_one_resource, free_port, operation  # noqa: E402
+from benchmarks.motoserver import BenchServer, Counting, _tags_of_one_resource, operation  # noqa: E402
 
 REGION = "us-east-1"
 NETGUARD = ROOT / ".venv" / "bin" / "netguard"
@@ -701,16 +701,13 @@ class ProwlerServer(BenchServer):
     default AMIs."""
 
     @classmethod
-    def start(cls) -> ProwlerServer:
-        port = free_port()
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "MOTO_EC2_LOAD_DEFAULT_AMIS": "false"}
-        process = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve", str(port)], env=env,
-                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        assert process.stdout is not None
-        if process.stdout.readline().strip() != "ready":
-            process.kill()
-            raise HarnessError("the moto server did not start")
-        return cls(process, port)
+    def start(cls, argv: Any = None, env: dict[str, str] | None = None) -> ProwlerServer:
+        try:
+            server = super().start(lambda port: [sys.executable, str(Path(__file__).resolve()), "--serve", str(port)],
+                                   {"MOTO_EC2_LOAD_DEFAULT_AMIS": "false"})
+        except RuntimeError as exc:
+            raise HarnessError(str(exc)) from exc
+        return server  # type: ignore[return-value]
 
 
 # --- the tools -------------------------------------------------------------------------------------
