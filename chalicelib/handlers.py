@@ -206,7 +206,7 @@ def _check_accounts(trigger: Trigger, settings: Settings, clients: Clients | Non
     foreign = sorted({r.account for r in trigger.refs if not settings.account_allowed(r.account)})
     if foreign:
         raise IgnoredEvent(f"account {', '.join(foreign)} is not one netguard is configured for", event_id)
-    regions = sorted({r.region for r in trigger.refs if settings.regions and r.region not in settings.regions})
+    regions = sorted({r.region for r in trigger.refs if not settings.region_allowed(r.region)})
     if regions:
         raise IgnoredEvent(f"region {', '.join(regions)} is not one netguard is configured for", event_id)
     principal = trigger.context.principal
@@ -311,7 +311,7 @@ def config_rule(event: Any, context: Any) -> dict[str, Any]:
         inv = parse_invocation(event, os.environ.get("AWS_REGION"))
         if not rt.settings.account_allowed(inv.account):
             raise IgnoredEvent(f"account {inv.account} is not one netguard is configured for", inv.rule_name)
-        if rt.settings.regions and inv.region not in rt.settings.regions:
+        if not rt.settings.region_allowed(inv.region):
             raise IgnoredEvent(f"region {inv.region} is not one netguard is configured for", inv.rule_name)
     except InvalidEvent as exc:
         logger.warning("malformed Config rule invocation skipped", extra={"rule": exc.event_id, "reason": exc.reason})
@@ -434,7 +434,7 @@ def recheck(event: Any) -> dict[str, Any]:
             raise
         queue = RecheckQueue(rt.settings, rt.clients)
         if waits:  # a blast-radius window ends later than SQS can delay a message: on again, not run yet
-            sent = queue.schedule(list(zip(item.refs, [item.reason] * len(item.refs))), item.origin, item.attempt,
+            sent = queue.schedule([(ref, item.reason) for ref in item.refs], item.origin, item.attempt,
                                   not_before=item.not_before)
             logger.info("recheck not due yet", extra={"not_before": item.not_before, "resent": len(sent)})
             return {"attempt": item.attempt, "waiting": waits, "rechecks": len(sent)}

@@ -20,7 +20,9 @@ taken again (`claim_open`, stated once more as the DynamoDB condition of `_claim
 - when it has expired (NETGUARD_DEDUP_HOURS), checked in the condition itself, since DynamoDB's TTL
   deletes expired items only within a day or two;
 - when the violation was resolved (netguard's action succeeded, or found it done) before the state
-  now seen was read: the violation came back after its fix and is handled again, every time.
+  now seen was read: the violation came back after its fix and is handled again, every time;
+- when netguard cannot have written it (taken or settled in the future, expiring beyond the dedup
+  window): whoever can write the ledger could plant one to hold a violation back.
 """
 from __future__ import annotations
 
@@ -396,7 +398,8 @@ class DynamoLedger:
 
     def _claim_put(self, finding: Finding, kind: str, context: EventContext) -> tuple[dict[str, Any], dict[str, Any]]:
         """A claim's item, and the conditional put that takes it: `claim_open`'s rules as a condition
-        (new, failed, left unsettled for STALE_CLAIM, expired, or resolved before the state was read)."""
+        (new, failed, left unsettled for STALE_CLAIM, expired, resolved before the state was read, or not
+        one netguard can have written)."""
         now = utcnow()
         item = {"pk": resource_pk(finding.resource.ref), "sk": claim_sk(finding, kind), "event_id": context.event_id,
                 "at": _iso(now), "expires_at": int((now + self.dedup).timestamp())}
@@ -670,8 +673,9 @@ class DynamoLedger:
     def take_action_budget(self, account: str, severity: str, limit: int, org_limit: int | None,
                            minutes: int) -> tuple[str | None, bool]:
         """Take one enforce action of `severity` from the current window's budgets of `account` and (with
-        an `org_limit`) of the organization: (None, False) when allowed, else (the scope whose limit is reached, whether
-        this is that counter's first refusal of the window, which sends the one "limit reached" alert).
+        an `org_limit`) of the organization: (None, False) when allowed, else (the scope whose limit is
+        reached, whether this is that counter's first refusal of the window, which sends the one "limit
+        reached" alert).
         One conditional counter update per scope, in turn (a transaction on the hot organization counter
         would meet conflicts under load); the account's is given back when the organization refuses,
         and if that fails too the account's counts one action more than it took: fewer actions, never more."""

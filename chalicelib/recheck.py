@@ -48,9 +48,7 @@ class Recheck:
 
     def waits(self, now: dt.datetime) -> int:
         """Seconds still to wait before running it (0: now)."""
-        if not self.not_before:
-            return 0
-        return max(0, int((_parse_time(self.not_before) - now).total_seconds()))
+        return seconds_until(self.not_before, now) if self.not_before else 0
 
 
 def delay_for(attempt: int, base: int) -> int:
@@ -60,6 +58,11 @@ def delay_for(attempt: int, base: int) -> int:
 
 def _parse_time(text: str) -> dt.datetime:
     return dt.datetime.strptime(text, TIME_FORMAT).replace(tzinfo=dt.timezone.utc)
+
+
+def seconds_until(moment: str, now: dt.datetime) -> int:
+    """Whole seconds from `now` to `moment` (TIME_FORMAT), 0 once it is past."""
+    return max(0, int((_parse_time(moment) - now).total_seconds()))
 
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -164,8 +167,7 @@ class RecheckQueue:
         queue_url = str(self.settings.recheck_queue_url)
         sqs = self.clients.client("sqs", _queue_region(queue_url))
         if not_before is not None:
-            waiting = Recheck((), "", attempt, origin, not_before).waits(now or dt.datetime.now(dt.timezone.utc))
-            delay = min(MAX_DELAY_SECONDS, waiting + 1)
+            delay = min(MAX_DELAY_SECONDS, seconds_until(not_before, now or dt.datetime.now(dt.timezone.utc)) + 1)
         else:
             delay = delay_for(attempt, self.settings.recheck_delay_seconds)
         sent = []

@@ -172,6 +172,10 @@ class Settings:
         accounts = len(set(self.accounts) | {self.home_account or "home"})
         return accounts * self.max_actions[severity] > self.max_actions_org[severity]
 
+    def region_allowed(self, region: str) -> bool:
+        """May netguard act in `region`? Any, unless NETGUARD_REGIONS lists them."""
+        return not self.regions or region in self.regions
+
     @property
     def organization(self) -> bool:
         return self.accounts == (ORGANIZATION,)

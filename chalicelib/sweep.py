@@ -97,7 +97,7 @@ def check_task(task: Task, settings: Settings, ledger: Any) -> None:
     targets. Anyone who can send to the sweep queue could otherwise point netguard anywhere."""
     if not settings.account_allowed(task.account):
         raise IgnoredEvent(f"sweep task for account {task.account}, which netguard is not configured for")
-    if settings.regions and task.region not in settings.regions:
+    if not settings.region_allowed(task.region):
         raise IgnoredEvent(f"sweep task for region {task.region}, which netguard is not configured for")
     targets = ledger.sweep_targets(task.sweep_id)
     if targets is None:

@@ -849,7 +849,7 @@ def _allowed(refs: Any, principal: str | None = None, checks: str = "accounts,re
         if not current.account_allowed(ref.account):
             why = f"account {ref.account!r} not configured"
             return ("ignored", why) if "accounts" in checks else ("valid", f"{NOTE}{why}")
-        if current.regions and ref.region not in current.regions:
+        if not current.region_allowed(ref.region):
             why = f"region {ref.region!r} not configured"
             return ("ignored", why) if "regions" in checks else ("valid", f"{NOTE}{why}")
     refs = list(refs)
