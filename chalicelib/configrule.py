@@ -27,29 +27,15 @@ from botocore.exceptions import ClientError
 
 from .aws import Clients, error_code
 from .errors import IgnoredEvent, InvalidEvent
-from .model import (
-    COMPLIANT,
-    DOMAIN,
-    ENDPOINT_CONFIG,
-    MODEL,
-    NON_COMPLIANT,
-    NOT_APPLICABLE,
-    NOTEBOOK,
-    SECURITY_GROUP,
-    SUBNET,
-    VPC,
-    VPC_ENDPOINT,
-    Finding,
-    Outcome,
-    ResourceRef,
-)
+from .model import COMPLIANT, DOMAIN, NON_COMPLIANT, NOT_APPLICABLE, Finding, Outcome, ResourceRef
 from .policy import Policy
-from .triggers import ACCOUNT_RE, DOMAIN_ID_RE, REGION_RE, SAGEMAKER_NAME_RE, clean_text
+from .resources import BY_TYPE, CONFIG_RECORDED
+from .triggers import ACCOUNT_RE, REGION_RE, clean_text
 
 log = logging.getLogger("netguard.config")
 
 # The resource types netguard evaluates that AWS Config records (and so can trigger the custom rule on).
-CONFIG_TYPES = (NOTEBOOK, MODEL, ENDPOINT_CONFIG, DOMAIN, VPC, SUBNET, SECURITY_GROUP, VPC_ENDPOINT)
+CONFIG_TYPES = CONFIG_RECORDED
 CHANGE = "ConfigurationItemChangeNotification"
 OVERSIZED = "OversizedConfigurationItemChangeNotification"
 SCHEDULED = "ScheduledNotification"
@@ -58,11 +44,9 @@ EVALUATIONS_PER_CALL = 100  # PutEvaluations limit
 ANNOTATION_MAX = 256  # PutEvaluations limit
 TEST_TOKEN = "TESTMODE"  # what `aws configservice` test invocations (and our tests) pass as resultToken
 # SageMaker resources are named in ARNs after this prefix; Config may give the ARN, an id or the name.
-_ARN_PREFIXES = {NOTEBOOK: "notebook-instance/", MODEL: "model/", ENDPOINT_CONFIG: "endpoint-config/",
-                 DOMAIN: "domain/"}
+_ARN_PREFIXES = {t: f"{BY_TYPE[t].arn_resource}/" for t in CONFIG_RECORDED if BY_TYPE[t].service == "sagemaker"}
 # How SageMaker names what it reads by name (another name is a ValidationException, not "not found").
-_NAME_PATTERNS = {NOTEBOOK: SAGEMAKER_NAME_RE, MODEL: SAGEMAKER_NAME_RE, ENDPOINT_CONFIG: SAGEMAKER_NAME_RE,
-                  DOMAIN: DOMAIN_ID_RE}
+_NAME_PATTERNS = {t: BY_TYPE[t].id_pattern for t in _ARN_PREFIXES}
 # PutEvaluations' limits on what goes back to Config
 RULE_NAME_MAX, RESOURCE_TYPE_MAX, RESOURCE_ID_MAX, TOKEN_MAX = 128, 256, 768, 65536
 
@@ -165,7 +149,7 @@ def config_resource_name(resource_type: str, item: Mapping[str, Any]) -> str:
         return resource_id
     name = item.get("resourceName")
     if resource_type == DOMAIN:
-        if DOMAIN_ID_RE.match(resource_id):
+        if BY_TYPE[DOMAIN].id_pattern.match(resource_id):
             return resource_id
     elif isinstance(name, str) and name:
         return name  # not a name SageMaker has: parse_invocation rejects the item

@@ -13,23 +13,19 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from .aws import Clients
 from .errors import InvalidEvent
 from .ledger import window_end
-from .model import DOMAIN, RESOURCE_TYPES, SAGEMAKER_TYPES, ResourceRef
+from .model import ResourceRef
+from .resources import BY_TYPE
 from .settings import Settings
-from .triggers import ACCOUNT_RE, DOMAIN_ID_RE, EC2_ID_RE, REGION_RE, SAGEMAKER_NAME_RE
+from .triggers import ACCOUNT_RE, REGION_RE
 
 log = logging.getLogger("netguard.recheck")
 
-# What each resource type is read by (as the events name them, triggers.py); other types: printable
-_ID_PATTERNS = {**EC2_ID_RE, DOMAIN: DOMAIN_ID_RE,
-                **{t: SAGEMAKER_NAME_RE for t in SAGEMAKER_TYPES if t != DOMAIN}}
-_ANY_ID = re.compile(r"^[ -~]{1,256}\Z")
 
 MESSAGE_SCHEMA = "netguard.recheck/v1"
 MAX_DELAY_SECONDS = 900  # SQS DelaySeconds limit
@@ -110,7 +106,9 @@ def decode(body: Any) -> Recheck:
         if not isinstance(raw, Mapping):
             raise InvalidEvent("each ref must be an object")
         rtype, rid, account, region = (raw.get(k) for k in ("type", "id", "account", "region"))
-        if rtype not in RESOURCE_TYPES or not isinstance(rid, str) or not _ID_PATTERNS.get(rtype, _ANY_ID).match(rid):
+        # an evaluated type, by the id it is read by (as the events name it: resources.REGISTRY)
+        spec = BY_TYPE.get(rtype) if isinstance(rtype, str) else None
+        if spec is None or not spec.evaluated or not isinstance(rid, str) or not spec.id_pattern.match(rid):
             raise InvalidEvent(f"unsupported resource {str(rtype)[:64]!r} / {str(rid)[:64]!r}")
         if not isinstance(account, str) or not ACCOUNT_RE.match(account):
             raise InvalidEvent("invalid account")

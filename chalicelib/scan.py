@@ -14,25 +14,11 @@ from typing import Any, Callable
 from .aws import AWS_ERRORS, Clients, concurrently, error_code, error_message
 from .collect import Collector
 from .ledger import DynamoLedger, MemoryLedger
-from .model import (
-    DOMAIN,
-    ENDPOINT,
-    ENDPOINT_CONFIG,
-    MODEL,
-    NOTEBOOK,
-    PROCESSING_JOB,
-    TRAINING_JOB,
-    TRANSFORM_JOB,
-    TUNING_JOB,
-    EventContext,
-    Finding,
-    Outcome,
-    ResourceRef,
-    Trigger,
-)
+from .model import EventContext, Finding, Outcome, ResourceRef, Trigger
 from .notify import Notifier
 from .pipeline import Pipeline, RunReport
 from .policy import load_policy
+from .resources import BY_TYPE, REGISTRY
 from .settings import Settings
 from .signing import signer_for
 
@@ -69,19 +55,8 @@ def finding_row(finding: Finding, outcome: Outcome | None) -> dict[str, Any]:
     }
 
 
-RUNNING = {"StatusEquals": "InProgress"}  # jobs whose network settings matter now (a finished job cannot be stopped)
-# What a scan or sweep lists, by type: (result key, name field, filter); the paginators are in list_refs.
-LISTS = {
-    NOTEBOOK: ("NotebookInstances", "NotebookInstanceName", {}),
-    TRAINING_JOB: ("TrainingJobSummaries", "TrainingJobName", RUNNING),
-    PROCESSING_JOB: ("ProcessingJobSummaries", "ProcessingJobName", RUNNING),
-    TUNING_JOB: ("HyperParameterTuningJobSummaries", "HyperParameterTuningJobName", RUNNING),
-    TRANSFORM_JOB: ("TransformJobSummaries", "TransformJobName", RUNNING),
-    MODEL: ("Models", "ModelName", {}),
-    ENDPOINT_CONFIG: ("EndpointConfigs", "EndpointConfigName", {}),
-    ENDPOINT: ("Endpoints", "EndpointName", {}),
-    DOMAIN: ("Domains", "DomainId", {}),
-}
+# What a scan or sweep lists by type (result key, id field, filter): each type's `listing`.
+LISTS = {t.type: (t.listing.key, t.listing.id_field, dict(t.listing.params)) for t in REGISTRY if t.listing}
 
 
 def list_refs(collector: Collector, account: str, region: str,
@@ -101,21 +76,12 @@ def list_refs(collector: Collector, account: str, region: str,
             log.error("could not list %s in %s/%s: %s", what, account, region, errors[-1][1])
             return empty
 
-    # Named one by one, as literal operation names, so that the IAM coverage test can read them.
-    paginators = {NOTEBOOK: lambda: lookups.sagemaker.get_paginator("list_notebook_instances"),
-                  TRAINING_JOB: lambda: lookups.sagemaker.get_paginator("list_training_jobs"),
-                  PROCESSING_JOB: lambda: lookups.sagemaker.get_paginator("list_processing_jobs"),
-                  TUNING_JOB: lambda: lookups.sagemaker.get_paginator("list_hyper_parameter_tuning_jobs"),
-                  TRANSFORM_JOB: lambda: lookups.sagemaker.get_paginator("list_transform_jobs"),
-                  MODEL: lambda: lookups.sagemaker.get_paginator("list_models"),
-                  ENDPOINT_CONFIG: lambda: lookups.sagemaker.get_paginator("list_endpoint_configs"),
-                  ENDPOINT: lambda: lookups.sagemaker.get_paginator("list_endpoints"),
-                  DOMAIN: lambda: lookups.sagemaker.get_paginator("list_domains")}
-
     def listed(rtype: str) -> list[ResourceRef]:
-        key, name, params = LISTS[rtype]
-        return [ResourceRef(rtype, item[name], account, region)
-                for page in paginators[rtype]().paginate(**params) for item in page.get(key, [])]
+        listing = BY_TYPE[rtype].listing
+        assert listing is not None
+        client = lookups.clients.client(BY_TYPE[rtype].service, region, account)
+        return [ResourceRef(rtype, item[listing.id_field], account, region)
+                for page in listing.pages(client).paginate(**listing.params) for item in page.get(listing.key, [])]
 
     # The lists are independent: made concurrently (each is a few round trips), kept in order.
     network, *sagemaker = concurrently(

@@ -11,106 +11,50 @@ import re
 from typing import Any, Iterable, Mapping
 
 from .errors import IgnoredEvent, InvalidEvent
-from .model import (
-    DOMAIN,
-    ENDPOINT,
-    ENDPOINT_CONFIG,
-    FLOW_LOG,
-    MODEL,
-    NOTEBOOK,
-    PROCESSING_JOB,
-    ROUTE_TABLE,
-    SAGEMAKER_TYPES,
-    SECURITY_GROUP,
-    SUBNET,
-    TRAINING_JOB,
-    TRANSFORM_JOB,
-    TUNING_JOB,
-    VPC,
-    VPC_ENDPOINT,
-    EventContext,
-    ResourceRef,
-    Trigger,
-)
+from .model import EventContext, ResourceRef, Trigger
+from .resources import BY_TYPE, REGISTRY, SAGEMAKER
 
 API_CALL = "AWS API Call via CloudTrail"
 # tagging calls (TAG.1, exemption tags): they name resources of any covered type
 EC2_TAGS, SAGEMAKER_TAGS = "tags:ec2", "tags:sagemaker"
 TAGS = (EC2_TAGS, SAGEMAKER_TAGS)
 
-# CloudTrail calls that can introduce a violation, per resource type the controls cover.
+# CloudTrail calls that can introduce a violation, per resource type (resources.REGISTRY): a shared
+# resource's calls (a changed route table, a deleted flow log) re-evaluate what depends on it.
 API_CALLS: dict[str, dict[str, tuple[str, ...]]] = {
-    NOTEBOOK: {"aws.sagemaker": ("CreateNotebookInstance", "UpdateNotebookInstance", "StartNotebookInstance")},
-    TRAINING_JOB: {"aws.sagemaker": ("CreateTrainingJob",)},
-    PROCESSING_JOB: {"aws.sagemaker": ("CreateProcessingJob",)},
-    TUNING_JOB: {"aws.sagemaker": ("CreateHyperParameterTuningJob",)},
-    TRANSFORM_JOB: {"aws.sagemaker": ("CreateTransformJob",)},
-    MODEL: {"aws.sagemaker": ("CreateModel",)},
-    ENDPOINT_CONFIG: {"aws.sagemaker": ("CreateEndpointConfig",)},
-    ENDPOINT: {"aws.sagemaker": ("CreateEndpoint", "UpdateEndpoint")},
-    DOMAIN: {"aws.sagemaker": ("CreateDomain", "UpdateDomain")},
-    VPC: {"aws.ec2": ("CreateVpc", "ModifyVpcAttribute", "CreateFlowLogs", "CreateVpcEndpoint")},
-    SUBNET: {"aws.ec2": ("CreateSubnet", "ModifySubnetAttribute", "AssociateRouteTable")},
-    # an endpoint created in a VPC changes the VPC's essential endpoints (VPC.4) and is itself evaluated
-    VPC_ENDPOINT: {"aws.ec2": ("CreateVpcEndpoint", "ModifyVpcEndpoint")},
-    # shared resources: a changed route table re-evaluates its subnets and what uses them (NB.3, JOB.2,
-    # MD.2, DM.2); a deleted flow log, its VPC (VPC.3)
-    # tags (TAG.1, and exemption tags) on any covered resource
+    **{t.type: {f"aws.{t.service}": t.api_calls} for t in REGISTRY if t.api_calls},
     EC2_TAGS: {"aws.ec2": ("CreateTags", "DeleteTags")},
     SAGEMAKER_TAGS: {"aws.sagemaker": ("AddTags", "DeleteTags")},
-    ROUTE_TABLE: {"aws.ec2": ("CreateRoute", "ReplaceRoute", "AssociateRouteTable", "ReplaceRouteTableAssociation")},
-    FLOW_LOG: {"aws.ec2": ("DeleteFlowLogs",)},
-    SECURITY_GROUP: {"aws.ec2": ("CreateSecurityGroup", "AuthorizeSecurityGroupIngress", "AuthorizeSecurityGroupEgress",
-                                 "ModifySecurityGroupRules")},
 }
 EVENT_SOURCES = {"aws.sagemaker": "sagemaker.amazonaws.com", "aws.ec2": "ec2.amazonaws.com"}
-# The request field that names the SageMaker resource a Create*/Update*/Start* call is about.
-NAME_FIELDS = {
-    "CreateNotebookInstance": "notebookInstanceName", "UpdateNotebookInstance": "notebookInstanceName",
-    "StartNotebookInstance": "notebookInstanceName", "CreateTrainingJob": "trainingJobName",
-    "CreateProcessingJob": "processingJobName", "CreateHyperParameterTuningJob": "hyperParameterTuningJobName",
-    "CreateTransformJob": "transformJobName", "CreateModel": "modelName",
-    "CreateEndpointConfig": "endpointConfigName", "CreateEndpoint": "endpointName", "UpdateEndpoint": "endpointName",
-}
 
 # Native SageMaker state-change events: (resource type, name field, status field, statuses that need work).
-# Notebooks: defer (Pending) or stop (InService); jobs: stop while InProgress.
 STATE_CHANGES: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
-    "SageMaker Notebook Instance State Change": (NOTEBOOK, "NotebookInstanceName", "NotebookInstanceStatus",
-                                                 ("Pending", "InService")),
-    "SageMaker Training Job State Change": (TRAINING_JOB, "TrainingJobName", "TrainingJobStatus", ("InProgress",)),
-    "SageMaker Processing Job State Change": (PROCESSING_JOB, "ProcessingJobName", "ProcessingJobStatus",
-                                              ("InProgress",)),
-    "SageMaker HyperParameter Tuning Job State Change": (TUNING_JOB, "HyperParameterTuningJobName",
-                                                         "HyperParameterTuningJobStatus", ("InProgress",)),
-    "SageMaker Transform Job State Change": (TRANSFORM_JOB, "TransformJobName", "TransformJobStatus", ("InProgress",)),
-    # the published sample spells the status IN_SERVICE; the API says InService
-    "SageMaker Endpoint State Change": (ENDPOINT, "EndpointName", "EndpointStatus", ("IN_SERVICE", "InService")),
-}
+    t.state_change.detail_type: (t.type, t.state_change.name_field, t.state_change.status_field,
+                                 t.state_change.statuses)
+    for t in REGISTRY if t.state_change is not None}
 NOTEBOOK_STATE_CHANGE = "SageMaker Notebook Instance State Change"
 
 # The whole string (\Z: `$` also matches before a final newline), ASCII digits only (`\d` alone also
 # matches "１２３..." and other scripts' digits, which no AWS id has).
 ACCOUNT_RE = re.compile(r"^\d{12}\Z", re.ASCII)
 REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d\Z", re.ASCII)
-SAGEMAKER_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}\Z")
-DOMAIN_ID_RE = re.compile(r"^d-(-*[a-z0-9]){1,61}\Z")
-EC2_ID_RE = {SECURITY_GROUP: re.compile(r"^sg-[0-9a-f]{8,17}\Z"), VPC: re.compile(r"^vpc-[0-9a-f]{8,17}\Z"),
-             SUBNET: re.compile(r"^subnet-[0-9a-f]{8,17}\Z"), VPC_ENDPOINT: re.compile(r"^vpce-[0-9a-f]{8,17}\Z"),
-             ROUTE_TABLE: re.compile(r"^rtb-[0-9a-f]{8,17}\Z"), FLOW_LOG: re.compile(r"^fl-[0-9a-f]{8,17}\Z")}
+EC2_ID_RE = {t.type: t.id_pattern for t in REGISTRY if t.service == "ec2"}
 PRINCIPAL_MAX = 2048  # an IAM ARN's limit
 # What a change to a shared resource can make non-compliant: watch it when those types are covered.
-DEPENDENTS = {ROUTE_TABLE: (SUBNET, NOTEBOOK, TRAINING_JOB, PROCESSING_JOB, TUNING_JOB, TRANSFORM_JOB, MODEL, DOMAIN),
-              FLOW_LOG: (VPC,)}
+DEPENDENTS = {t.type: t.dependents for t in REGISTRY if t.dependents}
+# Where tagging calls name covered resources: EC2 ids, SageMaker ARNs (arn:...:<arn_resource>/<id>).
+_EC2_TAGGABLE = tuple(t for t in REGISTRY if t.taggable and t.evaluated and t.service == "ec2")
+ARN_TYPES = {t.arn_resource: t for t in REGISTRY if t.taggable and t.evaluated and t.service == "sagemaker"}
 
 
 def watched_types(covered: Iterable[str]) -> list[str]:
     """The covered types, and the shared resources whose changes re-evaluate them."""
     covered = set(covered)
     tags = set()
-    if covered & {VPC, SUBNET, VPC_ENDPOINT, SECURITY_GROUP}:
+    if covered & {t.type for t in _EC2_TAGGABLE}:
         tags.add(EC2_TAGS)
-    if covered & set(SAGEMAKER_TYPES):
+    if covered & set(SAGEMAKER):
         tags.add(SAGEMAKER_TAGS)
     return sorted(covered | {shared for shared, users in DEPENDENTS.items() if covered & set(users)} | tags)
 
@@ -174,7 +118,7 @@ def clean_text(value: Any, limit: int) -> str | None:
 
 
 def _name_ref(rtype: str, name: Any, account: str, region: str, event_id: str) -> ResourceRef:
-    if not isinstance(name, str) or not SAGEMAKER_NAME_RE.match(name):
+    if not isinstance(name, str) or not BY_TYPE[rtype].id_pattern.match(name):
         raise InvalidEvent(f"missing or invalid {rtype.rsplit('::', 1)[-1]} name", event_id)
     return ResourceRef(rtype, name, account, region)
 
@@ -197,29 +141,6 @@ def _ids_in(value: Any, pattern: re.Pattern[str], depth: int = 0) -> list[str]:
     if isinstance(value, list):
         return [i for v in value[:100] for i in _ids_in(v, pattern, depth + 1)]
     return []
-
-
-def _group_ids_of(name: str, request: Mapping[str, Any], response: Mapping[str, Any]) -> list[Any]:
-    """Security group ids named by a CloudTrail record, in both record formats."""
-    if name == "CreateSecurityGroup":
-        return [response.get("groupId")]
-    if name == "ModifySecurityGroupRules":
-        wrapped = request.get("ModifySecurityGroupRulesRequest")
-        inner = wrapped if isinstance(wrapped, Mapping) else request
-        return [inner.get("GroupId") or inner.get("groupId")]
-    ids: list[Any] = []
-    rule_set = response.get("securityGroupRuleSet")  # eventVersion >= 1.08 records
-    if isinstance(rule_set, Mapping) and isinstance(rule_set.get("items"), list):
-        ids = [item.get("groupId") for item in rule_set["items"] if isinstance(item, Mapping)]
-    if request.get("groupId") is not None or not ids:
-        ids.insert(0, request.get("groupId"))
-    return ids
-
-
-# SageMaker ARN resource types (arn:aws:sagemaker:region:account:<type>/<name>) -> resource types
-ARN_TYPES = {"notebook-instance": NOTEBOOK, "training-job": TRAINING_JOB, "processing-job": PROCESSING_JOB,
-             "hyper-parameter-tuning-job": TUNING_JOB, "transform-job": TRANSFORM_JOB, "model": MODEL,
-             "endpoint-config": ENDPOINT_CONFIG, "endpoint": ENDPOINT, "domain": DOMAIN}
 
 
 EXEMPT_TAG_PREFIX = "netguard:exempt"  # netguard:exempt, netguard:exempt-until, netguard:exempt-reason
@@ -257,14 +178,13 @@ def _tagged_refs(request: Mapping[str, Any], account: str, region: str) -> list[
     """The covered resources a tagging call names: EC2 ids, or a SageMaker ARN. SageMaker ARNs are
     lower-cased while names keep their case: a name with capitals read from an ARN is not found (reported
     missing, nothing acted on) and the tag change is evaluated at the resource's next event or scan."""
-    refs = [ResourceRef(rtype, i, account, region) for rtype in (VPC, SUBNET, VPC_ENDPOINT, SECURITY_GROUP)
-            for i in _ids_in(request, EC2_ID_RE[rtype])]
+    refs = [ResourceRef(rtype.type, i, account, region) for rtype in _EC2_TAGGABLE
+            for i in _ids_in(request, rtype.id_pattern)]
     arn = request.get("resourceArn")
     if isinstance(arn, str) and arn.startswith("arn:aws") and arn.count(":") >= 5:
         kind, _, name = arn.split(":", 5)[5].partition("/")
-        valid = DOMAIN_ID_RE.match(name) if kind == "domain" else SAGEMAKER_NAME_RE.match(name)
-        if kind in ARN_TYPES and valid:
-            refs.append(ResourceRef(ARN_TYPES[kind], name, account, region))
+        if kind in ARN_TYPES and ARN_TYPES[kind].id_pattern.match(name):
+            refs.append(ResourceRef(ARN_TYPES[kind].type, name, account, region))
     return refs
 
 
@@ -273,16 +193,11 @@ def _refs(rtype: str, name: str, request: Mapping[str, Any], response: Mapping[s
     """The resources of one type a CloudTrail record names."""
     if rtype in TAGS:
         return _tagged_refs(request, account, region)
-    if name in NAME_FIELDS:
-        return [_name_ref(rtype, request.get(NAME_FIELDS[name]), account, region, event_id)]
-    if rtype == DOMAIN:  # UpdateDomain names it; CreateDomain answers with its ARN
-        arn = response.get("domainArn")
-        domain_id = request.get("domainId") or (arn.rsplit("/", 1)[-1] if isinstance(arn, str) else None)
-        if not isinstance(domain_id, str) or not DOMAIN_ID_RE.match(domain_id):
-            raise InvalidEvent("missing or invalid domain id", event_id)
-        return [ResourceRef(DOMAIN, domain_id, account, region)]
-    if rtype == SECURITY_GROUP:
-        return [_id_ref(rtype, g, account, region, event_id) for g in _group_ids_of(name, request, response)]
+    spec = BY_TYPE[rtype]
+    if name in spec.name_fields:  # SageMaker calls name the resource in one request field
+        return [_name_ref(rtype, request.get(spec.name_fields[name]), account, region, event_id)]
+    if spec.call_refs is not None:
+        return spec.call_refs(name, request, response, account, region, event_id)
     # EC2 network calls: the ids are in the request, or in the response of a Create*
     ids = _ids_in(request, EC2_ID_RE[rtype]) or _ids_in(response, EC2_ID_RE[rtype])
     if not ids:
@@ -306,7 +221,7 @@ def from_api_call(event: Any, resource_types: Iterable[str] = tuple(API_CALLS)) 
     request = request if isinstance(request, Mapping) else {}
     response = response if isinstance(response, Mapping) else {}
     refs = [ref for rtype in rtypes for ref in _refs(rtype, name, request, response, account, region, event_id)]
-    refs = [r for r in refs if r.resource_type in set(resource_types) | {ROUTE_TABLE, FLOW_LOG}]
+    refs = [r for r in refs if r.resource_type in set(resource_types) | set(DEPENDENTS)]
     if not refs:
         raise IgnoredEvent(f"{name} names no resource netguard covers", event_id)
     identity = detail.get("userIdentity")
