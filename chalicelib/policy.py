@@ -18,13 +18,13 @@ from .model import (
     COMPLIANT,
     NON_COMPLIANT,
     NOT_APPLICABLE,
-    RESOURCE_TYPES,
     SEVERITIES,
     Control,
     Resource,
     split_ids,
 )
 from .remediate import ACTIONS
+from .resources import BY_TYPE, EVALUATED
 
 DEFAULT_POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
 
@@ -104,6 +104,23 @@ def _fail(source: str, control_id: str | None, reason: str) -> PolicyError:
     return PolicyError(f"{where}: {reason}")
 
 
+def _check_fields(source: str, cid: str | None, rtypes: list[str], params: Mapping[str, Any],
+                  applies_when: Mapping[str, Any] | None) -> None:
+    """A field a control names (params.field, applies_when.field) must be one its types' collectors emit
+    (resources.<type>.state_fields): a misspelt field would otherwise read as absent, and the control
+    would pass or fail on every resource without anyone noticing."""
+    named = [("params.field", params.get("field")), ("applies_when.field", (applies_when or {}).get("field"))]
+    for where, name in named:
+        if name is None:
+            continue
+        if not isinstance(name, str):
+            raise _fail(source, cid, f"{where} must be a string")
+        lacking = [t for t in rtypes if name not in BY_TYPE[t].state_fields]
+        if lacking:
+            raise _fail(source, cid, f"{where} {name!r} is not a state field of {', '.join(lacking)} (fields: "
+                                     f"{', '.join(sorted(BY_TYPE[lacking[0]].state_fields))})")
+
+
 def _parse_control(raw: Any, source: str) -> tuple[Control, list[Example]]:
     if not isinstance(raw, dict):
         raise _fail(source, None, "each [[controls]] entry must be a table")
@@ -122,9 +139,9 @@ def _parse_control(raw: Any, source: str) -> tuple[Control, list[Example]]:
         raise _fail(source, cid, f"severity {raw['severity']!r} is not one of {', '.join(SEVERITIES)}")
     if raw["mode"] not in MODES:
         raise _fail(source, cid, f"mode {raw['mode']!r} is not one of {', '.join(MODES)}")
-    unsupported = [t for t in rtypes if t not in RESOURCE_TYPES]
+    unsupported = [t for t in rtypes if t not in EVALUATED]
     if not rtypes or unsupported:
-        raise _fail(source, cid, f"unsupported resource_type {unsupported or rtypes!r} (known: {', '.join(RESOURCE_TYPES)})")
+        raise _fail(source, cid, f"unsupported resource_type {unsupported or rtypes!r} (known: {', '.join(EVALUATED)})")
     spec = CHECKS.get(raw["check"])
     if spec is None:
         raise _fail(source, cid, f"unknown check {raw['check']!r} (known: {', '.join(sorted(CHECKS))})")
@@ -153,6 +170,7 @@ def _parse_control(raw: Any, source: str) -> tuple[Control, list[Example]]:
         or not isinstance(applies_when["any_of"], list)
     ):
         raise _fail(source, cid, "applies_when must be {field = '...', any_of = [...]}")
+    _check_fields(source, cid, rtypes, params, applies_when)
     peers = raw.get("peers", [])
     if not isinstance(peers, list) or not all(isinstance(p, str) for p in peers):
         raise _fail(source, cid, "peers must be a list of strings")
@@ -187,7 +205,7 @@ def _parse_config_rule(raw: Any, source: str, known_controls: Mapping[str, Contr
     if not isinstance(ident, str) or not ident.isupper() or not isinstance(raw["name"], str) or not raw["name"]:
         raise PolicyError(f"{where}: identifier must be the managed rule's UPPER_CASE id and name its rule name")
     rtypes, controls = raw["resource_types"], raw["controls"]
-    if not isinstance(rtypes, list) or not rtypes or any(t not in RESOURCE_TYPES for t in rtypes):
+    if not isinstance(rtypes, list) or not rtypes or any(t not in EVALUATED for t in rtypes):
         raise PolicyError(f"{where}: resource_types must list supported types, got {rtypes!r}")
     if not isinstance(controls, list) or not controls or any(c not in known_controls for c in controls):
         raise PolicyError(f"{where}: controls must list known control ids, got {controls!r}")

@@ -128,17 +128,19 @@ def related(resource: Resource) -> list[tuple[ResourceRef, set[str]]]:
 
 RUNNING = {"StatusEquals": "InProgress"}  # jobs whose network settings matter now (a finished job cannot be stopped)
 STATE_FIELDS = frozenset({"JobName", "JobKind", "JobStatus", "EnableNetworkIsolation", "VpcConfig", "InstanceCount",
-                          "EnableInterContainerTrafficEncryption", "ModelName"}) | IN_VPC_FIELDS | TAG_FIELDS
+                          "EnableInterContainerTrafficEncryption"}) | IN_VPC_FIELDS | TAG_FIELDS
+# a transform job runs a model: its isolation and VPC are the model's, and it has no inter-container traffic
+TRANSFORM_FIELDS = STATE_FIELDS - {"EnableInterContainerTrafficEncryption"} | {"ModelName"}
 
 
 def _job_type(rtype: str, arn_resource: str, call: str, name_field: str, detail_type: str, kind: str,
-              list_key: str, pages: Any, reads: str) -> ResourceType:
+              list_key: str, pages: Any, reads: str, fields: frozenset[str] = STATE_FIELDS) -> ResourceType:
     return ResourceType(
         type=rtype, service="sagemaker", arn_resource=arn_resource, id_pattern=SAGEMAKER_NAME_RE,
         api_calls=(call,), name_fields={call: name_field},
         state_change=StateChange(detail_type, f"{kind}Name", f"{kind}Status", ("InProgress",)),
         listing=Listing(pages, list_key, f"{kind}Name", RUNNING),
-        reads=(reads,), state_fields=STATE_FIELDS, collect=collect, related=related)
+        reads=(reads,), state_fields=fields, collect=collect, related=related)
 
 
 TRAINING = _job_type(TRAINING_JOB, "training-job", "CreateTrainingJob", "trainingJobName",
@@ -156,4 +158,4 @@ TUNING = _job_type(TUNING_JOB, "hyper-parameter-tuning-job", "CreateHyperParamet
 TRANSFORM = _job_type(TRANSFORM_JOB, "transform-job", "CreateTransformJob", "transformJobName",
                       "SageMaker Transform Job State Change", "TransformJob", "TransformJobSummaries",
                       lambda sagemaker: sagemaker.get_paginator("list_transform_jobs"),
-                      "sagemaker:DescribeTransformJob")
+                      "sagemaker:DescribeTransformJob", TRANSFORM_FIELDS)
