@@ -30,6 +30,21 @@ from .reads import (
 log = logging.getLogger("netguard.collect")
 
 
+# The IAM statements the shared reads need (tools/iam.py builds the Lambda and member policies from them,
+# each resource type's own reads, and the actions' writes).
+READ_STATEMENTS: tuple[dict[str, Any], ...] = (
+    {"Sid": "ReadNetworkState", "Effect": "Allow", "Resource": "*", "Action": [
+        "ec2:DescribeFlowLogs", "ec2:DescribeManagedPrefixLists", "ec2:DescribeNetworkAcls",
+        "ec2:DescribeNetworkInterfaces", "ec2:DescribeRouteTables", "ec2:DescribeSecurityGroupRules",
+        "ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVpcEndpoints", "ec2:DescribeVpcs"]},
+    {"Sid": "ReadPrefixListEntries", "Effect": "Allow", "Action": "ec2:GetManagedPrefixListEntries",
+     "Resource": "arn:aws:ec2:*:*:prefix-list/*"},
+    {"Sid": "ReadVpcAttributes", "Effect": "Allow", "Action": "ec2:DescribeVpcAttribute",
+     "Resource": "arn:aws:ec2:*:*:vpc/*"},
+    {"Sid": "ReadVpcHostedZones", "Effect": "Allow", "Action": "route53:ListHostedZonesByVPC", "Resource": "*"},
+    {"Sid": "ReadTagsInBulk", "Effect": "Allow", "Action": "tag:GetResources", "Resource": "*"},
+)
+
 class Lookups:
     """Shared, cached reads for one account and region during one run."""
 
