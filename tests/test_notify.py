@@ -767,7 +767,7 @@ def test_receiver_answers_like_slack_and_stops_cleanly() -> None:
 def test_a_failed_channel_is_paused_then_tried_again(hook: WebhookReceiver, monkeypatch: pytest.MonkeyPatch) -> None:
     """During an outage the second alert is recorded undelivered without spending retries; after the
     pause the channel is tried again."""
-    monkeypatch.setattr(notify, "resolve_webhook_url", lambda *a, **k: hook.url)
+    monkeypatch.setattr(notify.delivery, "resolve_webhook_url", lambda *a, **k: hook.url)
     now = [1000.0]
     recorded: list[tuple[str, str]] = []
 
