@@ -1,8 +1,9 @@
 """Record: the audit trail of every decision and action, and the claims that make actions happen once.
 
-  rules.py     keys, windows, budgets; the claim rule and every write condition, stated once as data
-               (evaluated in Python by the file backend, rendered as DynamoDB ConditionExpressions)
-  base.py      the ledger's logic over storage primitives (LedgerBase), item shapes, the table's layout
+  rules.py     keys, windows, budgets; conditions as data (evaluated in Python by the file backend,
+               rendered as DynamoDB ConditionExpressions) and the claim rule stated in them
+  base.py      the ledger's logic over storage primitives (LedgerBase), item shapes, the other write
+               conditions, the table's layout
   memory.py    MemoryLedger: in memory, optionally appended to a JSON-lines file (the CLI's backend)
   dynamodb.py  DynamoLedger: the table, with transactions, batches, retries and signed action records
   index.py     BufferedIndex: a sweep's dependency index, written in batches
