@@ -59,7 +59,7 @@ def test_the_budget_is_per_account_per_severity_and_per_window(monkeypatch) -> N
     import chalicelib.ledger as ledger_module
 
     later = ledger_module.utcnow() + ledger_module.dt.timedelta(hours=1)
-    monkeypatch.setattr(ledger_module, "utcnow", lambda: later)
+    monkeypatch.setattr(ledger_module.rules, "utcnow", lambda: later)
     assert ledger.take_action_budget("111111111111", "low", 3, 100, 60) == (None, False)  # a new window
 
 

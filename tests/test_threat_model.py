@@ -123,7 +123,7 @@ def test_an_expired_claim_is_taken_again_before_ttl_deletes_it(stack, monkeypatc
     assert {d["result"] for d in first["decisions"] if d["control"] == "VPC.1"} == {"no-action"}
     assert len(vpc_alerts(stack, "VPC.1")) == 1
     later = ledger_module.utcnow() + dt.timedelta(hours=25)  # past NETGUARD_DEDUP_HOURS, item still there
-    monkeypatch.setattr(ledger_module, "utcnow", lambda: later)
+    monkeypatch.setattr(ledger_module.rules, "utcnow", lambda: later)
     ddb = aws.client("dynamodb")
     claims = [i for i in ledger_items(stack, "claim#VPC.1")]
     assert claims and all(int(c["expires_at"]) < int(later.timestamp()) for c in claims)
@@ -330,7 +330,7 @@ def test_a_limited_violation_is_rechecked_when_its_window_opens(stack, monkeypat
     again = sqs.receive_message(QueueUrl=queue)["Messages"][0]["Body"]
     assert recheck_module.decode(again).not_before == body.not_before
     later = now + dt.timedelta(hours=1, minutes=1)  # the next window
-    monkeypatch.setattr(ledger_module, "utcnow", lambda: later)
+    monkeypatch.setattr(ledger_module.rules, "utcnow", lambda: later)
 
     class Later(dt.datetime):
         @classmethod
