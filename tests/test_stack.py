@@ -43,7 +43,9 @@ DEAD_LETTER_QUEUES = (*(dlq for _, dlq in QUEUES.values()), EVENTS_DLQ)
 SCP = ROOT / "deploy" / "tag-guard-scp.yaml"
 NETGUARD_TAG_KEYS = ("netguard:exempt", "netguard:exempt-until", "netguard:exempt-reason", "netguard:quarantined",
                      "netguard:created-by")
-CENTRAL_ONLY = ("dynamodb:", "sns:", "ssm:", "secretsmanager:", "kms:", "xray:", "sqs:", "s3:", "logs:CreateLogGroup",
+# kms: the ledger's signing key and the webhook secret's decryption stay central; the engine's DescribeKey
+# (who manages an endpoint configuration's key, EP.3) is a read of the member account's own keys.
+CENTRAL_ONLY = ("dynamodb:", "sns:", "ssm:", "secretsmanager:", "kms:Decrypt", "kms:GenerateMac", "xray:", "sqs:", "s3:", "logs:CreateLogGroup",
                 "logs:CreateLogStream", "logs:PutLogEvents", "config:", "organizations:", "sts:")
 
 
@@ -680,7 +682,7 @@ def test_member_permissions_are_the_engine_subset_of_the_central_policy(
     member_prefixes = ("sagemaker:", "ec2:", "tag:", "route53:")
 
     def engine(st: dict[str, Any]) -> bool:
-        return all(a.startswith(member_prefixes) or a in ("iam:PassRole", "logs:CreateLogDelivery")
+        return all(a.startswith(member_prefixes) or a in ("iam:PassRole", "logs:CreateLogDelivery", "kms:DescribeKey")
                    for a in _as_list(st["Action"]))
 
     assert statements == [st for st in central_statements if engine(st)]

@@ -17,9 +17,10 @@ so it cannot drift (tests/test_stack.py runs `check`; `merge` refuses a stale te
 - managed-config-rules (netguard-stack.yaml): one AWS::Config::ConfigRule per `deploy = true` entry
   of policies/config-rules.toml;
 - member-permissions (member-account.yaml): the statements of .chalice/policy-prod.json a member
-  account needs (SageMaker, EC2, Route 53's ListHostedZonesByVPC, tag:GetResources, iam:PassRole,
-  logs:CreateLogDelivery); ledger, signing key, alerts, secrets, logs, tracing, queues and reports
-  stay in the central account;
+  account needs: the engine's reads and remediations (tools/iam.py: shared lookups, the resource
+  types' reads, the actions' writes); ledger, signing key, alerts, secrets, logs, tracing, queues and
+  reports stay in the central account;
+- .chalice/policy-<stage>.json, whole files: the Lambda role's policy of each stage (tools/iam.py);
 - forwarding-rules (member-account.yaml): one EventBridge rule per central event handler, with the
   handler's own pattern (chalicelib.handlers.event_patterns), targeting the central default bus.
 """
@@ -38,6 +39,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import iam  # noqa: E402  (tools/iam.py)
 from chalicelib.policy import ConfigRule, load_policy  # noqa: E402
 
 STACK = ROOT / "deploy" / "netguard-stack.yaml"
@@ -172,8 +174,12 @@ def _actions(statement: dict[str, Any]) -> list[str]:
 def member_statements(policy: dict[str, Any]) -> list[dict[str, Any]]:
     """The statements of the central policy a member account needs, unchanged and in order."""
     out = []
+    engine = {st["Sid"] for st in iam.read_statements() + iam.action_statements()}
     for st in policy["Statement"]:
         actions = _actions(st)
+        if st.get("Sid") in engine:  # what the registry's reads or an action needs: the engine's, member-side
+            out.append(st)
+            continue
         member = [a for a in actions if a.split(":")[0].lower() in MEMBER_SERVICES or a in MEMBER_ACTIONS]
         unknown = [a for a in actions if a not in member and a.split(":")[0].lower() not in CENTRAL_SERVICES]
         if unknown:
@@ -260,9 +266,15 @@ def _rewrite(text: str, section: Section) -> str:
     return "".join(lines[:begin + 1]) + body + "".join(lines[end:])
 
 
+def _stages() -> list[str]:
+    return sorted(json.loads((ROOT / ".chalice" / "config.json").read_text(encoding="utf-8"))["stages"])
+
+
 def stale_sections() -> list[str]:
-    """The generated sections that differ from what their sources give now."""
-    stale = []
+    """The generated sections (and policy files) that differ from what their sources give now."""
+    stale = [str(iam.policy_path(stage).relative_to(ROOT)) for stage in _stages()
+             if not iam.policy_path(stage).is_file()
+             or iam.policy_path(stage).read_text(encoding="utf-8") != iam.render(stage)]
     for section in SECTIONS:
         text = section.path.read_text(encoding="utf-8")
         if _rewrite(text, section) != text:
@@ -272,6 +284,8 @@ def stale_sections() -> list[str]:
 
 def write() -> list[str]:
     changed = stale_sections()
+    for stage in _stages():  # the policies first: the member role is made from prod's
+        iam.policy_path(stage).write_text(iam.render(stage), encoding="utf-8")
     for section in SECTIONS:
         text = section.path.read_text(encoding="utf-8")
         new = _rewrite(text, section)

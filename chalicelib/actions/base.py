@@ -277,6 +277,9 @@ class ActionSpec:
     # Restore: the calls that bring the recorded before-state back, from the record and the resource now.
     undo: Callable[[RestoreRequest], Plan] | None = None
     irreversible: str | None = None  # why it cannot be undone at all: restore refuses without reading
+    # The IAM statements the action needs (tools/iam.py grants them to the Lambda and member roles); two
+    # actions may share one by Sid, identical in both.
+    statements: tuple[Mapping[str, Any], ...] = ()
 
     def readiness(self, resource: Resource) -> str:
         """'act', 'defer', 'done' or 'cannot' for the resource's current state."""
@@ -290,3 +293,12 @@ class ActionSpec:
         if state in self.done_states:
             return "done"
         return "cannot"
+
+
+def allow(sid: str, actions: str | list[str], resources: str | list[str],
+          condition: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """An IAM Allow statement, for ActionSpec.statements."""
+    statement: dict[str, Any] = {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resources}
+    if condition:
+        statement["Condition"] = dict(condition)
+    return statement

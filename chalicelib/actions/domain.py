@@ -10,6 +10,7 @@ from .base import (
     Call,
     Plan,
     RestoreRequest,
+    allow,
     attribute_plan,
     check,
     make,
@@ -55,4 +56,5 @@ DOMAIN_VPC_ONLY = ActionSpec(
     describe="set the domain's AppNetworkAccessType to VpcOnly (only while no app runs)", run=domain_vpc_only,
     before=state_before("AppNetworkAccessType"), state_field="AppsState", act_states=frozenset({"none"}),
     defer_states=frozenset({"running"}), precondition=_vpc_only_precondition, undo=plan_domain,
+    statements=(allow("DomainsVpcOnly", "sagemaker:UpdateDomain", "arn:aws:sagemaker:*:*:domain/*"),),
 )

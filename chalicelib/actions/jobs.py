@@ -7,7 +7,7 @@ from typing import Any, Callable
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..model import ALREADY_DONE, JOB_TYPES, PROCESSING_JOB, SUCCEEDED, TRAINING_JOB, TUNING_JOB
-from .base import DONE, SAGEMAKER, ActionRequest, ActionResult, ActionSpec, Call, failure, make, state_before
+from .base import DONE, SAGEMAKER, ActionRequest, ActionResult, ActionSpec, Call, allow, failure, make, state_before
 
 
 def _stop_call(kind: str, name: str) -> Call:
@@ -63,4 +63,9 @@ STOP_JOB = ActionSpec(
     act_states=frozenset({"InProgress"}),
     done_states=frozenset({"Stopping", "Stopped"}),
     irreversible="SageMaker cannot restart a stopped job: run it again (a new job, with compliant network settings)",
+    statements=tuple(allow(f"Stop{kind}s", f"sagemaker:Stop{operation}", f"arn:aws:sagemaker:*:*:{arn}/*")
+                     for kind, operation, arn in (("TrainingJob", "TrainingJob", "training-job"),
+                                                  ("ProcessingJob", "ProcessingJob", "processing-job"),
+                                                  ("TuningJob", "HyperParameterTuningJob", "hyper-parameter-tuning-job"),
+                                                  ("TransformJob", "TransformJob", "transform-job"))),
 )

@@ -16,13 +16,13 @@ from .base import (
     Call,
     Plan,
     RestoreRequest,
+    allow,
     check,
     failure,
     make,
 )
-from .tags import tag_call
+from .tags import QUARANTINE_TAG, TAG_SAGEMAKER_RESOURCES, tag_call
 
-QUARANTINE_TAG = "netguard:quarantined"
 
 
 def _notebook_before(resource: Resource, targets: tuple[str, ...]) -> Mapping[str, Any]:
@@ -111,4 +111,6 @@ QUARANTINE_NOTEBOOK = ActionSpec(
     done_states=frozenset({"Stopping", "Stopped"}),
     holds_for=_quarantine_holds,
     undo=plan_notebook,
+    statements=(allow("StopNotebooks", "sagemaker:StopNotebookInstance", "arn:aws:sagemaker:*:*:notebook-instance/*"),
+                TAG_SAGEMAKER_RESOURCES),
 )

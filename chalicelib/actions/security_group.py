@@ -7,7 +7,20 @@ from typing import Any, Mapping
 
 from ..errors import ConfigError
 from ..model import ALREADY_DONE, SECURITY_GROUP, SUCCEEDED, Resource
-from .base import DONE, EC2, GONE, ActionRequest, ActionResult, ActionSpec, Call, Plan, RestoreRequest, check, make
+from .base import (
+    DONE,
+    EC2,
+    GONE,
+    ActionRequest,
+    ActionResult,
+    ActionSpec,
+    Call,
+    Plan,
+    RestoreRequest,
+    allow,
+    check,
+    make,
+)
 
 # What EC2 answers when a rule id is no longer in the group (moto says InvalidPermission.NotFound).
 RULE_GONE = ("InvalidSecurityGroupRuleId.NotFound", "InvalidPermission.NotFound")
@@ -160,6 +173,8 @@ REVOKE_RULES = ActionSpec(
     name="revoke_rules",
     resource_types=(SECURITY_GROUP,),
     permissions=("ec2:RevokeSecurityGroupIngress", "ec2:RevokeSecurityGroupEgress"),
+    statements=(allow("RevokeRules", ["ec2:RevokeSecurityGroupEgress", "ec2:RevokeSecurityGroupIngress"],
+                      "arn:aws:ec2:*:*:security-group/*"),),
     describe="revoke exactly the offending rules (by rule id), recorded for restore",
     run=revoke_rules,
     before=_rules_before,

@@ -10,6 +10,7 @@ from .base import (
     Call,
     Plan,
     RestoreRequest,
+    allow,
     attribute_plan,
     check,
     make,
@@ -36,4 +37,5 @@ DISABLE_PUBLIC_IP_ON_LAUNCH = ActionSpec(
     name="disable_public_ip_on_launch", resource_types=(SUBNET,), permissions=("ec2:ModifySubnetAttribute",),
     describe="turn off MapPublicIpOnLaunch on the subnet", run=disable_public_ip_on_launch,
     before=state_before("MapPublicIpOnLaunch"), undo=plan_public_ip,
+    statements=(allow("FixSubnetPublicIps", "ec2:ModifySubnetAttribute", "arn:aws:ec2:*:*:subnet/*"),),
 )

@@ -22,6 +22,7 @@ from .base import (
     Call,
     Plan,
     RestoreRequest,
+    allow,
     attribute_plan,
     check,
     execute,
@@ -234,10 +235,16 @@ def plan_s3_endpoint(req: RestoreRequest) -> Plan:
                 notes=("S3 traffic from the private subnets then leaves the VPC again (NAT or internet gateway)",))
 
 
+# What netguard creates carries its created-by tag, written in the create call only (ec2:CreateAction).
+TAG_WHAT_NETGUARD_CREATES = allow(
+    "TagWhatNetguardCreates", "ec2:CreateTags", ["arn:aws:ec2:*:*:vpc-flow-log/*", "arn:aws:ec2:*:*:vpc-endpoint/*"],
+    {"StringEquals": {"ec2:CreateAction": ["CreateFlowLogs", "CreateVpcEndpoint"]}})
+
 ENABLE_VPC_DNS = ActionSpec(
     name="enable_vpc_dns", resource_types=(VPC,), permissions=("ec2:ModifyVpcAttribute",),
     describe="enable DNS support, then DNS hostnames, on the VPC (one attribute per call)", run=enable_vpc_dns,
     before=state_before("EnableDnsSupport", "EnableDnsHostnames"), undo=plan_vpc_dns,
+    statements=(allow("FixVpcDns", "ec2:ModifyVpcAttribute", "arn:aws:ec2:*:*:vpc/*"),),
 )
 CREATE_FLOW_LOG_ALL = ActionSpec(
     name="create_flow_log_all", resource_types=(VPC,),
@@ -246,6 +253,13 @@ CREATE_FLOW_LOG_ALL = ActionSpec(
     run=create_flow_log_all, before=state_before("FlowLogs"), unconfigured=_flow_log_destination,
     params=frozenset({"destination_type", "log_group_name", "deliver_logs_role_arn", "s3_bucket_arn"}),
     undo=plan_flow_log,
+    statements=(
+        allow("CreateFlowLogs", "ec2:CreateFlowLogs", ["arn:aws:ec2:*:*:vpc/*", "arn:aws:ec2:*:*:vpc-flow-log/*"]),
+        TAG_WHAT_NETGUARD_CREATES,
+        allow("PassFlowLogDeliveryRole", "iam:PassRole", "arn:aws:iam::*:role/netguard-flow-logs*",
+              {"StringEquals": {"iam:PassedToService": "vpc-flow-logs.amazonaws.com"}}),
+        allow("FlowLogsToS3", "logs:CreateLogDelivery", "*"),  # IAM cannot scope it to a resource
+    ),
 )
 CREATE_S3_GATEWAY_ENDPOINT = ActionSpec(
     name="create_s3_gateway_endpoint", resource_types=(VPC,),
@@ -253,4 +267,7 @@ CREATE_S3_GATEWAY_ENDPOINT = ActionSpec(
     describe="create the S3 gateway endpoint (free) on the VPC's private route tables, with a deliberate policy",
     run=create_s3_gateway_endpoint, before=state_before("Endpoints"), handles_targets=frozenset({"s3"}),
     params=frozenset({"aws_owned_buckets"}), undo=plan_s3_endpoint,
+    statements=(allow("CreateS3GatewayEndpoints", "ec2:CreateVpcEndpoint",
+                      ["arn:aws:ec2:*:*:vpc/*", "arn:aws:ec2:*:*:vpc-endpoint/*", "arn:aws:ec2:*:*:route-table/*"]),
+                TAG_WHAT_NETGUARD_CREATES),
 )

@@ -11,6 +11,7 @@ from .base import (
     Call,
     Plan,
     RestoreRequest,
+    allow,
     attribute_plan,
     check,
     make,
@@ -44,4 +45,5 @@ ENABLE_PRIVATE_DNS = ActionSpec(
     describe="enable private DNS on the interface endpoint", run=enable_private_dns,
     before=state_before("PrivateDnsEnabled"), state_field="VpcDns", act_states=frozenset({"ready"}),
     precondition=_private_dns_precondition, undo=plan_private_dns,
+    statements=(allow("FixEndpointPrivateDns", "ec2:ModifyVpcEndpoint", "arn:aws:ec2:*:*:vpc-endpoint/*"),),
 )
