@@ -11,7 +11,7 @@ clients they make. Both are read and set over HTTP, outside the AWS API:
     POST /_bench/delay?ms=25      -> every later AWS request waits 25 ms before moto answers it
 
 The server is threaded (one thread per request, as moto's ThreadedMotoServer), so a tool's
-concurrent calls overlap their delays as they would against AWS. It runs with netguard_demo's
+concurrent calls overlap their delays as they would against AWS. It runs with netguard_testkit's
 AWS-like SageMaker patches (jobs start InProgress and stop as on AWS), and one speed fix: moto 5.2
 finds an EC2 resource's tags by scanning every tag of the region, so describing thousands of security
 groups or network interfaces costs minutes (past botocore's 60 s read timeout at 10,000 resources);
@@ -111,7 +111,7 @@ def serve(port: int) -> None:
 
     from moto.ec2.models.tags import TagBackend
 
-    from netguard_demo.moto_sagemaker import aws_like_sagemaker
+    from netguard_testkit.moto_sagemaker import aws_like_sagemaker
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     with aws_like_sagemaker(), mock.patch.object(TagBackend, "describe_tags", _tags_of_one_resource(TagBackend.describe_tags)):

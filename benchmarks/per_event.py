@@ -47,9 +47,9 @@ def bench_control(what: str, method: str = "POST") -> Any:
 
 def violation(world: Any, kind: str, name: str) -> dict[str, Any]:
     """Make one violation of `kind` named after `name` in the world; return its CloudTrail event."""
-    from netguard_demo import events
-    from netguard_demo.moto_fidelity import attach_notebook_eni
-    from netguard_demo.world import create_notebook, ingress_rule_ids
+    from netguard_testkit import events
+    from netguard_testkit.moto_fidelity import attach_notebook_eni
+    from netguard_testkit.world import create_notebook, ingress_rule_ids
     from worlds import OPEN_SSH, REGION, create_training_job
 
     net, account = world.net, world.account

@@ -49,7 +49,7 @@ def run_netguard(chunk: int, table: str, heap: bool = False) -> dict[str, Any]:
     import boto3
 
     from chalicelib import handlers
-    from netguard_demo.world import create_ledger_table
+    from netguard_testkit.world import create_ledger_table
 
     session = boto3.session.Session(region_name=REGION)
     create_ledger_table(session.client("dynamodb"), table)

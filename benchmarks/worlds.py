@@ -1,4 +1,4 @@
-"""Worlds the benchmarks build on a BenchServer, over HTTP, with netguard_demo's builders.
+"""Worlds the benchmarks build on a BenchServer, over HTTP, with netguard_testkit's builders.
 
 `base` is what every world has (one network, netguard's ledger table, alert topic and report
 bucket); `add_notebooks` fills an account with compliant notebooks (the per-event benchmark's
@@ -21,7 +21,7 @@ BUILDERS = 8  # concurrent requests while building (the server is threaded)
 class Base:
     session: Any
     account: str
-    net: Any  # netguard_demo.world.Network
+    net: Any  # netguard_testkit.world.Network
     topic: str
     role: str
 
@@ -30,7 +30,7 @@ def base() -> Base:
     """Call with AWS_ENDPOINT_URL and credentials set to the server's (BenchServer.env())."""
     import boto3
 
-    from netguard_demo.world import build_network, create_alert_channels, create_ledger_table, remove_default_vpc
+    from netguard_testkit.world import build_network, create_alert_channels, create_ledger_table, remove_default_vpc
 
     session = boto3.session.Session(region_name=REGION)
     ec2 = session.client("ec2")
@@ -52,7 +52,7 @@ def in_parallel(function: Any, items: list[Any]) -> None:
 def add_notebooks(world: Base, count: int, prefix: str = "nb", nets: list[Any] | None = None) -> None:
     """`count` notebooks; every 20th has direct internet access in a public subnet, when `nets` is
     given (the sweep's world); else all are compliant (an account's background)."""
-    from netguard_demo.world import create_notebook
+    from netguard_testkit.world import create_notebook
 
     sm = world.session.client("sagemaker")
 
@@ -66,7 +66,7 @@ def add_notebooks(world: Base, count: int, prefix: str = "nb", nets: list[Any] |
 
 
 def create_training_job(world: Base, name: str, net: Any, isolated: bool) -> None:
-    from netguard_demo.world import create_training_job as create
+    from netguard_testkit.world import create_training_job as create
 
     create(world.session.client("sagemaker"), world.account, name, net, isolated)
 
@@ -77,8 +77,8 @@ def mixed(world: Base, size: int) -> dict[str, int]:
     isolation), 15% security groups (1 in 25 with SSH open to the world, on a network interface),
     and VPCs with two private subnets and a public one each (the rest). Everything carries the
     baseline's tags."""
-    from netguard_demo.moto_fidelity import attach_notebook_eni
-    from netguard_demo.world import build_network, tag_spec
+    from netguard_testkit.moto_fidelity import attach_notebook_eni
+    from netguard_testkit.world import build_network, tag_spec
 
     ec2 = world.session.client("ec2")
     notebooks, jobs, groups = int(size * 0.70), int(size * 0.10), int(size * 0.15)

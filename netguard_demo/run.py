@@ -85,13 +85,13 @@ def run_demo(out: TextIO) -> int:
     import boto3  # noqa: PLC0415
     from chalice.test import Client  # noqa: PLC0415
 
-    from netguard_demo import events  # noqa: PLC0415
-    from netguard_demo.moto_fidelity import attach_notebook_eni, aws_like_notebooks, set_status  # noqa: PLC0415
-    from netguard_demo.moto_sagemaker import aws_like_sagemaker  # noqa: PLC0415
-    from netguard_demo.receiver import WebhookReceiver  # noqa: PLC0415
-    from netguard_demo.world import (build_network, create_alert_channels, create_ledger_table,  # noqa: PLC0415
-                                     create_notebook, create_training_job, drain_alerts, ingress_rule_ids,
-                                     remove_default_vpc, TAGS)
+    from netguard_testkit import events  # noqa: PLC0415
+    from netguard_testkit.moto_fidelity import attach_notebook_eni, aws_like_notebooks, set_status  # noqa: PLC0415
+    from netguard_testkit.moto_sagemaker import aws_like_sagemaker  # noqa: PLC0415
+    from netguard_testkit.receiver import WebhookReceiver  # noqa: PLC0415
+    from netguard_testkit.world import (build_network, create_alert_channels, create_ledger_table,  # noqa: PLC0415
+                                        create_notebook, create_training_job, drain_alerts, ingress_rule_ids,
+                                        remove_default_vpc, TAGS)
 
     show = Printer(out)
     engine_output = io.StringIO()

@@ -1,4 +1,4 @@
-"""netguard under injected AWS faults: prints the figures of netguard_demo/fault_scenario.py.
+"""netguard under injected AWS faults: prints the figures of netguard_testkit/fault_scenario.py.
 
     .venv/bin/python reliability/faults.py [--rate 0.3] [--seeds 1,2,3] [--groups 12] [--notebooks 6]
 
@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def main() -> int:
-    from netguard_demo.fault_scenario import run
+    from netguard_testkit.fault_scenario import run
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=0.3)

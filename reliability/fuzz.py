@@ -1,6 +1,6 @@
 """Property-based fuzzing of every Lambda handler (issue 5, item 1).
 
-Events are generated from the real shapes (tests/events/, netguard_demo.events, the recheck and sweep
+Events are generated from the real shapes (tests/events/, netguard_testkit.events, the recheck and sweep
 queue messages) and mutated around them with hypothesis: keys deleted at any depth, extra keys, values
 of the wrong type, near-miss strings (a trailing newline, non-ASCII digits, another case), huge and
 unicode strings, nested garbage, JSON-in-a-string that is not JSON or not an object, SQS batches mixing
@@ -334,9 +334,9 @@ def _build_resources(session: Any, account: str, region: str) -> World:
     """The demo network and violators: a notebook with internet access in the public subnet (InService),
     one Pending, a compliant one, an open-SSH group on a notebook's interface, a training job without
     network isolation (InProgress)."""
-    from netguard_demo.moto_fidelity import attach_notebook_eni, set_status
-    from netguard_demo.moto_sagemaker import set_job_status
-    from netguard_demo.world import TAGS, build_network, create_notebook, ingress_rule_ids, remove_default_vpc
+    from netguard_testkit.moto_fidelity import attach_notebook_eni, set_status
+    from netguard_testkit.moto_sagemaker import set_job_status
+    from netguard_testkit.world import TAGS, build_network, create_notebook, ingress_rule_ids, remove_default_vpc
 
     ec2, sagemaker = session.client("ec2"), session.client("sagemaker")
     remove_default_vpc(ec2)
@@ -368,9 +368,9 @@ def refresh(world: World) -> None:
     """Put the violations back (valid events fix them), so that a write where none is due shows."""
     from botocore.exceptions import ClientError
 
-    from netguard_demo.moto_fidelity import notebook_status, set_status
-    from netguard_demo.moto_sagemaker import set_job_status
-    from netguard_demo.world import tcp
+    from netguard_testkit.moto_fidelity import notebook_status, set_status
+    from netguard_testkit.moto_sagemaker import set_job_status
+    from netguard_testkit.world import tcp
 
     with contextlib.suppress(ClientError):
         world.setup.client("ec2").authorize_security_group_ingress(GroupId=world.net.sg_ssh_open,
@@ -494,10 +494,10 @@ class Harness:
 
         from chalicelib import handlers, notify
         from chalicelib.aws import Clients
-        from netguard_demo.moto_fidelity import aws_like_notebooks
-        from netguard_demo.moto_sagemaker import aws_like_sagemaker
-        from netguard_demo.receiver import WebhookReceiver
-        from netguard_demo.world import create_alert_channels
+        from netguard_testkit.moto_fidelity import aws_like_notebooks
+        from netguard_testkit.moto_sagemaker import aws_like_sagemaker
+        from netguard_testkit.receiver import WebhookReceiver
+        from netguard_testkit.world import create_alert_channels
 
         mp = self.mp
         self.set_env(_outside_env())
@@ -649,7 +649,7 @@ class Harness:
         DynamoDB reads slow down with the table's size: a long run changes tables every `ledger_every`
         events (a new deployment, as far as deduplication and idempotency go)."""
         from chalicelib import handlers
-        from netguard_demo.world import create_ledger_table
+        from netguard_testkit.world import create_ledger_table
 
         self._tables += 1
         name = create_ledger_table(self.world.setup.client("dynamodb"), f"{TABLE}-{self._tables}")
@@ -979,8 +979,8 @@ def event_bases(w: World) -> dict[str, list[Callable[[], Any]]]:
     from chalicelib.model import NOTEBOOK, SECURITY_GROUP, SUBNET, TRAINING_JOB, VPC, ResourceRef
     from chalicelib.recheck import Recheck, encode
     from chalicelib.sweep import Task
-    from netguard_demo import events
-    from netguard_demo.world import tcp
+    from netguard_testkit import events
+    from netguard_testkit.world import tcp
 
     a, r, net = w.account, w.region, w.net
     arn = f"arn:aws:sagemaker:{r}:{a}"

@@ -3,8 +3,8 @@
     .venv/bin/python reliability/prowler_diff.py --worlds 20 --seed 1 [--expect-explained] [--probes]
 
 Each world is a fresh moto server (a `BenchServer` of benchmarks/motoserver.py, in its own process, with
-netguard_demo's AWS-like SageMaker patches: training jobs start InProgress as on AWS) holding one
-network (netguard_demo.world.build_network) and a random mix of notebooks, training jobs, models,
+netguard_testkit's AWS-like SageMaker patches: training jobs start InProgress as on AWS) holding one
+network (netguard_testkit.world.build_network) and a random mix of notebooks, training jobs, models,
 endpoint configurations, security groups, VPC endpoints and plain network interfaces whose settings are
 drawn independently (RootAccess apart from DirectInternetAccess, isolation apart from VPC, single,
 multi-instance and heterogeneous-cluster jobs, ingress from 0.0.0.0/0, ::/0, 10.0.0.0/8, 0.0.0.0/1, a
@@ -529,8 +529,8 @@ def build(world: Mapping[str, list[dict[str, Any]]], endpoint: str) -> dict[str,
     """Create `world` on the server at `endpoint` (over HTTP, as any client); return its facts."""
     import boto3
 
-    from netguard_demo.moto_fidelity import attach_notebook_eni
-    from netguard_demo.world import ROLE, TAGS, build_network, remove_default_vpc
+    from netguard_testkit.moto_fidelity import attach_notebook_eni
+    from netguard_testkit.world import ROLE, TAGS, build_network, remove_default_vpc
 
     session = boto3.session.Session(aws_access_key_id="bench", aws_secret_access_key="bench", region_name=REGION)
     ec2 = session.client("ec2", endpoint_url=endpoint)
@@ -686,7 +686,7 @@ def serve(port: int) -> None:
     from moto.server import DomainDispatcherApplication, create_backend_app
     from werkzeug.serving import make_server
 
-    from netguard_demo.moto_sagemaker import aws_like_sagemaker
+    from netguard_testkit.moto_sagemaker import aws_like_sagemaker
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     with aws_like_sagemaker(), mock.patch.object(TagBackend, "describe_tags", _tags_of_one_resource(TagBackend.describe_tags)):

@@ -1,5 +1,5 @@
 """Shared fixtures: isolated fake AWS credentials, an in-process moto account that behaves like AWS
-for notebooks (netguard_demo.moto_fidelity), the demo network, and a write-call counter."""
+for notebooks (netguard_testkit.moto_fidelity), the demo network, and a write-call counter."""
 from __future__ import annotations
 
 import io
@@ -15,11 +15,11 @@ from moto import mock_aws
 
 from chalicelib import handlers, notify
 from chalicelib.aws import Clients
-from netguard_demo.receiver import WebhookReceiver
-from netguard_demo.world import create_alert_channels, create_ledger_table, drain_alerts
-from netguard_demo.moto_fidelity import aws_like_notebooks
-from netguard_demo.moto_sagemaker import aws_like_sagemaker
-from netguard_demo.world import Network, build_network, remove_default_vpc
+from netguard_testkit.receiver import WebhookReceiver
+from netguard_testkit.world import create_alert_channels, create_ledger_table, drain_alerts
+from netguard_testkit.moto_fidelity import aws_like_notebooks
+from netguard_testkit.moto_sagemaker import aws_like_sagemaker
+from netguard_testkit.world import Network, build_network, remove_default_vpc
 
 REGION = "us-east-1"
 READ_PREFIXES = ("Describe", "List", "Get")

@@ -20,7 +20,7 @@ from chalicelib.model import (
 )
 from chalicelib.policy import load_policy
 from chalicelib.settings import Settings
-from netguard_demo.world import TAGS
+from netguard_testkit.world import TAGS
 
 POLICY = load_policy()
 TODAY = __import__("datetime").date(2026, 12, 3)

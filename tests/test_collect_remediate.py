@@ -1,4 +1,4 @@
-"""Collectors and remediations against moto (notebooks made AWS-like by netguard_demo.moto_fidelity)."""
+"""Collectors and remediations against moto (notebooks made AWS-like by netguard_testkit.moto_fidelity)."""
 from __future__ import annotations
 
 import pytest
@@ -18,8 +18,8 @@ from chalicelib.model import (
 )
 from chalicelib.policy import load_policy
 from chalicelib.remediate import ACTIONS, QUARANTINE_TAG, ActionRequest
-from netguard_demo.moto_fidelity import attach_notebook_eni, notebook_status, set_status
-from netguard_demo.world import create_notebook, ingress_rule_ids, tcp
+from netguard_testkit.moto_fidelity import attach_notebook_eni, notebook_status, set_status
+from netguard_testkit.world import create_notebook, ingress_rule_ids, tcp
 
 
 def run_action(aws, name, resource, targets=(), controls=("NB.1",), principal=None):

@@ -19,9 +19,9 @@ from chalicelib.configrule import ANNOTATION_MAX, RuleInvocation, config_resourc
 from chalicelib.errors import IgnoredEvent, InvalidEvent
 from chalicelib.policy import load_policy
 from conftest import alerts, invoke
-from netguard_demo import events
-from netguard_demo.moto_fidelity import attach_notebook_eni, set_status
-from netguard_demo.world import create_notebook
+from netguard_testkit import events
+from netguard_testkit.moto_fidelity import attach_notebook_eni, set_status
+from netguard_testkit.world import create_notebook
 
 NOTEBOOK = "AWS::SageMaker::NotebookInstance"
 SG = "AWS::EC2::SecurityGroup"

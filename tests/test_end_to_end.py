@@ -16,11 +16,11 @@ from chalicelib.model import DUPLICATE
 from chalicelib.pipeline import Pipeline
 from chalicelib.remediate import QUARANTINE_TAG
 from chalicelib.triggers import from_api_call
-from netguard_demo import events
-from netguard_demo.moto_fidelity import attach_notebook_eni, notebook_status, set_status
+from netguard_testkit import events
+from netguard_testkit.moto_fidelity import attach_notebook_eni, notebook_status, set_status
 from conftest import TABLE, alerts, invoke, json_lines, ledger_items, sagemaker_accepts_tag
-from netguard_demo.moto_sagemaker import job_status, set_job_status
-from netguard_demo.world import (TAGS, 
+from netguard_testkit.moto_sagemaker import job_status, set_job_status
+from netguard_testkit.world import (TAGS, 
     create_notebook,
     ingress_rule_ids,
     tcp,

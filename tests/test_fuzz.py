@@ -31,7 +31,7 @@ from chalicelib.errors import InvalidEvent
 from chalicelib.recheck import decode
 from chalicelib.sweep import Task
 from chalicelib.triggers import from_api_call, from_state_change
-from netguard_demo import events
+from netguard_testkit import events
 from reliability.fuzz import (
     HANDLERS,
     Case,

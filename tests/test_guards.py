@@ -11,8 +11,8 @@ from chalicelib import handlers
 from chalicelib.ledger import MemoryLedger
 from chalicelib.settings import Settings
 from conftest import alerts, invoke
-from netguard_demo import events
-from netguard_demo.world import OPEN_SSH, open_ssh_groups
+from netguard_testkit import events
+from netguard_testkit.world import OPEN_SSH, open_ssh_groups
 
 # `make reliability` sends 500; the everyday suite a smaller burst over the same limit.
 BURST = int(os.environ.get("NETGUARD_TEST_BURST", "60"))
@@ -148,7 +148,7 @@ def foreign_cases(aws, net) -> list[tuple[str, dict[str, Any], dict[str, str], s
 
 def test_forged_and_foreign_events_are_never_acted_on(stack, monkeypatch, caplog) -> None:
     aws, net = stack["aws"], stack["net"]
-    from netguard_demo.moto_fidelity import attach_notebook_eni
+    from netguard_testkit.moto_fidelity import attach_notebook_eni
 
     attach_notebook_eni(aws.client("ec2"), net.private_subnets[0], [net.sg_ssh_open], "nb")  # a real violation
     for what, event, env, reason in foreign_cases(aws, net):
@@ -165,7 +165,7 @@ def test_forged_and_foreign_events_are_never_acted_on(stack, monkeypatch, caplog
 
 def test_the_dynamodb_budget_gives_back_what_the_organization_refuses(aws) -> None:
     from chalicelib.ledger import DynamoLedger
-    from netguard_demo.world import create_ledger_table
+    from netguard_testkit.world import create_ledger_table
 
     table = create_ledger_table(aws.client("dynamodb"), "netguard-ledger-budget")
     ledger = DynamoLedger(table, aws.clients)

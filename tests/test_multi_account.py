@@ -14,9 +14,9 @@ from chalicelib.aws import Clients, partition
 from chalicelib.errors import ConfigError
 from chalicelib.settings import Settings
 from conftest import invoke
-from netguard_demo import events
-from netguard_demo.moto_fidelity import attach_notebook_eni
-from netguard_demo.world import build_network, remove_default_vpc
+from netguard_testkit import events
+from netguard_testkit.moto_fidelity import attach_notebook_eni
+from netguard_testkit.world import build_network, remove_default_vpc
 
 MEMBER = "111111111111"
 ROLE = "netguard-member"

@@ -33,7 +33,7 @@ from chalicelib.model import (
     ResourceRef,
 )
 from chalicelib.settings import Settings
-from netguard_demo.receiver import WebhookReceiver
+from netguard_testkit.receiver import WebhookReceiver
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"

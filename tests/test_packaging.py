@@ -124,8 +124,8 @@ def test_zip_holds_the_app_and_nothing_of_the_workspace(packaged: dict[str, Path
     assert "chalicelib/__init__.py" in names and "chalicelib/handlers.py" in names
     sources = {p.relative_to(ROOT).as_posix() for p in (ROOT / "chalicelib").glob("*.py")}
     assert sources <= set(names), f"chalicelib modules missing from the zip: {sorted(sources - set(names))}"
-    bad = [n for n in names if n.startswith(("tests/", ".venv/", "netguard_demo/", "benchmarks/", "build/", ".chalice/",
-                                              ".git/", "must_not_be_packaged"))
+    bad = [n for n in names if n.startswith(("tests/", ".venv/", "netguard_demo/", "netguard_testkit/", "benchmarks/",
+                                              "build/", ".chalice/", ".git/", "must_not_be_packaged"))
            or "__pycache__/" in n or n.endswith(".pyc")]
     assert not bad, f"workspace files in the deployment zip: {bad[:20]}"
 

@@ -17,9 +17,9 @@ from chalicelib.model import NOTEBOOK, ResourceRef
 from chalicelib.recheck import MESSAGE_SCHEMA, Recheck, RecheckQueue, decode, delay_for, encode
 from chalicelib.settings import Settings
 from conftest import invoke
-from netguard_demo import events
-from netguard_demo.moto_fidelity import notebook_status, set_status
-from netguard_demo.world import create_notebook
+from netguard_testkit import events
+from netguard_testkit.moto_fidelity import notebook_status, set_status
+from netguard_testkit.world import create_notebook
 
 
 @pytest.fixture

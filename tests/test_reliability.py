@@ -13,10 +13,10 @@ import pytest
 
 from chalicelib import handlers, notify
 from conftest import alerts, invoke, json_lines, ledger_items
-from netguard_demo import events
-from netguard_demo.fault_scenario import run as fault_scenario
-from netguard_demo.faults import FaultInjector
-from netguard_demo.moto_fidelity import attach_notebook_eni
+from netguard_testkit import events
+from netguard_testkit.fault_scenario import run as fault_scenario
+from netguard_testkit.faults import FaultInjector
+from netguard_testkit.moto_fidelity import attach_notebook_eni
 
 OPEN_SSH = [{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
 
@@ -310,7 +310,7 @@ def test_every_undelivered_alert_is_resent_by_one_sweep_within_its_time(aws) -> 
     """Not 100 per sweep: all of them, page after page, unless the invocation's time runs short, when
     what is left is counted and kept for the next sweep."""
     from chalicelib.ledger import DynamoLedger
-    from netguard_demo.world import create_ledger_table
+    from netguard_testkit.world import create_ledger_table
 
     table = create_ledger_table(aws.client("dynamodb"), "netguard-ledger-resend")
     ledger = DynamoLedger(table, aws.clients)

@@ -15,10 +15,10 @@ from moto import mock_aws
 
 from chalicelib.aws import Clients
 from chalicelib.scan import run_scan
-from netguard_demo.moto_fidelity import aws_like_notebooks, notebook_status, set_status
-from netguard_demo.moto_sagemaker import add_studio_app, aws_like_sagemaker, job_status
-from netguard_demo.secure_world import SecureWorld, build_secure_world
-from netguard_demo.world import remove_default_vpc, tcp
+from netguard_testkit.moto_fidelity import aws_like_notebooks, notebook_status, set_status
+from netguard_testkit.moto_sagemaker import add_studio_app, aws_like_sagemaker, job_status
+from netguard_testkit.secure_world import SecureWorld, build_secure_world
+from netguard_testkit.world import remove_default_vpc, tcp
 
 REGION = "us-east-1"
 
@@ -283,7 +283,7 @@ def dev_vpc11(x):
 
 
 def dev_sg4(x):
-    from netguard_demo.secure_world import attach_sagemaker_eni
+    from netguard_testkit.secure_world import attach_sagemaker_eni
 
     attach_sagemaker_eni(x.client("ec2"), x.w.private_subnet_ids[0], [x.w.sg_training], "SageMaker notebook instance x")
     # a notebook now uses the training group: two functions, and notebook ingress rules it does not meet

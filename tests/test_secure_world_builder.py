@@ -1,5 +1,5 @@
-"""The secure-world builder (netguard_demo.secure_world) and the SageMaker fidelity patches it relies on
-(netguard_demo.moto_sagemaker): the built state really has every property of the field guide's secure
+"""The secure-world builder (netguard_testkit.secure_world) and the SageMaker fidelity patches it relies on
+(netguard_testkit.moto_sagemaker): the built state really has every property of the field guide's secure
 architecture, the Stop*Job operations behave as AWS's, and the whole thing also works over HTTP against
 an in-process moto server. One world is shared by the class (moto's EC2 setup is the slow part)."""
 from __future__ import annotations
@@ -16,9 +16,9 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from conftest import clean_aws_env
-from netguard_demo.moto_fidelity import aws_like_notebooks
-from netguard_demo.moto_sagemaker import add_studio_app, aws_like_sagemaker, job_status, set_job_status
-from netguard_demo.secure_world import CIDR, INTERFACE_SERVICES, TAGS, SecureWorld, build_secure_world
+from netguard_testkit.moto_fidelity import aws_like_notebooks
+from netguard_testkit.moto_sagemaker import add_studio_app, aws_like_sagemaker, job_status, set_job_status
+from netguard_testkit.secure_world import CIDR, INTERFACE_SERVICES, TAGS, SecureWorld, build_secure_world
 
 REGION = "us-east-1"
 JOB_KINDS = ("training", "processing", "transform", "tuning")

@@ -17,8 +17,8 @@ from chalicelib.ledger import MemoryLedger
 from chalicelib.settings import Settings
 from chalicelib.sweep import STOP_MARGIN_SECONDS, SweepDeps, Task, accounts_to_sweep, run_task, start_sweep
 from conftest import alerts, invoke, ledger_items
-from netguard_demo.moto_fidelity import attach_notebook_eni, notebook_status, set_status
-from netguard_demo.world import build_network, create_notebook, remove_default_vpc
+from netguard_testkit.moto_fidelity import attach_notebook_eni, notebook_status, set_status
+from netguard_testkit.world import build_network, create_notebook, remove_default_vpc
 
 BUCKET = "netguard-reports-test"
 MEMBER = "111111111111"

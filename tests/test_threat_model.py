@@ -14,7 +14,7 @@ import pytest
 
 from chalicelib import handlers, ledger as ledger_module
 from conftest import TABLE, alerts, invoke, ledger_items
-from netguard_demo import events
+from netguard_testkit import events
 
 
 def report(case: str, outcome: str) -> None:
@@ -144,8 +144,8 @@ def test_an_expired_claim_is_taken_again_before_ttl_deletes_it(stack, monkeypatc
 ])
 def test_a_change_by_a_role_named_like_netguards_is_evaluated_and_remediated(stack, monkeypatch, role,
                                                                            session) -> None:
-    from netguard_demo.moto_fidelity import attach_notebook_eni
-    from netguard_demo.world import OPEN_SSH
+    from netguard_testkit.moto_fidelity import attach_notebook_eni
+    from netguard_testkit.world import OPEN_SSH
 
     aws, net = stack["aws"], stack["net"]
     attach_notebook_eni(aws.client("ec2"), net.private_subnets[0], [net.sg_ssh_open], "nb")
@@ -243,7 +243,7 @@ def in_days(days: int) -> str:
                                                          "netguard:exempt-reason": "pen test SEC-9"}, None),
 ])
 def test_an_exemption_tag_is_alerted_with_who_set_it_and_honoured_only_when_valid(stack, case, tags, sg1) -> None:
-    from netguard_demo.moto_fidelity import attach_notebook_eni
+    from netguard_testkit.moto_fidelity import attach_notebook_eni
 
     aws, net = stack["aws"], stack["net"]
     attach_notebook_eni(aws.client("ec2"), net.private_subnets[0], [net.sg_ssh_open], "nb")
@@ -277,8 +277,8 @@ def untagged_groups(aws: Any, net: Any, count: int) -> list[str]:
 def test_low_severity_fixes_cannot_starve_a_critical_containment(stack, monkeypatch) -> None:
     """Someone creates untagged groups until TAG.1 (low) has spent its budget, then opens SSH to the
     world: SG.1 (critical) is still contained, from a budget of its own."""
-    from netguard_demo.moto_fidelity import attach_notebook_eni
-    from netguard_demo.world import OPEN_SSH
+    from netguard_testkit.moto_fidelity import attach_notebook_eni
+    from netguard_testkit.world import OPEN_SSH
 
     aws, net = stack["aws"], stack["net"]
     monkeypatch.setenv("NETGUARD_MAX_ACTIONS", "low=2")
@@ -301,7 +301,7 @@ def test_a_limited_violation_is_rechecked_when_its_window_opens(stack, monkeypat
     """The violation the limit held back is sent to the recheck queue not before the window ends; a
     message that arrives early (SQS delays 15 minutes at most) is sent on, not run; then it is fixed."""
     from chalicelib import recheck as recheck_module
-    from netguard_demo.world import OPEN_SSH, open_ssh_groups
+    from netguard_testkit.world import OPEN_SSH, open_ssh_groups
 
     aws, net = stack["aws"], stack["net"]
     sqs = aws.client("sqs")
@@ -349,8 +349,8 @@ def test_a_limited_violation_is_rechecked_when_its_window_opens(stack, monkeypat
 
 
 def test_the_internet_split_in_two_halves_is_the_internet(stack) -> None:
-    from netguard_demo.moto_fidelity import attach_notebook_eni
-    from netguard_demo.world import tcp
+    from netguard_testkit.moto_fidelity import attach_notebook_eni
+    from netguard_testkit.world import tcp
 
     aws, net = stack["aws"], stack["net"]
     ec2 = aws.client("ec2")
@@ -370,8 +370,8 @@ def test_a_webhook_url_pointed_elsewhere_is_refused_and_recorded(stack, monkeypa
     """Whoever can change the stored webhook URL could send netguard's Slack alerts where nobody reads
     them: only URLs under NETGUARD_SLACK_ALLOWED_URLS (default https://hooks.slack.com/) are posted to."""
     from chalicelib import notify
-    from netguard_demo.moto_fidelity import attach_notebook_eni
-    from netguard_demo.world import OPEN_SSH
+    from netguard_testkit.moto_fidelity import attach_notebook_eni
+    from netguard_testkit.world import OPEN_SSH
 
     aws, net = stack["aws"], stack["net"]
     monkeypatch.delenv("NETGUARD_SLACK_ALLOWED_URLS")  # the default: Slack only
@@ -400,8 +400,8 @@ def test_a_webhook_url_pointed_elsewhere_is_refused_and_recorded(stack, monkeypa
 def signed_revoke(stack, monkeypatch) -> tuple[str, str]:
     """A real revoke of SSH from anywhere by the stack, its record signed with the ledger key:
     (action id, key ARN)."""
-    from netguard_demo.moto_fidelity import attach_notebook_eni
-    from netguard_demo.world import OPEN_SSH
+    from netguard_testkit.moto_fidelity import attach_notebook_eni
+    from netguard_testkit.world import OPEN_SSH
 
     aws, net = stack["aws"], stack["net"]
     key = aws.client("kms").create_key(KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")["KeyMetadata"]["Arn"]
@@ -509,7 +509,7 @@ def test_a_claim_planted_in_the_ledger_does_not_hold_a_violation_back(stack) -> 
 def test_the_internet_through_a_prefix_list_is_the_internet(stack) -> None:
     """A customer-managed prefix list holds whatever its owner puts in it: a rule from one holding
     0.0.0.0/0 is open to the internet (neither Prowler's check nor netguard's looked inside, before)."""
-    from netguard_demo.moto_fidelity import attach_notebook_eni
+    from netguard_testkit.moto_fidelity import attach_notebook_eni
 
     aws, net = stack["aws"], stack["net"]
     ec2 = aws.client("ec2")

@@ -15,7 +15,7 @@ from chalicelib.model import (DOMAIN, ENDPOINT, MODEL, NOTEBOOK, PROCESSING_JOB,
                               TUNING_JOB, VPC, VPC_ENDPOINT, ResourceRef)
 from chalicelib.policy import load_policy
 from chalicelib.triggers import from_api_call, from_state_change
-from netguard_demo import events
+from netguard_testkit import events
 
 ACCT, REGION = "111122223333", "eu-west-1"
 SG, SG2 = "sg-0123456789abcdef0", "sg-0fedcba9876543210"

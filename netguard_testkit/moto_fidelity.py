@@ -68,5 +68,5 @@ def attach_notebook_eni(ec2: Any, subnet_id: str, group_ids: list[str], notebook
     """The network interface SageMaker creates in the customer subnet for a notebook (moto does not)."""
     eni = ec2.create_network_interface(
         SubnetId=subnet_id, Groups=group_ids,
-        Description=f"SageMaker notebook instance {notebook_name} (simulated by netguard_demo)")
+        Description=f"SageMaker notebook instance {notebook_name} (simulated by netguard_testkit)")
     return eni["NetworkInterface"]["NetworkInterfaceId"]

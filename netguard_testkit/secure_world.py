@@ -4,7 +4,7 @@
 netguard control should find compliant, and returns every id in a frozen `SecureWorld`. Tests prove
 netguard reports no violation on it, then change one thing per control. It takes boto3 clients, so it
 runs the same against an in-process `mock_aws()` and over HTTP against a moto server. Use it under
-`netguard_demo.moto_fidelity.aws_like_notebooks()` and `netguard_demo.moto_sagemaker.aws_like_sagemaker()`
+`netguard_testkit.moto_fidelity.aws_like_notebooks()` and `netguard_testkit.moto_sagemaker.aws_like_sagemaker()`
 so that moto answers as AWS would (jobs InProgress, model isolation kept, endpoint interfaces typed).
 
 What it builds (names start with `prefix`, default "fraud-ml"; every resource carries the five tags
@@ -63,7 +63,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from netguard_demo import moto_fidelity
+from netguard_testkit import moto_fidelity
 
 CIDR = "10.20.0.0/16"
 PRIVATE_CIDRS = ("10.20.1.0/24", "10.20.2.0/24")
@@ -254,7 +254,7 @@ def attach_sagemaker_eni(ec2: Any, subnet_id: str, group_ids: list[str], descrip
     """A network interface as SageMaker creates one in the customer subnet for a job or endpoint
     (moto does not). The description names SageMaker and the resource, as AWS's do."""
     eni = ec2.create_network_interface(SubnetId=subnet_id, Groups=group_ids,
-                                       Description=f"{description} (simulated by netguard_demo)")
+                                       Description=f"{description} (simulated by netguard_testkit)")
     return eni["NetworkInterface"]["NetworkInterfaceId"]
 
 

@@ -1,7 +1,7 @@
 """The fault scenario of `make reliability`: violations, events and AWS misbehaving on 30% of calls.
 
 In a mock AWS account (moto, in process), netguard's own session goes through the fault layer
-(netguard_demo.faults: throttling, 5xx, timeouts, AccessDenied, seeded); the scenario's checks use a
+(netguard_testkit.faults: throttling, 5xx, timeouts, AccessDenied, seeded); the scenario's checks use a
 clean session. Lambda is played as it behaves: an EventBridge invocation that raises is retried twice;
 SQS redelivers a record reported as failed after its visibility timeout and moves it to the dead-letter
 queue after 5 receives; the scheduled sweep runs in a fresh container each time.
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 from unittest import mock
 
-from netguard_demo.world import OPEN_SSH
+from netguard_testkit.world import OPEN_SSH
 
 REGION = "us-east-1"
 TABLE = "netguard-ledger-faults"
@@ -79,12 +79,12 @@ def run(rate: float = 0.3, seed: int = 7, groups: int = 12, notebooks: int = 6, 
 
     from chalicelib import handlers, notify, pipeline  # noqa: PLC0415
     from chalicelib.aws import Clients  # noqa: PLC0415
-    from netguard_demo import events  # noqa: PLC0415
-    from netguard_demo.faults import FaultInjector  # noqa: PLC0415
-    from netguard_demo.moto_fidelity import aws_like_notebooks, notebook_status, set_status  # noqa: PLC0415
-    from netguard_demo.moto_sagemaker import aws_like_sagemaker  # noqa: PLC0415
-    from netguard_demo.receiver import WebhookReceiver  # noqa: PLC0415
-    from netguard_demo.world import (  # noqa: PLC0415
+    from netguard_testkit import events  # noqa: PLC0415
+    from netguard_testkit.faults import FaultInjector  # noqa: PLC0415
+    from netguard_testkit.moto_fidelity import aws_like_notebooks, notebook_status, set_status  # noqa: PLC0415
+    from netguard_testkit.moto_sagemaker import aws_like_sagemaker  # noqa: PLC0415
+    from netguard_testkit.receiver import WebhookReceiver  # noqa: PLC0415
+    from netguard_testkit.world import (  # noqa: PLC0415
         build_network,
         create_alert_channels,
         create_ledger_table,

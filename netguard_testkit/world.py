@@ -118,7 +118,7 @@ def add_endpoints(ec2: Any, account: str, region: str, vpc_id: str, cidr: str, s
                   route_table: str) -> None:
     """The essential endpoints (VPC.4-VPC.8): S3 gateway on the private route table, and the interface
     endpoints in both private subnets with their own group, private DNS and deliberate policies."""
-    from netguard_demo.secure_world import INTERFACE_SERVICES, endpoint_policy  # noqa: PLC0415
+    from netguard_testkit.secure_world import INTERFACE_SERVICES, endpoint_policy  # noqa: PLC0415
 
     group = ec2.create_security_group(GroupName="vpc-endpoints", Description="vpc-endpoints", VpcId=vpc_id,
                                       TagSpecifications=tag_spec("security-group"))["GroupId"]
@@ -225,6 +225,7 @@ def open_ssh_groups(ec2: Any, net: Network, count: int, prefix: str = "open") ->
         ec2.authorize_security_group_ingress(GroupId=gid, IpPermissions=OPEN_SSH)
         groups.append(gid)
     for start in range(0, count, 5):
-        ec2.create_network_interface(SubnetId=net.private_subnets[start // 5 % 2], Groups=groups[start:start + 5],
-                                     Description=f"SageMaker notebook instance nb-{start} (simulated by netguard_demo)")
+        ec2.create_network_interface(
+            SubnetId=net.private_subnets[start // 5 % 2], Groups=groups[start:start + 5],
+            Description=f"SageMaker notebook instance nb-{start} (simulated by netguard_testkit)")
     return groups

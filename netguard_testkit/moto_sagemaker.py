@@ -1,6 +1,6 @@
 """Make moto 5.2.5 behave like AWS for SageMaker jobs, models and domains (and the VPC endpoints they use).
 
-Companion of `netguard_demo.moto_fidelity` (which does the same for notebook instances). Use both:
+Companion of `netguard_testkit.moto_fidelity` (which does the same for notebook instances). Use both:
 
     with mock_aws(), aws_like_notebooks(), aws_like_sagemaker():
         ...
@@ -71,7 +71,7 @@ Resource Groups Tagging API (netguard reads SageMaker tags with it in sweeps)
     `TagsPerPage=100` had been given. AWS limits a page by tags only when `TagsPerPage` is given and
     recommends `ResourcesPerPage` (at most 100 resources) instead. -> no tag limit unless asked.
 
-DynamoDB (netguard's ledger; `netguard_demo.moto_dynamodb`, entered by `aws_like_sagemaker()` too)
+DynamoDB (netguard's ledger; `netguard_testkit.moto_dynamodb`, entered by `aws_like_sagemaker()` too)
   * TransactWriteItems is neither isolated nor all-or-nothing under concurrent requests, and copies
     every table it touches. -> serialized writes, conditions checked before anything is written.
 
@@ -529,7 +529,7 @@ def set_job_status(account: str, region: str, kind: str, name: str, status: str)
     if kind == "training":
         if status == "InProgress" and job.training_start_time is None:
             job.training_start_time = utcnow()
-        _training_transition(job, _TRAINING_SECONDARY[status], f"Set to {status} by netguard_demo")
+        _training_transition(job, _TRAINING_SECONDARY[status], f"Set to {status} by netguard_testkit")
 
 
 def job_status(account: str, region: str, kind: str, name: str) -> str:
