@@ -1,4 +1,4 @@
-# netguard: build, test, demo and package.   make test | make demo | make package STAGE=prod
+# netguard: build, test, demo and package.   make test | make test-fast | make demo | make package STAGE=prod
 #
 # Everything runs from the project's own virtualenv (.venv), created on first use and re-installed
 # whenever requirements*.txt or pyproject.toml change (the stamp file .venv/.installed).
@@ -17,7 +17,7 @@ STAGES := dev prod
 BUILD ?= build
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: venv .venv .venv-bench .venv-prowler test demo package lint-templates templates bench bench-sweep reliability clean distclean
+.PHONY: venv .venv .venv-bench .venv-prowler test test-fast demo package lint-templates templates bench bench-sweep reliability clean distclean
 
 venv .venv: $(STAMP)
 
@@ -27,8 +27,15 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
+# tests/unit: no AWS at all; tests/moto: moto in process or as a server; tests/e2e: end to end (demo,
+# multi-account, reliability, threat model, fuzz, Prowler agreement); tests/packaging: chalice package,
+# cfn-lint, the stack and its templates, the README. `make test` runs them all.
 test: $(STAMP) $(PROWLER_STAMP)
 	$(BIN)/python -m pytest -q
+
+# unit + moto only, no packaging, no end to end: TEST_FAST_TIME on this machine (2 CPUs, `time make test-fast`).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit tests/moto
 
 demo: $(STAMP)
 	$(BIN)/netguard demo
@@ -42,11 +49,11 @@ PROWLER_WORLDS ?= 20
 reliability: $(STAMP) $(PROWLER_STAMP)
 	$(BIN)/python reliability/fuzz.py --examples $(FUZZ_EXAMPLES)
 	$(BIN)/python reliability/faults.py --seeds $(FAULT_SEEDS)
-	set -o pipefail; NETGUARD_TEST_BURST=500 $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/test_guards.py \
+	set -o pipefail; NETGUARD_TEST_BURST=500 $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/e2e/test_guards.py \
 	  -k "burst or foreign" 2>&1 | grep -E "^blast radius|passed|failed"
-	set -o pipefail; $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/test_reliability.py tests/test_restore.py \
-	  2>&1 | grep -E "alerts during the outage|passed|failed"
-	set -o pipefail; $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/test_threat_model.py \
+	set -o pipefail; $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/e2e/test_reliability.py \
+	  tests/moto/test_restore.py 2>&1 | grep -E "alerts during the outage|passed|failed"
+	set -o pipefail; $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/e2e/test_threat_model.py \
 	  2>&1 | grep -E "^threat model:|passed|failed"
 	$(BIN)/python reliability/prowler_diff.py --worlds $(PROWLER_WORLDS) --seed 1 --expect-explained
 
@@ -59,7 +66,7 @@ $(BENCH_STAMP): benchmarks/requirements-bench.txt
 	$(BENCH_VENV)/bin/python -m pip install --quiet -r benchmarks/requirements-bench.txt
 	touch $@
 
-# Prowler, for the agreement test (tests/test_prowler_agreement.py, reliability/prowler_diff.py), in its
+# Prowler, for the agreement test (tests/e2e/test_prowler_agreement.py, reliability/prowler_diff.py), in its
 # own virtualenv: installed --no-deps from a pinned list of what `prowler aws` imports (see
 # reliability/requirements-prowler.txt). `make test` installs it (about 1.5 min the first time).
 .venv-prowler: $(PROWLER_STAMP)

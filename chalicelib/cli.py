@@ -1,5 +1,7 @@
 """The `netguard` command: `scan` an account with the same collect/evaluate/decide code as the Lambdas,
-`restore` what one remediation changed, and `demo` the whole flow against an embedded mock AWS.
+and `restore` what one remediation changed. Other installed packages add subcommands through the entry
+point group `netguard.commands` (the development install's `demo`: netguard_demo.run), so this module
+never names them and the deployed code, which has no such entry point, never imports them.
 
 Only the report goes to stdout; logs (and progress, on a terminal) go to stderr.
 Exit status: 0 ran, no violation; 1 ran, violations found; 2 usage error; 3 could not run, or could
@@ -14,10 +16,12 @@ import argparse
 import json
 import logging
 import sys
+from importlib.metadata import entry_points
 from typing import Any, Sequence, TextIO
 
 EXIT_CLEAN, EXIT_VIOLATIONS, EXIT_USAGE, EXIT_ERROR = 0, 1, 2, 3
 EXIT_REFUSED = 4  # restore: the action cannot be undone
+COMMANDS_GROUP = "netguard.commands"  # entry points: register(subparsers) adds a subcommand that sets `run`
 
 log = logging.getLogger("netguard.cli")
 
@@ -54,9 +58,21 @@ def build_parser() -> argparse.ArgumentParser:
                          help="restore a DynamoDB ledger record whose signature is missing, wrong or unchecked "
                               "(trusts whoever can write the ledger)")
     restore.add_argument("--format", choices=("table", "json"), default="table")
-    demo = sub.add_parser("demo", help="run the whole flow against an embedded mock AWS (needs the dev install)")
-    demo.add_argument("--keep-output", action="store_true", help=argparse.SUPPRESS)
+    add_installed_commands(sub)
     return parser
+
+
+def add_installed_commands(sub: Any) -> None:
+    """Subcommands of other installed packages (entry point group netguard.commands): each entry point is a
+    function taking the subparsers that adds its parser with a default `run(args, out) -> exit status`.
+    One that cannot be loaded is named on stderr and left out; scan and restore still work."""
+    for entry in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
+        try:
+            register = entry.load()
+        except ImportError as exc:
+            print(f"netguard: subcommand {entry.name} ({entry.value}) not available: {exc}", file=sys.stderr)
+            continue
+        register(sub)
 
 
 def configure_logging(verbose: bool) -> None:
@@ -230,12 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return scan(args, sys.stdout)
     if args.command == "restore":
         return restore(args, sys.stdout)
-    try:
-        from netguard_demo.run import run_demo  # noqa: PLC0415
-    except ImportError as exc:
-        print(f"netguard: the demo needs the development install (make demo): {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    return run_demo(sys.stdout)
+    return int(args.run(args, sys.stdout))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -20,7 +20,7 @@ NETGUARD_REGIONS set) and `chalice deploy`'s (neither: every account and region 
 
     .venv/bin/python reliability/fuzz.py [--examples 10000] [--seed 0]
 
-prints the figures per handler and exits 1 when one is wrong. tests/test_fuzz.py runs the same
+prints the figures per handler and exits 1 when one is wrong. tests/e2e/test_fuzz.py runs the same
 properties on fewer events (NETGUARD_FUZZ_EXAMPLES, default 300).
 """
 from __future__ import annotations
@@ -1110,7 +1110,7 @@ def event_bases(w: World) -> dict[str, list[Callable[[], Any]]]:
     }
 
 
-# Records only a direct invocation can send (tests/test_fuzz.py, envelope_probe): (name, change)
+# Records only a direct invocation can send (tests/e2e/test_fuzz.py, envelope_probe): (name, change)
 NON_SQS_RECORDS: tuple[tuple[str, Any], ...] = (
     ("a null record", None), ("a list for a record", [" "]), ("no messageId", "messageId"),
     ("messageId a number", {"messageId": 7}), ("no body", "body"), ("body an object", {"body": {}}),
@@ -1119,7 +1119,7 @@ NON_SQS_RECORDS: tuple[tuple[str, Any], ...] = (
 
 
 def sqs_record(message_id: str, body: Any, queue: str) -> dict[str, Any]:
-    """One SQS record as Lambda delivers it (the shape of tests/test_recheck.py's sqs_event)."""
+    """One SQS record as Lambda delivers it (the shape of tests/moto/test_recheck.py's sqs_event)."""
     return {"messageId": message_id, "receiptHandle": f"rh-{message_id}", "body": Encoded(body), "attributes": {
         "ApproximateReceiveCount": "1", "SentTimestamp": "1795740000000", "SenderId": "AIDAEXAMPLE",
         "ApproximateFirstReceiveTimestamp": "1795740000001"}, "messageAttributes": {}, "md5OfBody": "0" * 32,

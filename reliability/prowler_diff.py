@@ -25,7 +25,7 @@ tool reports (finished jobs, which netguard's scan skips; groups no interface us
 skips) are counted apart, not compared. The figures are printed, never asserted: the exit status is
 0 unless the harness itself fails (2), or, with --expect-explained, 1 if a disagreement matches no
 kind. `--probes` adds probes() (a resource per known kind, and agreeing ones for every control) to every world:
-tests/test_prowler_agreement.py uses it so that each kind is exercised on every run.
+tests/e2e/test_prowler_agreement.py uses it so that each kind is exercised on every run.
 
 Prowler against moto, the smallest set that works (Prowler 5.46.0, moto 5.2.5):
   * AWS_ENDPOINT_URL=<server>, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY set to anything,

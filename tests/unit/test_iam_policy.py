@@ -31,7 +31,7 @@ import botocore.session
 import pytest
 from botocore import xform_name
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CHALICE_DIR = ROOT / ".chalice"
 APP = ROOT / "app.py"
 LIB = ROOT / "chalicelib"

@@ -739,7 +739,7 @@ def test_import_is_cheap() -> None:
         "heavy = [m for m in ('boto3', 'botocore', 'urllib.request') if m in sys.modules]; "
         "assert not heavy, heavy"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
 
 
 # ------------------------------------------------------------------------------------------ receiver

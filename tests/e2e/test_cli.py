@@ -16,7 +16,7 @@ from chalicelib.cli import EXIT_CLEAN, EXIT_ERROR, EXIT_USAGE, EXIT_VIOLATIONS, 
 from netguard_testkit.moto_fidelity import set_status
 from netguard_testkit.world import build_network, create_notebook, ingress_rule_ids, remove_default_vpc
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FINDING_KEYS = {"control", "resource_type", "resource_id", "arn", "account", "region", "status", "evidence", "decision"}
 
 

@@ -3,7 +3,7 @@
 These tests run the real `chalice package` (as `make package` does) on a copy of the project, so
 they need what it needs: the dev install and access to PyPI (Chalice downloads Lambda-compatible
 wheels of requirements.txt; pip's cache makes reruns quick). They run in `make test` and CI; select
-them alone with `pytest tests/test_packaging.py` (or `-k packaging`).
+them alone with `pytest tests/packaging/test_packaging.py` (or `-k packaging`).
 
 The copy leaves out what `make package` never sees: .git, .venv, build/, Chalice's deployment cache
 and every __pycache__ (Chalice zips chalicelib/ whole, bytecode included, which is why
@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 REGION = "us-east-1"
 POLICY_FILES = ("notebooks.toml", "security-groups.toml")
@@ -176,7 +176,7 @@ def test_event_rules_carry_the_app_patterns(packaged: dict[str, Path], stage: st
 
     expected = event_patterns(load_policy())
     functions = _functions(_template(packaged[stage]))
-    # The other functions run on a schedule, an SQS queue or AWS Config (tests/test_stack.py).
+    # The other functions run on a schedule, an SQS queue or AWS Config (tests/packaging/test_stack.py).
     rules = {name: props for name, props in functions.items()
              if any(e["Type"] == "CloudWatchEvent" for e in props.get("Events", {}).values())}
     assert set(rules) == set(expected), (sorted(rules), sorted(expected))

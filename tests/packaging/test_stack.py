@@ -2,7 +2,7 @@
 
 Each stage is packaged once per module the way `make package` does it: `tools/stack.py merge`, then
 `chalice package --merge-template` with NETGUARD_STAGE set, on a copy of the project (the helpers and
-the copy rules are tests/test_packaging.py's; like those tests, these need PyPI or pip's cache).
+the copy rules are tests/packaging/test_packaging.py's; like those tests, these need PyPI or pip's cache).
 What only AWS can tell is not tested here: that CloudFormation creates the stack, that Config accepts
 the rules, that a StackSet reaches the member accounts. Policies (key policies, trust policies, the
 example SCP) are checked with a small evaluator of the IAM features they use (`_decide`), not by IAM.
