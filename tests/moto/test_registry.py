@@ -22,12 +22,12 @@ from chalicelib.graph import Collector
 from chalicelib.policy import load_policy
 from chalicelib.scan import LISTS, list_refs
 from chalicelib.triggers import API_CALLS, STATE_CHANGES, api_call_pattern
-from netguard_demo.moto_fidelity import aws_like_notebooks
-from netguard_demo.moto_sagemaker import aws_like_sagemaker
-from netguard_demo.secure_world import build_secure_world
-from netguard_demo.world import remove_default_vpc
+from netguard_testkit.moto_fidelity import aws_like_notebooks
+from netguard_testkit.moto_sagemaker import aws_like_sagemaker
+from netguard_testkit.secure_world import build_secure_world
+from netguard_testkit.world import remove_default_vpc
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
 
 
