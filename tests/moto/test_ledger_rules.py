@@ -16,7 +16,7 @@ from chalicelib.ledger.base import BELOW_LIMIT, DIGEST_UNSENT, NEW, NOT_NOTIFIED
 from chalicelib.ledger.dynamodb import _serialize
 from chalicelib.ledger.rules import CLAIM_OPEN, Clause, claim_values, holds, render
 from chalicelib.model import ALREADY_DONE, FAILED, NO_ACTION, SUCCEEDED
-from netguard_demo.world import create_ledger_table
+from netguard_testkit.world import create_ledger_table
 
 NOW = dt.datetime(2026, 5, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
 DEDUP = dt.timedelta(hours=24)
