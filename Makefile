@@ -34,7 +34,7 @@ test: $(STAMP) $(PROWLER_STAMP)
 	$(BIN)/python -m pytest -q
 
 # unit + moto only, no packaging, no end to end: 13 min wall (4.6 min CPU) measured with `time make test-fast`
-# on this machine (2 CPUs shared with other jobs, load average about 6; 428 tests).
+# on this machine (2 CPUs shared with other jobs, load average about 6).
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit tests/moto
 
