@@ -128,6 +128,7 @@ class SecureWorld:
     model_name: str
     model_arn: str
     endpoint_config_name: str
+    endpoint_key_arn: str  # the customer managed KMS key of the endpoint configuration (EP.3)
     endpoint_config_arn: str
     endpoint_name: str
     endpoint_arn: str
@@ -404,7 +405,7 @@ def _build_network(ec2: Any, logs: Any, iam: Any, account: str, region: str, pre
     return out
 
 
-def _build_sagemaker(sm: Any, ec2: Any, iam: Any, net: dict[str, Any], account: str, region: str, prefix: str,
+def _build_sagemaker(sm: Any, ec2: Any, iam: Any, kms: Any, net: dict[str, Any], account: str, region: str, prefix: str,
                      tags: Mapping[str, str], notebook_in_service: bool) -> dict[str, Any]:
     tag_list = _tag_list(tags)
     subnets = list(net["private_subnet_ids"])
@@ -490,8 +491,10 @@ def _build_sagemaker(sm: Any, ec2: Any, iam: Any, net: dict[str, Any], account: 
     out["model_name"] = model
 
     config = f"{prefix}-endpoint-config"
+    # its instances' volumes encrypted with a customer managed key (EP.3)
+    out["endpoint_key_arn"] = kms.create_key(Description=f"{prefix} endpoint volumes")["KeyMetadata"]["Arn"]
     out["endpoint_config_arn"] = sm.create_endpoint_config(
-        EndpointConfigName=config, Tags=tag_list, ProductionVariants=[{
+        EndpointConfigName=config, Tags=tag_list, KmsKeyId=out["endpoint_key_arn"], ProductionVariants=[{
             "VariantName": "AllTraffic", "ModelName": model, "InstanceType": INSTANCE_TYPE,
             "InitialInstanceCount": 2, "InitialVariantWeight": 1.0}])["EndpointConfigArn"]
     out["endpoint_config_name"] = config
@@ -526,7 +529,7 @@ def build_secure_world(clients_by_service_or_session: ClientSource, account: str
     """Build the secure architecture (module docstring) and return its ids.
 
     `clients_by_service_or_session`: a boto3 Session, a `chalicelib.aws.Clients`, a mapping
-    {"ec2": client, "sagemaker": ..., "logs": ..., "iam": ...} or a callable(service) -> client.
+    {"ec2": client, "sagemaker": ..., "logs": ..., "iam": ..., "kms": ...} or a callable(service) -> client.
     `prefix` names everything (IAM role names included), so two worlds can live in one account.
     `notebook_in_service`: move the notebook from Pending to InService as SageMaker would (in-process
     moto only; elsewhere it is left as created).
@@ -535,5 +538,5 @@ def build_secure_world(clients_by_service_or_session: ClientSource, account: str
     ec2, sm, logs, iam = client("ec2"), client("sagemaker"), client("logs"), client("iam")
     tags = dict(TAGS if tags is None else tags)
     net = _build_network(ec2, logs, iam, account, region, prefix, tags, with_public_subnet)
-    ml = _build_sagemaker(sm, ec2, iam, net, account, region, prefix, tags, notebook_in_service)
+    ml = _build_sagemaker(sm, ec2, iam, client("kms"), net, account, region, prefix, tags, notebook_in_service)
     return SecureWorld(account=account, region=region, prefix=prefix, tags=tags, **net, **ml)

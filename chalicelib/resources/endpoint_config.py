@@ -23,7 +23,7 @@ def collect(lookups: Any, ref: ResourceRef, hints: frozenset) -> Resource | None
         return None
     key = config.get("KmsKeyId") or None
     state = {"EndpointConfigName": config["EndpointConfigName"], "ProductionVariants": variants(config),
-             "KmsKeyId": key, "KmsKeyManager": key_manager(lookups, key) if key else None}
+             "KmsKeyId": key, "KmsKeyManager": key_manager(lookups, key) if key else "none"}
     arn = config["EndpointConfigArn"]
     return Resource(ref, arn, state, sagemaker_tags_of(lookups, arn))
 

@@ -2,7 +2,7 @@
 exactly the expected controls fail on exactly the expected resources, and `scan --enforce` fixes
 it where a remediation exists.
 
-Every control of BASELINE.md: NB.1-4, JOB.1-4, MD.1-2, EP.1-2, DM.1-2, VPC.1-11, SG.1-5, TAG.1.
+Every control of BASELINE.md: NB.1-4, JOB.1-4, MD.1-2, EP.1-3, DM.1-2, VPC.1-11, SG.1-5, TAG.1.
 """
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def test_the_secure_architecture_has_no_violation(world):
                      "Model", "EndpointConfig", "Endpoint", "Domain", "VPC", "Subnet", "SecurityGroup"}
     evaluated = {r["control"] for r in rows if r["status"] == "COMPLIANT"}
     assert evaluated >= {"NB.1", "NB.2", "NB.3", "NB.4", "JOB.1", "JOB.2", "JOB.3", "JOB.4", "MD.1", "MD.2", "EP.1",
-                         "EP.2", "DM.1", "DM.2", "VPC.1", "VPC.2", "VPC.4", "VPC.5", "VPC.6", "VPC.7", "VPC.8",
+                         "EP.2", "EP.3", "DM.1", "DM.2", "VPC.1", "VPC.2", "VPC.4", "VPC.5", "VPC.6", "VPC.7", "VPC.8",
                          "VPC.10", "VPC.11", "SG.4",
                          "VPC.3", "VPC.9", "SG.1", "SG.2", "SG.3", "SG.5", "TAG.1"}
 
@@ -191,10 +191,11 @@ def _model(x: World, name: str, **changes: Any) -> str:
     return name
 
 
-def _endpoint_config(x: World, name: str, model: str, count: int) -> str:
+def _endpoint_config(x: World, name: str, model: str, count: int, key: str | None = "world") -> str:
+    key_id = {"KmsKeyId": x.w.endpoint_key_arn if key == "world" else key} if key else {}
     x.client("sagemaker").create_endpoint_config(EndpointConfigName=name, Tags=x.w.tag_list, ProductionVariants=[{
         "VariantName": "AllTraffic", "ModelName": model, "InstanceType": "ml.m5.large",
-        "InitialInstanceCount": count, "InitialVariantWeight": 1.0}])
+        "InitialInstanceCount": count, "InitialVariantWeight": 1.0}], **key_id)
     return name
 
 
@@ -216,6 +217,11 @@ def dev_ep2(x):  # a model in one private subnet is compliant itself; the endpoi
     config = _endpoint_config(x, "c-one-az", model, 2)
     x.client("sagemaker").create_endpoint(EndpointName="e-one-az", EndpointConfigName=config, Tags=x.w.tag_list)
     return {("EP.2", "e-one-az")}
+
+
+def dev_ep3(x):  # the instances' volumes under the AWS managed key: by default, and when named
+    return {("EP.3", _endpoint_config(x, "c-default-key", x.w.model_name, 2, key=None)),
+            ("EP.3", _endpoint_config(x, "c-aws-key", x.w.model_name, 2, key="alias/aws/sagemaker"))}
 
 
 def dev_dm1(x):
@@ -312,6 +318,7 @@ DEVIATIONS: list[tuple[str, Callable, Callable | None]] = [
     ("MD.2", dev_md2, None),
     ("EP.1", dev_ep1, None),
     ("EP.2", dev_ep2, None),
+    ("EP.3", dev_ep3, None),  # alert-only: an endpoint configuration is immutable
     ("DM.1", dev_dm1, "fixed"),
     ("DM.2", dev_dm2, None),
     ("VPC.1", dev_vpc1, "fixed"),
@@ -385,4 +392,9 @@ def test_scan_json_reports_every_control_of_the_baseline_on_a_mixed_world(world,
         pytest.skip("the product spec ../shared/BASELINE.md is not beside this checkout")
     ids = set(re.findall(r"^\| ((?:NB|JOB|MD|EP|DM|VPC|SG|TAG)\.\d+) \|", baseline.read_text(), re.M))
     assert len(ids) == 31
-    assert {f["control"] for f in report["findings"]} == ids
+    # every control of the baseline, and those netguard adds beyond it (EP.3, issue 12): all of the policy
+    from chalicelib.policy import load_policy
+
+    controls = {c.id for c in load_policy().controls}
+    assert ids <= controls and controls - ids == {"EP.3"}
+    assert {f["control"] for f in report["findings"]} == controls
