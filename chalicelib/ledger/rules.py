@@ -14,8 +14,8 @@ The claim rule (CLAIM_OPEN): a claim can be taken again
   deletes expired items only within a day or two;
 - when the violation was resolved (netguard's action succeeded, or found it done) before the state
   now seen was read: the violation came back after its fix and is handled again, every time;
-- when netguard cannot have written it (taken or settled in the future, expiring beyond the dedup
-  window): whoever can write the ledger could plant one to hold a violation back.
+- when netguard cannot have written it (no time taken or no expiry, taken or settled in the future,
+  expiring beyond the dedup window): whoever can write the ledger could plant one to hold a violation back.
 
 The clock every ledger module reads is `utcnow` here (tests move it by patching `rules.utcnow`).
 """
@@ -227,6 +227,8 @@ CLAIM_OPEN: Clause = AnyOf((
     AllOf((Missing("result"), Compare("at", "<", ":stale"))),     # left unsettled: its invocation died
     Compare("expires_at", "<", ":now"),                           # expired, TTL has not deleted it yet
     Compare("expires_at", ">", ":latest"),                        # expiring later than netguard's claims do
+    Missing("at"),                                                # netguard writes both on every claim:
+    Missing("expires_at"),                                        #   one without is planted
     Compare("at", ">", ":now_iso"),                               # taken in the future
     Compare("settled_at", ">", ":now_iso"),                       # settled in the future
     AllOf((OneOf("result", (":succeeded", ":already")),           # resolved before the state now seen was read

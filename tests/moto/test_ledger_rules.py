@@ -58,8 +58,9 @@ CLAIMS: list[tuple[str, dict[str, Any] | None, bool]] = [
     ("planted: settled in the future", resolved(NO_ACTION, dt.timedelta(minutes=6)), True),
     ("planted: failed and far in the future", {**resolved(FAILED, dt.timedelta(days=9)), "expires_at": LATEST}, True),
     # Planted with attributes missing or of another type: a comparison with them is false (DynamoDB's rule).
-    ("planted: no time taken", {"event_id": "e-1", "expires_at": FRESH["expires_at"]}, False),
-    ("planted: no expiry", {"event_id": "e-1", "at": FRESH["at"]}, False),
+    # netguard writes both on every claim: one without either is planted, and holds nothing back
+    ("planted: no time taken", {"event_id": "e-1", "expires_at": FRESH["expires_at"]}, True),
+    ("planted: no expiry", {"event_id": "e-1", "at": FRESH["at"]}, True),
     ("planted: result as a number", {**FRESH, "result": 1, "at": iso(-dt.timedelta(hours=1))}, False),
     ("planted: result as a boolean", {**FRESH, "result": True, "at": iso(-dt.timedelta(hours=1))}, False),
 ]
@@ -133,10 +134,11 @@ def test_the_other_conditions_agree_too() -> None:
     assert wrong == [], "(case, Python, DynamoDB, expected):\n" + "\n".join(map(str, wrong))
 
 
-def test_the_claim_condition_is_the_one_dynamodb_has_always_been_sent() -> None:
+def test_the_claim_condition_sent_to_dynamodb_is_the_rule_rendered() -> None:
     expression, names, typed = render(CLAIM_OPEN, claim_values(READ_AT, NOW, DEDUP))
     assert expression == ("attribute_not_exists(sk) OR #r = :failed OR (attribute_not_exists(#r) AND #at < :stale) OR "
-                          "expires_at < :now OR expires_at > :latest OR #at > :now_iso OR settled_at > :now_iso OR "
+                          "expires_at < :now OR expires_at > :latest OR attribute_not_exists(#at) OR "
+                          "attribute_not_exists(expires_at) OR #at > :now_iso OR settled_at > :now_iso OR "
                           "(#r IN (:succeeded, :already) AND settled_at < :read)")
     assert names == {"#r": "result", "#at": "at"}
     assert typed == {":failed": {"S": FAILED}, ":stale": {"S": iso(-dt.timedelta(minutes=15))},
