@@ -100,7 +100,7 @@ def _within(cidr: str, allowed: list[str]) -> bool:
             allowed_net = ipaddress.ip_network(candidate, strict=False)
         except ValueError:
             continue
-        if net.version == allowed_net.version and net.subnet_of(allowed_net):
+        if net.version == allowed_net.version and net.subnet_of(allowed_net):  # type: ignore[arg-type]
             return True
     return False
 

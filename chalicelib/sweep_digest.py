@@ -74,5 +74,5 @@ def digest_alert(summary: Mapping[str, Any], bucket: str | None) -> dict[str, An
         "error_count": summary["error_count"],
         "errors": summary["errors"][:5],
         "report": report,
-        "time": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "time": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }

@@ -37,7 +37,7 @@ class Task:
                            "region": self.region, "offset": self.offset, "part": self.part})
 
     @classmethod
-    def decode(cls, body: Any) -> "Task":
+    def decode(cls, body: Any) -> Task:
         data = message_body(body, TASK_SCHEMA)
         sweep_id, account, region = data.get("sweep_id"), data.get("account"), data.get("region")
         offset, part = data.get("offset", 0), data.get("part", 0)
@@ -68,7 +68,7 @@ def check_task(task: Task, settings: Settings, ledger: Any) -> None:
 
 
 def new_sweep_id(now: dt.datetime | None = None) -> str:
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
 
 
