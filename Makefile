@@ -17,7 +17,7 @@ STAGES := dev prod
 BUILD ?= build
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: venv .venv .venv-bench .venv-prowler test test-fast demo package lint-templates templates bench bench-sweep reliability clean distclean
+.PHONY: venv .venv .venv-bench .venv-prowler lint test test-fast demo package lint-templates templates bench bench-sweep reliability clean distclean
 
 venv .venv: $(STAMP)
 
@@ -27,10 +27,16 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
+# Lint and type gate, first thing `make test` does: ruff (rules and the temporary per-file list in pyproject.toml)
+# over the repository, mypy over chalicelib.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy chalicelib
+
 # tests/unit: no AWS at all; tests/moto: moto in process or as a server; tests/e2e: end to end (demo,
 # multi-account, reliability, threat model, fuzz, Prowler agreement); tests/packaging: chalice package,
 # cfn-lint, the stack and its templates, the README. `make test` runs them all.
-test: $(STAMP) $(PROWLER_STAMP)
+test: lint $(PROWLER_STAMP)
 	$(BIN)/python -m pytest -q
 
 # unit + moto only, no packaging, no end to end: 13 min wall (4.6 min CPU) measured with `time make test-fast`
