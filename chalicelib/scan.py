@@ -80,8 +80,7 @@ def list_refs(collector: Collector, account: str, region: str,
         listing = BY_TYPE[rtype].listing
         assert listing is not None
         client = lookups.clients.client(BY_TYPE[rtype].service, region, account)
-        return [ResourceRef(rtype, item[listing.id_field], account, region)
-                for page in listing.pages(client).paginate(**listing.params) for item in page.get(listing.key, [])]
+        return [ResourceRef(rtype, resource_id, account, region) for resource_id in listing.ids(client)]
 
     # The lists are independent: made concurrently (each is a few round trips), kept in order.
     network, *sagemaker = concurrently(

@@ -22,11 +22,12 @@ TAGS = (EC2_TAGS, SAGEMAKER_TAGS)
 # CloudTrail calls that can introduce a violation, per resource type (resources.REGISTRY): a shared
 # resource's calls (a changed route table, a deleted flow log) re-evaluate what depends on it.
 API_CALLS: dict[str, dict[str, tuple[str, ...]]] = {
-    **{t.type: {f"aws.{t.service}": t.api_calls} for t in REGISTRY if t.api_calls},
+    **{t.type: {t.event_source: t.api_calls} for t in REGISTRY if t.api_calls},
     EC2_TAGS: {"aws.ec2": ("CreateTags", "DeleteTags")},
     SAGEMAKER_TAGS: {"aws.sagemaker": ("AddTags", "DeleteTags")},
 }
-EVENT_SOURCES = {"aws.sagemaker": "sagemaker.amazonaws.com", "aws.ec2": "ec2.amazonaws.com"}
+# EventBridge source -> CloudTrail eventSource (aws.ec2 -> ec2.amazonaws.com)
+EVENT_SOURCES = {source: f"{source[len('aws.'):]}.amazonaws.com" for calls in API_CALLS.values() for source in calls}
 
 # Native SageMaker state-change events: (resource type, name field, status field, statuses that need work).
 STATE_CHANGES: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
@@ -124,7 +125,7 @@ def _name_ref(rtype: str, name: Any, account: str, region: str, event_id: str) -
 
 
 def _id_ref(rtype: str, resource_id: Any, account: str, region: str, event_id: str) -> ResourceRef:
-    if not isinstance(resource_id, str) or not EC2_ID_RE[rtype].match(resource_id):
+    if not isinstance(resource_id, str) or not BY_TYPE[rtype].id_pattern.match(resource_id):
         raise InvalidEvent(f"missing or invalid {rtype.rsplit('::', 1)[-1]} id", event_id)
     return ResourceRef(rtype, resource_id, account, region)
 
@@ -198,8 +199,8 @@ def _refs(rtype: str, name: str, request: Mapping[str, Any], response: Mapping[s
         return [_name_ref(rtype, request.get(spec.name_fields[name]), account, region, event_id)]
     if spec.call_refs is not None:
         return spec.call_refs(name, request, response, account, region, event_id)
-    # EC2 network calls: the ids are in the request, or in the response of a Create*
-    ids = _ids_in(request, EC2_ID_RE[rtype]) or _ids_in(response, EC2_ID_RE[rtype])
+    # EC2 (and EFS) calls: the ids are in the request, or in the response of a Create*
+    ids = _ids_in(request, spec.id_pattern) or _ids_in(response, spec.id_pattern)
     if not ids:
         raise InvalidEvent(f"no {rtype.rsplit('::', 1)[-1]} id in the {name} record", event_id)
     return [_id_ref(rtype, i, account, region, event_id) for i in ids]

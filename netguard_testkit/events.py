@@ -198,3 +198,15 @@ def compliance_change(rule_name: str, resource_type: str, resource_id: str, acco
     envelope.update({"id": _new_id(), "source": "aws.config", "detail-type": "Config Rules Compliance Change",
                      "account": account, "region": region, "detail": detail, "resources": []})
     return envelope
+
+
+def create_mount_target(answer: dict[str, Any], account: str, region: str,
+                        principal: str | None = None) -> dict[str, Any]:
+    """CreateMountTarget, as CloudTrail records it: the request names the file system and subnet, the
+    response (the MountTargetDescription, camelCase) the new mount target's id."""
+    request = {"fileSystemId": answer["FileSystemId"], "subnetId": answer["SubnetId"]}
+    response = {"ownerId": account, "mountTargetId": answer["MountTargetId"], "fileSystemId": answer["FileSystemId"],
+                "subnetId": answer["SubnetId"], "lifeCycleState": answer.get("LifeCycleState", "creating"),
+                "ipAddress": answer.get("IpAddress"), "networkInterfaceId": answer.get("NetworkInterfaceId"),
+                "vpcId": answer.get("VpcId")}
+    return api_call("CreateMountTarget", "aws.elasticfilesystem", request, response, account, region, principal)

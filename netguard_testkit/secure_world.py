@@ -52,8 +52,10 @@ moto gaps (what moto 5.2.5 cannot represent here; the builder still succeeds):
   AWS also creates interfaces for the tuning job's training jobs and the transform job; not simulated.
 * A custom network ACL in moto lists no entries besides those added (AWS also lists the two `*` deny
   rules, number 32767); the implicit deny is there in both.
-* The Studio domain: moto's id is `d-<name>`; no home EFS file system, no NFS security groups and no
-  network interfaces are created for it; apps do not exist in moto (see `moto_sagemaker.add_studio_app`).
+* The Studio domain: moto's id is `d-<name>`; moto creates no home EFS file system, NFS security group
+  or network interfaces for it: the builder creates the file system (tagged ManagedByAmazonSageMakerResource
+  as Studio tags it, not set as the domain's HomeEfsFileSystemId), its NFS group and one mount target per
+  subnet; apps do not exist in moto (see `moto_sagemaker.add_studio_app`).
 * The endpoint is InService at once (AWS: Creating for several minutes).
 * Endpoint and NACL policies are stored and returned by moto but never enforced; flow logs deliver nothing.
 """
@@ -136,6 +138,10 @@ class SecureWorld:
     transform_job_arn: str
     domain_id: str
     domain_arn: str
+    # the domain's home EFS file system (as Studio tags it), its NFS security group and mount targets (EFS.1)
+    home_efs_id: str
+    sg_home_efs: str
+    home_efs_mount_target_ids: tuple[str, ...]
     # network interfaces in the VPC
     notebook_eni_id: str
     training_eni_ids: tuple[str, ...]
@@ -523,13 +529,28 @@ def _build_sagemaker(sm: Any, ec2: Any, iam: Any, kms: Any, net: dict[str, Any],
     return out
 
 
+def _build_home_efs(efs: Any, ec2: Any, net: dict[str, Any], domain_arn: str, prefix: str,
+                    tags: Mapping[str, str]) -> dict[str, Any]:
+    """Studio's home file system: NFS from the Studio apps' group only, a mount target in each private subnet."""
+    sg = _group(ec2, net["vpc_id"], f"{prefix}-studio-home-efs", "SageMaker Studio home EFS (NFS from Studio)",
+                tags, [_rule("tcp", 2049, group=net["sg_studio"], description="NFS from Studio apps")], [])
+    system = efs.create_file_system(CreationToken=f"{prefix}-studio-home", Encrypted=True,
+                                    Tags=[*_tag_list(tags), {"Key": "ManagedByAmazonSageMakerResource",
+                                                             "Value": domain_arn}])
+    targets = tuple(efs.create_mount_target(FileSystemId=system["FileSystemId"], SubnetId=subnet,
+                                            SecurityGroups=[sg])["MountTargetId"]
+                    for subnet in net["private_subnet_ids"])
+    return {"home_efs_id": system["FileSystemId"], "sg_home_efs": sg, "home_efs_mount_target_ids": targets}
+
+
 def build_secure_world(clients_by_service_or_session: ClientSource, account: str, region: str, *,
                        prefix: str = "fraud-ml", tags: Mapping[str, str] | None = None,
                        with_public_subnet: bool = False, notebook_in_service: bool = True) -> SecureWorld:
     """Build the secure architecture (module docstring) and return its ids.
 
     `clients_by_service_or_session`: a boto3 Session, a `chalicelib.aws.Clients`, a mapping
-    {"ec2": client, "sagemaker": ..., "logs": ..., "iam": ..., "kms": ...} or a callable(service) -> client.
+    {"ec2": client, "sagemaker": ..., "logs": ..., "iam": ..., "kms": ..., "efs": ...} or a callable(service)
+    -> client.
     `prefix` names everything (IAM role names included), so two worlds can live in one account.
     `notebook_in_service`: move the notebook from Pending to InService as SageMaker would (in-process
     moto only; elsewhere it is left as created).
@@ -539,4 +560,5 @@ def build_secure_world(clients_by_service_or_session: ClientSource, account: str
     tags = dict(TAGS if tags is None else tags)
     net = _build_network(ec2, logs, iam, account, region, prefix, tags, with_public_subnet)
     ml = _build_sagemaker(sm, ec2, iam, client("kms"), net, account, region, prefix, tags, notebook_in_service)
-    return SecureWorld(account=account, region=region, prefix=prefix, tags=tags, **net, **ml)
+    home = _build_home_efs(client("efs"), ec2, net, ml["domain_arn"], prefix, tags)
+    return SecureWorld(account=account, region=region, prefix=prefix, tags=tags, **net, **ml, **home)

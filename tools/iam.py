@@ -27,7 +27,6 @@ from chalicelib.resources.base import ResourceType
 
 ROOT = Path(__file__).resolve().parent.parent
 PLATFORM = ROOT / "tools" / "iam-platform.json"
-IAM_PREFIX = {"sagemaker": "sagemaker", "ec2": "ec2", "efs": "elasticfilesystem"}
 
 
 def policy_path(stage: str) -> Path:
@@ -60,7 +59,7 @@ def listing_action(spec: ResourceType) -> str:
     method = spec.listing.pages(_PaginatorName())
     model = get_session().get_service_model(spec.service)
     operation = next(op for op in model.operation_names if _snake(op) == method)
-    return f"{IAM_PREFIX[spec.service]}:{operation}"
+    return f"{spec.aws_namespace}:{operation}"
 
 
 def _snake(operation: str) -> str:
@@ -87,10 +86,10 @@ def read_statements() -> list[dict[str, Any]]:
         out.append(_statement("ListSageMakerTags", ["sagemaker:ListTags"], [s.arn_pattern for s in tagged]))
     by_service: dict[str, list[str]] = {}
     for spec in REGISTRY:
-        if spec.listing is not None:
+        if spec.listing is not None and listing_action(spec) not in spec.reads:  # else granted on its ARNs
             by_service.setdefault(spec.service, []).append(listing_action(spec))
     for service, actions in sorted(by_service.items()):
-        name = {"sagemaker": "SageMaker", "efs": "Efs"}.get(service, service.capitalize())
+        name = {"sagemaker": "SageMaker", "efs": "Efs", "ec2": "Ec2"}.get(service, service.capitalize())
         out.append(_statement(f"List{name}ResourcesForSweeps", actions, ["*"]))
     return out
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from . import (
     domain,
+    efs_mount_target,
     endpoint,
     endpoint_config,
     flow_log,
@@ -33,6 +34,7 @@ REGISTRY: tuple[ResourceType, ...] = (
     endpoint_config.TYPE,
     model.TYPE,
     domain.TYPE,
+    efs_mount_target.TYPE,
     subnet.TYPE,
     vpc.TYPE,
     vpc_endpoint.TYPE,

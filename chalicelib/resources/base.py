@@ -57,20 +57,28 @@ class StateChange:
 
 @dataclass(frozen=True)
 class Listing:
-    """How a scan or sweep lists the type: `pages(sagemaker_client, params)` is the paginator (named with
-    a literal operation so that the IAM coverage test reads it), `key` the list in each page, `id_field`
-    the id of each item, `params` the filter (running jobs only)."""
+    """How a scan or sweep lists the type: `pages(client)` is the paginator (named with a literal operation
+    so that the IAM coverage test reads it), `key` the list in each page, `id_field` the id of each item,
+    `params` the filter (running jobs only). `expand(client, item)`, when set, gives the ids an item stands
+    for instead (a file system's mount targets)."""
 
     pages: Callable[[Any], Any]
     key: str
     id_field: str
     params: Mapping[str, Any] = field(default_factory=dict)
+    expand: Callable[[Any, Mapping[str, Any]], list[str]] | None = None
+
+    def ids(self, client: Any) -> list[str]:
+        items = [item for page in self.pages(client).paginate(**self.params) for item in page.get(self.key, [])]
+        if self.expand is None:
+            return [item[self.id_field] for item in items]
+        return [i for item in items for i in self.expand(client, item)]
 
 
 @dataclass(frozen=True)
 class ResourceType:
     type: str  # the CloudFormation / AWS Config type, AWS::Service::Thing
-    service: str  # the boto3 service that reads it: "sagemaker" | "ec2"
+    service: str  # the boto3 service that reads it: "sagemaker" | "ec2" | "efs"
     arn_resource: str  # arn:aws:<service>:<region>:<account>:<arn_resource>/<id>
     id_pattern: re.Pattern[str]  # what a valid id (SageMaker name, domain id, EC2 id) looks like
     # CloudTrail calls (event names) that can introduce a violation, and for SageMaker calls the
@@ -93,6 +101,18 @@ class ResourceType:
     dependents: tuple[str, ...] = ()
     # tagging calls (TAG.1, exemption tags) name it: ec2 ids in CreateTags/DeleteTags, SageMaker ARNs
     taggable: bool = True
+    # the service's name in ARNs, IAM actions and event sources when it is not the boto3 one
+    # (efs: elasticfilesystem)
+    namespace: str = ""
+
+    @property
+    def aws_namespace(self) -> str:
+        return self.namespace or self.service
+
+    @property
+    def event_source(self) -> str:
+        """Its EventBridge source (aws.<namespace>): CloudTrail names it <namespace>.amazonaws.com."""
+        return f"aws.{self.aws_namespace}"
 
     @property
     def evaluated(self) -> bool:
@@ -103,7 +123,7 @@ class ResourceType:
         return self.type.rsplit("::", 1)[-1]
 
     def arn(self, region: str, account: str, resource_id: str) -> str:
-        return f"arn:aws:{self.service}:{region}:{account}:{self.arn_resource}/{resource_id}"
+        return f"arn:aws:{self.aws_namespace}:{region}:{account}:{self.arn_resource}/{resource_id}"
 
     @property
     def arn_pattern(self) -> str:

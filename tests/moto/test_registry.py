@@ -87,7 +87,7 @@ def test_each_collector_emits_exactly_its_declared_fields(collected, rtype):
 
 def test_events_lists_and_config_come_from_the_registry():
     for spec in resources.REGISTRY:
-        assert API_CALLS.get(spec.type, {}).get(f"aws.{spec.service}", ()) == spec.api_calls
+        assert API_CALLS.get(spec.type, {}).get(spec.event_source, ()) == spec.api_calls
         if spec.state_change is not None:
             assert STATE_CHANGES[spec.state_change.detail_type][0] == spec.type
         assert (spec.type in LISTS) == (spec.listing is not None)

@@ -56,10 +56,10 @@ def test_the_secure_architecture_has_no_violation(world):
     assert failing(rows) == set()
     kinds = {r["resource_type"].rsplit("::", 1)[-1] for r in rows}
     assert kinds >= {"NotebookInstance", "TrainingJob", "ProcessingJob", "HyperParameterTuningJob", "TransformJob",
-                     "Model", "EndpointConfig", "Endpoint", "Domain", "VPC", "Subnet", "SecurityGroup"}
+                     "Model", "EndpointConfig", "Endpoint", "Domain", "MountTarget", "VPC", "Subnet", "SecurityGroup"}
     evaluated = {r["control"] for r in rows if r["status"] == "COMPLIANT"}
     assert evaluated >= {"NB.1", "NB.2", "NB.3", "NB.4", "JOB.1", "JOB.2", "JOB.3", "JOB.4", "MD.1", "MD.2", "EP.1",
-                         "EP.2", "EP.3", "DM.1", "DM.2", "VPC.1", "VPC.2", "VPC.4", "VPC.5", "VPC.6", "VPC.7", "VPC.8",
+                         "EP.2", "EP.3", "EFS.1", "DM.1", "DM.2", "VPC.1", "VPC.2", "VPC.4", "VPC.5", "VPC.6", "VPC.7", "VPC.8",
                          "VPC.10", "VPC.11", "SG.4",
                          "VPC.3", "VPC.9", "SG.1", "SG.2", "SG.3", "SG.5", "TAG.1"}
 
@@ -149,7 +149,7 @@ def dev_vpc9(x):  # a public-IP subnet is also a public subnet for everything in
     x.client("ec2").modify_subnet_attribute(SubnetId=subnet, MapPublicIpOnLaunch={"Value": True})
     return {("VPC.9", subnet), ("JOB.2", x.w.training_job_name), ("JOB.2", x.w.processing_job_name),
             ("JOB.2", x.w.tuning_job_name), ("JOB.2", x.w.transform_job_name), ("MD.2", x.w.model_name),
-            ("DM.2", x.w.domain_id)}
+            ("DM.2", x.w.domain_id), ("EFS.1", x.w.home_efs_mount_target_ids[1])}  # Studio's home EFS in it
 
 
 def dev_sg1(x):
@@ -392,9 +392,9 @@ def test_scan_json_reports_every_control_of_the_baseline_on_a_mixed_world(world,
         pytest.skip("the product spec ../shared/BASELINE.md is not beside this checkout")
     ids = set(re.findall(r"^\| ((?:NB|JOB|MD|EP|DM|VPC|SG|TAG)\.\d+) \|", baseline.read_text(), re.M))
     assert len(ids) == 31
-    # every control of the baseline, and those netguard adds beyond it (EP.3, issue 12): all of the policy
+    # every control of the baseline, and those netguard adds beyond it (EP.3, EFS.1, issue 12): all of the policy
     from chalicelib.policy import load_policy
 
     controls = {c.id for c in load_policy().controls}
-    assert ids <= controls and controls - ids == {"EP.3"}
+    assert ids <= controls and controls - ids == {"EP.3", "EFS.1"}
     assert {f["control"] for f in report["findings"]} == controls

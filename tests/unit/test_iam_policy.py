@@ -52,6 +52,7 @@ SERVICES = {
     "organizations": "organizations",
     "route53": "route53",
     "kms": "kms",
+    "efs": "elasticfilesystem",  # EFS mount targets of Studio's home file systems (resources/efs_mount_target.py)
 }
 # Operations that need no IAM permission.
 NO_PERMISSION_NEEDED = {"sts:GetCallerIdentity"}
@@ -70,6 +71,8 @@ POWERTOOLS_IDEMPOTENCY = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Upda
 UNSCOPABLE_WRITES = {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "logs:CreateLogDelivery",
                      "config:PutEvaluations"}
 READ_PREFIXES = ("Describe", "List", "Get")
+# Permissions AWS checks besides a read call itself (the EFS API reference, DescribeMountTargetSecurityGroups).
+IMPLIED_BY_READS = {"ec2:DescribeNetworkInterfaceAttribute": "elasticfilesystem:DescribeMountTargetSecurityGroups"}
 
 
 # --------------------------------------------------------------------------------------- model
@@ -583,6 +586,8 @@ def test_policy_grants_nothing_the_code_does_not_need(stage: str) -> None:
     support = {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "kms:Decrypt"} | UNSCOPABLE_WRITES
     # what AWS checks besides the call itself (iam:PassRole for a flow log's delivery role...), as declared
     implied = {p for spec in ACTIONS.values() for p in spec.permissions}
+    # ... and besides a read: granted only while the read that needs it is made
+    implied |= {p for p, call in IMPLIED_BY_READS.items() if call in required_actions()}
     unused = granted - required_actions() - support - implied
     assert not unused, f"granted but never called: {sorted(unused)}"
 
