@@ -33,8 +33,9 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 from urllib.parse import parse_qs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,14 +103,12 @@ class Counting:
 def serve(port: int) -> None:
     """The server process: moto's dispatcher behind `Counting`, threaded, on 127.0.0.1:port."""
     import logging
-
-    from moto.server import DomainDispatcherApplication, create_backend_app
-    from moto.moto_server.werkzeug_app import MotoRequestHandler
-    from werkzeug.serving import make_server
-
     from unittest import mock
 
     from moto.ec2.models.tags import TagBackend
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+    from moto.server import DomainDispatcherApplication, create_backend_app
+    from werkzeug.serving import make_server
 
     from netguard_testkit.moto_sagemaker import aws_like_sagemaker
 

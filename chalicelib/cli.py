@@ -16,8 +16,9 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from importlib.metadata import entry_points
-from typing import Any, Sequence, TextIO
+from typing import Any, TextIO
 
 EXIT_CLEAN, EXIT_VIOLATIONS, EXIT_USAGE, EXIT_ERROR = 0, 1, 2, 3
 EXIT_REFUSED = 4  # restore: the action cannot be undone

@@ -20,8 +20,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -87,10 +88,10 @@ def _time(value: Any, default: dt.datetime | None = None) -> dt.datetime:
     if isinstance(value, str):
         try:
             parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
         except ValueError:
             pass
-    return default or dt.datetime.now(dt.timezone.utc)
+    return default or dt.datetime.now(dt.UTC)
 
 
 def _region_of_rule(arn: Any) -> str | None:

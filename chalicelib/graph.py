@@ -9,8 +9,9 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from .aws import AWS_ERRORS, Clients, concurrently, error_code, error_message
 from .lookups import Lookups

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -52,7 +53,7 @@ class Lookups:
         self.account, self.region, self.clients = account, region, clients
         # Every answer cached here was read at or after this time (what a claim compares with: see
         # ledger.claim_open); a sweep's lookups live for its whole task.
-        self.created_at = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        self.created_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         self.workers = workers  # concurrent calls: prime(), together(), vpc_attributes()
         self._subnets: dict[str, dict[str, Any] | None] = {}
         self._route_tables: dict[str, dict[str, Any] | None] = {}

@@ -8,9 +8,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Protocol
-
+from typing import Any, Protocol
 
 from .aws import AWS_ERRORS, Clients, error_code, error_message, is_retryable
 from .collect import BulkTags, Collector, sagemaker_tags
@@ -121,7 +121,7 @@ class Pipeline:
         self.policy, self.settings, self.clients = policy, settings, clients
         self.ledger, self.notifier = ledger, notifier
         self.telemetry = telemetry or NoTelemetry()
-        self.today = today or (lambda: dt.datetime.now(dt.timezone.utc).date())
+        self.today = today or (lambda: dt.datetime.now(dt.UTC).date())
         self.report_only = report_only
         self.collector = collector  # shared lookups for a scan; otherwise fresh per run
 
@@ -305,7 +305,7 @@ class Pipeline:
             return f"{error_code(exc)}: action budget unavailable, no action taken"
         if refused is None:
             return None
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         where = f"in account {ref.account}" if refused == "account" else "across all accounts"
         cap = org_limit if refused == "organization" else limit
         again = ("; rechecked when it opens" if self.settings.recheck_queue_url

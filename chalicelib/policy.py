@@ -8,9 +8,10 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .checks import CHECKS
 from .errors import PolicyError

@@ -2,7 +2,8 @@
 logs and tags in the shapes the collectors and checks read. No client state (see lookups.Lookups)."""
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from botocore.exceptions import ClientError
 

@@ -8,7 +8,8 @@ that failed, an unsupported call) raise IgnoredEvent. Both are logged with the e
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from .errors import IgnoredEvent, InvalidEvent
 from .model import EventContext, ResourceRef, Trigger

@@ -18,8 +18,9 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, TextIO
+from typing import Any, TextIO
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 ACCOUNT_REGION = "us-east-1"
@@ -98,9 +99,17 @@ def run_demo(out: TextIO) -> int:
     from netguard_testkit.moto_fidelity import attach_notebook_eni, aws_like_notebooks, set_status  # noqa: PLC0415
     from netguard_testkit.moto_sagemaker import aws_like_sagemaker  # noqa: PLC0415
     from netguard_testkit.receiver import WebhookReceiver  # noqa: PLC0415
-    from netguard_testkit.world import (build_network, create_alert_channels, create_ledger_table,  # noqa: PLC0415
-                                        create_notebook, create_training_job, drain_alerts, ingress_rule_ids,
-                                        remove_default_vpc, TAGS)
+    from netguard_testkit.world import (  # noqa: PLC0415
+        TAGS,
+        build_network,
+        create_alert_channels,
+        create_ledger_table,
+        create_notebook,
+        create_training_job,
+        drain_alerts,
+        ingress_rule_ids,
+        remove_default_vpc,
+    )
 
     show = Printer(out)
     engine_output = io.StringIO()
@@ -307,8 +316,8 @@ def run_demo(out: TextIO) -> int:
                   f"{sum('_aws' in x for x in logs)} EMF metric lines (correlation id = event id)")
 
         show.title("9. netguard scan --region us-east-1 (read-only) over the same account")
-        from chalicelib.cli import build_report, render_table  # noqa: PLC0415
         from chalicelib.aws import Clients  # noqa: PLC0415
+        from chalicelib.cli import build_report, render_table  # noqa: PLC0415
         from chalicelib.scan import run_scan  # noqa: PLC0415
 
         for key in ("NETGUARD_LEDGER_TABLE", "NETGUARD_ALERT_TOPIC_ARN", "NETGUARD_SLACK_WEBHOOK_PARAM",

@@ -17,7 +17,7 @@ EVENTS_DIR = Path(__file__).resolve().parent.parent / "tests" / "events"
 PRINCIPAL = "arn:aws:iam::{account}:user/data-scientist"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def sample(name: str) -> dict[str, Any]:
     return json.loads((EVENTS_DIR / name).read_text(encoding="utf-8"))
 

@@ -19,8 +19,9 @@ import os
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 from unittest import mock
 
 from netguard_testkit.world import OPEN_SSH

@@ -16,7 +16,8 @@ import json
 import random
 import threading
 from collections import Counter
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ReadTimeoutError
@@ -91,7 +92,7 @@ class FaultInjector:
         self.requests = 0
         self._lock = threading.Lock()
 
-    def install(self, session: Any) -> "FaultInjector":
+    def install(self, session: Any) -> FaultInjector:
         # First: ahead of moto's own before-send handler, which would otherwise answer for real.
         session.events.register_first("before-send", self._before_send)
         _skip_faulted_requests()

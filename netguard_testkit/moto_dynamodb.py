@@ -20,7 +20,8 @@ import contextlib
 import copy
 import threading
 import types
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 from unittest import mock
 
 from moto.dynamodb import models

@@ -60,8 +60,9 @@ moto gaps (what moto 5.2.5 cannot represent here; the builder still succeeds):
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from netguard_testkit import moto_fidelity
 

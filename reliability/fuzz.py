@@ -37,9 +37,10 @@ import sys
 import time
 import uuid
 from collections import Counter, deque
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -427,7 +428,7 @@ class Figures:
                     or self.accepted_malformed
                     or self.good_in_mixed_processed != self.good_in_mixed)
 
-    def add(self, other: "Figures") -> None:
+    def add(self, other: Figures) -> None:
         for name in ("events", "records", "valid", "invalid", "ignored", "exceptions", "writes_invalid",
                      "writes_valid", "mismatches", "accepted_malformed", "unlogged", "mixed_batches", "good_in_mixed",
                      "good_in_mixed_processed", "seconds"):
@@ -485,7 +486,7 @@ class Harness:
     # ---------------------------------------------------------------------------------- set-up
 
     @contextlib.contextmanager
-    def running(self) -> Iterator["Harness"]:
+    def running(self) -> Iterator[Harness]:
         """The moto account, the world, the deployed pieces and the environment; all undone after."""
         import boto3
         import requests

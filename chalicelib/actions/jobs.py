@@ -2,7 +2,8 @@
 be changed, and SageMaker cannot restart a stopped job, so restore refuses it."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 

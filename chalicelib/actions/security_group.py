@@ -3,7 +3,8 @@ that are not there now."""
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..errors import ConfigError
 from ..model import ALREADY_DONE, SECURITY_GROUP, SUCCEEDED, Resource

@@ -26,7 +26,8 @@ import contextlib
 import datetime as dt
 import logging
 from abc import ABC, abstractmethod
-from typing import Any, ContextManager, Iterator, Mapping, Protocol
+from collections.abc import Iterator, Mapping
+from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
@@ -160,7 +161,7 @@ class LedgerBase(ABC):
     @abstractmethod
     def _decode(self, value: Any) -> Any: ...
 
-    def _atomic(self) -> ContextManager[Any]:
+    def _atomic(self) -> contextlib.AbstractContextManager[Any]:
         """Held around the budget's steps: the memory backend's lock makes them one (DynamoDB's
         conditional updates keep the counters right without it)."""
         return contextlib.nullcontext()

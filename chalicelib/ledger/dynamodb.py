@@ -8,7 +8,8 @@ import datetime as dt
 import json
 import time
 import uuid
-from typing import Any, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from botocore.exceptions import ClientError
 

@@ -7,10 +7,12 @@ index and the budget counters live in memory only.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import threading
-from typing import Any, ContextManager, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from . import rules
 from .base import Key, LedgerBase
@@ -86,7 +88,7 @@ class MemoryLedger(LedgerBase):
     def _decode(self, value: Any) -> Any:
         return dict(value)
 
-    def _atomic(self) -> ContextManager[Any]:
+    def _atomic(self) -> contextlib.AbstractContextManager[Any]:
         return self._lock
 
     # --- what a dict does at once ---

@@ -6,7 +6,8 @@ finding out where to) is slack_webhook's job.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from .alerts import _digest_headline, _evidence_text, _fact, is_digest, is_notice
 

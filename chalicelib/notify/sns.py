@@ -8,7 +8,8 @@ limits. botocore is imported only when publishing.
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ..errors import DeliveryError
 from .alerts import _digest_headline, _fact, is_digest, is_notice

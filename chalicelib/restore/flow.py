@@ -15,8 +15,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -107,7 +108,7 @@ def _again_note(record: ActionRecord, current: Resource, policy_dir: str | None)
         max_days = Settings.from_env().max_exemption_days
     except (PolicyError, ConfigError):
         policy, max_days = None, 0
-    today = dt.datetime.now(dt.timezone.utc).date()
+    today = dt.datetime.now(dt.UTC).date()
     if policy is not None:
         known = {c.id for c in policy.controls}
         acting = [c for c in record.controls if c in known

@@ -16,11 +16,12 @@ from chalicelib.model import DUPLICATE
 from chalicelib.pipeline import Pipeline
 from chalicelib.remediate import QUARANTINE_TAG
 from chalicelib.triggers import from_api_call
+from conftest import TABLE, alerts, invoke, json_lines, ledger_items, sagemaker_accepts_tag
 from netguard_testkit import events
 from netguard_testkit.moto_fidelity import attach_notebook_eni, notebook_status, set_status
-from conftest import TABLE, alerts, invoke, json_lines, ledger_items, sagemaker_accepts_tag
 from netguard_testkit.moto_sagemaker import job_status, set_job_status
-from netguard_testkit.world import (TAGS, 
+from netguard_testkit.world import (
+    TAGS,
     create_notebook,
     ingress_rule_ids,
     tcp,
@@ -144,7 +145,7 @@ def test_dry_run_and_alert_modes_write_nothing_to_resources_but_say_what_they_wo
 def in_days(days: int) -> str:
     import datetime as dt
 
-    return (dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=days)).isoformat()
+    return (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=days)).isoformat()
 
 
 def test_exempt_notebook_is_reported_not_touched(stack):

@@ -65,7 +65,7 @@ def test_member_credentials_are_renewed_before_they_expire(aws) -> None:
     clients = Clients(aws.clients.session, ROLE, EXTERNAL_ID, aws.account)
     first = clients.client("ec2", aws.region, MEMBER)
     session, _ = clients._assumed[MEMBER]
-    clients._assumed[MEMBER] = (session, dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=5))
+    clients._assumed[MEMBER] = (session, dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5))
     second = clients.client("ec2", aws.region, MEMBER)
     assert len(seen) == 2 and second is not first  # a new client on the new credentials
 

@@ -27,10 +27,10 @@ from chalicelib.restore import (
 )
 from chalicelib.scan import run_scan
 from chalicelib.settings import Settings
+from conftest import TABLE, CallLog
 from netguard_testkit.moto_fidelity import attach_notebook_eni, notebook_status, set_status
 from netguard_testkit.moto_sagemaker import add_studio_app, job_status
 from netguard_testkit.world import TAGS, create_ledger_table, create_notebook, tcp
-from conftest import TABLE, CallLog
 
 RULE_FIELDS = ("IsEgress", "IpProtocol", "FromPort", "ToPort", "CidrIpv4", "CidrIpv6", "Description")
 

@@ -6,8 +6,9 @@ Every control of BASELINE.md: NB.1-4, JOB.1-4, MD.1-2, EP.1-3, DM.1-2, VPC.1-11,
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import boto3
 import pytest

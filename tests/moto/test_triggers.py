@@ -11,8 +11,21 @@ from moto import mock_aws
 
 from chalicelib.errors import IgnoredEvent, InvalidEvent
 from chalicelib.handlers import event_patterns
-from chalicelib.model import (DOMAIN, ENDPOINT, MODEL, NOTEBOOK, PROCESSING_JOB, SECURITY_GROUP, SUBNET, TRAINING_JOB, TRANSFORM_JOB,
-                              TUNING_JOB, VPC, VPC_ENDPOINT, ResourceRef)
+from chalicelib.model import (
+    DOMAIN,
+    ENDPOINT,
+    MODEL,
+    NOTEBOOK,
+    PROCESSING_JOB,
+    SECURITY_GROUP,
+    SUBNET,
+    TRAINING_JOB,
+    TRANSFORM_JOB,
+    TUNING_JOB,
+    VPC,
+    VPC_ENDPOINT,
+    ResourceRef,
+)
 from chalicelib.policy import load_policy
 from chalicelib.triggers import from_api_call, from_state_change
 from netguard_testkit import events

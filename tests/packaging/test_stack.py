@@ -16,15 +16,16 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
+from test_packaging import COPY_IGNORE, REGION, ROOT, STAGES, _functions, _stage_env, _template, _tool
 
 from chalicelib.configrule import CONFIG_TYPES
-from test_packaging import COPY_IGNORE, REGION, ROOT, STAGES, _functions, _stage_env, _template, _tool
 
 sys.path.insert(0, str(ROOT / "tools"))
 

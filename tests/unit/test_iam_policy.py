@@ -22,10 +22,11 @@ import copy
 import fnmatch
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import botocore.session
 import pytest
@@ -74,14 +75,14 @@ READ_PREFIXES = ("Describe", "List", "Get")
 
 # --------------------------------------------------------------------------------------- model
 
-@lru_cache(maxsize=None)
+@cache
 def operations(service: str) -> dict[str, str]:
     """snake_case method name -> API operation name, from the botocore service model."""
     model = botocore.session.get_session().get_service_model(service)
     return {xform_name(op): op for op in model.operation_names}
 
 
-@lru_cache(maxsize=None)
+@cache
 def all_method_names() -> frozenset[str]:
     return frozenset(name for service in SERVICES for name in operations(service))
 
@@ -96,7 +97,7 @@ class Scan:
     def add(self, action: str, where: str) -> None:
         self.calls.setdefault(action, set()).add(where)
 
-    def merge(self, other: "Scan") -> None:
+    def merge(self, other: Scan) -> None:
         for action, wheres in other.calls.items():
             for where in wheres:
                 self.add(action, where)
