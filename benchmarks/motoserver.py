@@ -113,7 +113,8 @@ def serve(port: int) -> None:
     from netguard_testkit.moto_sagemaker import aws_like_sagemaker
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    with aws_like_sagemaker(), mock.patch.object(TagBackend, "describe_tags", _tags_of_one_resource(TagBackend.describe_tags)):
+    with aws_like_sagemaker(), mock.patch.object(TagBackend, "describe_tags",
+                                                 _tags_of_one_resource(TagBackend.describe_tags)):
         app = Counting(DomainDispatcherApplication(create_backend_app))
         server = make_server("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
         print("ready", flush=True)
@@ -164,7 +165,8 @@ class BenchServer:
         return cls(process, port)
 
     def _control(self, what: str, method: str = "POST") -> Any:
-        request = urllib.request.Request(f"{self.endpoint}{CONTROL}{what}", method=method, data=b"" if method == "POST" else None)
+        request = urllib.request.Request(f"{self.endpoint}{CONTROL}{what}", method=method,
+                                         data=b"" if method == "POST" else None)
         with urllib.request.urlopen(request, timeout=30) as answer:
             return json.loads(answer.read())
 

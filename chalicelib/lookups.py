@@ -331,7 +331,7 @@ class Lookups:
 
             attributes = (("enableDnsSupport", "EnableDnsSupport"), ("enableDnsHostnames", "EnableDnsHostnames"))
             values = concurrently(read, attributes, self.workers, "netguard-lookup")
-            self._vpc_attributes[vpc_id] = {key: value for (_, key), value in zip(attributes, values)}
+            self._vpc_attributes[vpc_id] = {key: value for (_, key), value in zip(attributes, values, strict=True)}
         return self._vpc_attributes[vpc_id]
 
     def flow_logs(self, vpc_id: str) -> list[dict[str, Any]]:

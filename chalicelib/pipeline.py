@@ -245,7 +245,8 @@ class Pipeline:
             if isinstance(claimed, Exception):
                 # Without a claim we cannot prove we act once: do nothing, say so.
                 self.telemetry.count("failures", decision.finding.control.id)
-                outcomes.append(Outcome(decision, FAILED, f"{error_code(claimed)}: ledger unavailable, no action taken"))
+                outcomes.append(Outcome(decision, FAILED,
+                                        f"{error_code(claimed)}: ledger unavailable, no action taken"))
                 continue
             if not claimed:
                 log.info("duplicate: %s on %s already handled (%s)", decision.finding.control.id,
@@ -287,7 +288,7 @@ class Pipeline:
             return {id(d): True for d in decisions}
         answers = self.ledger.claim_many([(d.finding, d.kind) for d in decisions], context,
                                          attempts=LEDGER_WRITE_ATTEMPTS)
-        return {id(d): answer for d, answer in zip(decisions, answers)}
+        return {id(d): answer for d, answer in zip(decisions, answers, strict=True)}
 
     def _over_budget(self, ref: ResourceRef, severity: str) -> str | None:
         """Blast radius: None if one more enforce action of `severity` is allowed in ref's account and in
@@ -368,7 +369,8 @@ class Pipeline:
         """One alert per outcome worth telling, all sent together (SNS batches them). Nothing new to
         tell for duplicates, report-only findings, or a containment that already held (e.g. a second
         state-change event)."""
-        told = [o for o in report.outcomes if o.result not in (DUPLICATE, ALREADY_DONE) and o.decision.kind != REPORT_ONLY]
+        told = [o for o in report.outcomes
+                if o.result not in (DUPLICATE, ALREADY_DONE) and o.decision.kind != REPORT_ONLY]
         if self.notifier is not None and told:
             report.deliveries.extend(self.notifier.send_all([build_alert(context, o) for o in told]))
 

@@ -74,7 +74,8 @@ def _body(service: str, code: str, message: str) -> tuple[bytes, dict[str, str]]
               "<RequestId>injected</RequestId></ErrorResponse>"
         return xml.encode(), {"Content-Type": "text/xml"}
     if service in _REST_XML:
-        return f"<Error><Code>{code}</Code><Message>{message}</Message></Error>".encode(), {"Content-Type": "application/xml"}
+        return (f"<Error><Code>{code}</Code><Message>{message}</Message></Error>".encode(),
+                {"Content-Type": "application/xml"})
     body = {"__type": code, "message": message, "Message": message}
     return json.dumps(body).encode(), {"Content-Type": "application/x-amz-json-1.1", "x-amzn-ErrorType": code}
 

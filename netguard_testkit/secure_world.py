@@ -297,7 +297,7 @@ def _build_network(ec2: Any, logs: Any, iam: Any, account: str, region: str, pre
     private_rt = ec2.create_route_table(
         VpcId=vpc_id, TagSpecifications=_spec("route-table", tags, f"{prefix}-private"))["RouteTable"]["RouteTableId"]
     subnets = []
-    for index, (az, cidr) in enumerate(zip(azs, PRIVATE_CIDRS)):
+    for index, (az, cidr) in enumerate(zip(azs, PRIVATE_CIDRS, strict=True)):
         name = f"{prefix}-private-{'ab'[index]}"
         subnet_id = ec2.create_subnet(VpcId=vpc_id, CidrBlock=cidr, AvailabilityZone=az,
                                       TagSpecifications=_spec("subnet", tags, name))["Subnet"]["SubnetId"]

@@ -67,6 +67,7 @@ STOP_JOB = ActionSpec(
     statements=tuple(allow(f"Stop{kind}s", f"sagemaker:Stop{operation}", f"arn:aws:sagemaker:*:*:{arn}/*")
                      for kind, operation, arn in (("TrainingJob", "TrainingJob", "training-job"),
                                                   ("ProcessingJob", "ProcessingJob", "processing-job"),
-                                                  ("TuningJob", "HyperParameterTuningJob", "hyper-parameter-tuning-job"),
+                                                  ("TuningJob", "HyperParameterTuningJob",
+                                                   "hyper-parameter-tuning-job"),
                                                   ("TransformJob", "TransformJob", "transform-job"))),
 )

@@ -91,6 +91,12 @@ class MemoryLedger(LedgerBase):
     def _atomic(self) -> contextlib.AbstractContextManager[Any]:
         return self._lock
 
+    def _claim_taken(self, item: dict[str, Any]) -> None:
+        """Nothing to keep: the claim is already whole in `items` (only DynamoDB settles it later)."""
+
+    def _action_started(self, action_id: str, item: dict[str, Any]) -> None:
+        """Nothing to keep: the record is already whole in `items` (only DynamoDB finishes it later)."""
+
     # --- what a dict does at once ---
 
     def record_sweep_stats(self, sweep_id: str, key: str, stats: Mapping[str, Any],

@@ -25,7 +25,7 @@ import datetime as dt
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from ..model import ALREADY_DONE, DEFERRED, FAILED, REMEDIATE, SUCCEEDED, Finding, ResourceRef
 
@@ -137,7 +137,7 @@ class AnyOf:
     clauses: tuple[Clause, ...]
 
 
-Clause = Union[Missing, Present, Compare, OneOf, AllOf, AnyOf]
+Clause = Missing | Present | Compare | OneOf | AllOf | AnyOf
 
 KEY_ATTRIBUTES = ("pk", "sk")  # the table's key: every item has them
 # Attributes that are DynamoDB reserved words, and the names they go by in expressions.

@@ -110,7 +110,7 @@ class Notifier:
 
         failures = [publish(batch) for batch in batches[:1]]
         failures += concurrently(publish, batches[1:], self.settings.read_concurrency, "netguard-sns")
-        for batch, failed in zip(batches, failures):
+        for batch, failed in zip(batches, failures, strict=True):
             for index, _ in batch:
                 if index in failed:
                     self._undelivered(alerts[index], "sns", failed[index])

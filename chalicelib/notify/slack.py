@@ -144,7 +144,8 @@ def slack_blocks(alert: Mapping[str, Any]) -> dict[str, Any]:
         _field("Result", escape_mrkdwn(_fact(alert, "result"))),
     ]
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": truncate(header, SLACK_HEADER_MAX, entities=False), "emoji": False}},
+        {"type": "header", "text": {"type": "plain_text", "text": truncate(header, SLACK_HEADER_MAX, entities=False),
+                                    "emoji": False}},
         {"type": "section", "fields": fields},
     ]
     detail = _fact(alert, "detail")

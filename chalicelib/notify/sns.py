@@ -60,7 +60,8 @@ def _size(text: str) -> int:
 def _cap_long_strings(alert: Mapping[str, Any]) -> dict[str, Any]:
     """Last resort for absurd alerts: cap every top-level string (detail, guidance...)."""
     return {
-        key: (value[: _LONG_STRING_CAP - 1] + "…" if isinstance(value, str) and len(value) > _LONG_STRING_CAP else value)
+        key: (value[: _LONG_STRING_CAP - 1] + "…" if isinstance(value, str) and len(value) > _LONG_STRING_CAP
+              else value)
         for key, value in alert.items()
     }
 

@@ -101,7 +101,8 @@ def test_evaluations_go_out_in_calls_of_at_most_100(aws) -> None:
     with Stubber(client) as stub:
         for size, start in ((100, 0), (100, 100), (50, 200)):
             stub.add_response("put_evaluations", {"FailedEvaluations": []},
-                              {"Evaluations": evals[start:start + size], "ResultToken": "real-token", "TestMode": False})
+                              {"Evaluations": evals[start:start + size], "ResultToken": "real-token",
+                               "TestMode": False})
         assert configrule.put_evaluations(aws.clients, inv, evals) == 0
         stub.assert_no_pending_responses()
 

@@ -684,7 +684,8 @@ def test_unresolvable_webhook_is_recorded_and_sns_still_sent(aws: Clients) -> No
     results = notify.Notifier(settings, aws, ledger=ledger).send(make_alert())
 
     assert results["sns"] == "delivered"
-    assert results["slack"].startswith("failed: cannot read the Slack webhook URL") and "ParameterNotFound" in results["slack"]
+    assert results["slack"].startswith("failed: cannot read the Slack webhook URL")
+    assert "ParameterNotFound" in results["slack"]
     assert [call[1] for call in ledger.calls] == ["slack"]
     assert len(_received_envelopes(aws, queue_url)) == 1
 

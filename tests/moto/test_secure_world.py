@@ -80,7 +80,8 @@ def _notebook(x: World, name: str, subnet: str | None, **kw: Any) -> str:
 def _training(x: World, name: str, **changes: Any) -> str:
     params = {
         "TrainingJobName": name, "RoleArn": x.w.sagemaker_role_arn,
-        "AlgorithmSpecification": {"TrainingImage": "123.dkr.ecr.us-east-1.amazonaws.com/x:1", "TrainingInputMode": "File"},
+        "AlgorithmSpecification": {"TrainingImage": "123.dkr.ecr.us-east-1.amazonaws.com/x:1",
+                                   "TrainingInputMode": "File"},
         "OutputDataConfig": {"S3OutputPath": "s3://b/out"},
         "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 2, "VolumeSizeInGB": 10},
         "StoppingCondition": {"MaxRuntimeInSeconds": 3600},

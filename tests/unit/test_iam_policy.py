@@ -408,7 +408,8 @@ def arn_formats(action: str) -> list[str]:
     info = iam_action(action) or {}
     # The table spells some resource types differently in the two places ("Secret" / "secret").
     resources = {k.lower(): v for k, v in iam_table()[prefix].get("Resources", {}).items()}
-    return [fmt for rtype in info.get("Resources", []) for fmt in resources.get(rtype.lower(), {}).get("ARNFormats", [])]
+    return [fmt for rtype in info.get("Resources", [])
+            for fmt in resources.get(rtype.lower(), {}).get("ARNFormats", [])]
 
 
 def arn_pattern_fits(pattern: str, fmt: str) -> bool:
@@ -608,7 +609,8 @@ def test_policy_resources_match_the_stage_config(stage: str) -> None:
     # The stage's queues (named in app.py after NETGUARD_STAGE) and its report bucket.
     for queue in (f"netguard-recheck-{stage}", f"netguard-sweep-{stage}"):
         assert allows(policy, "sqs:SendMessage", f"arn:aws:sqs:{region}:{account}:{queue}")
-    assert allows(policy, "s3:PutObject", f"arn:aws:s3:::netguard-reports-{account}-{stage}/netguard/sweeps/x/summary.json")
+    assert allows(policy, "s3:PutObject",
+                  f"arn:aws:s3:::netguard-reports-{account}-{stage}/netguard/sweeps/x/summary.json")
     assert not allows(policy, "s3:PutObject", f"arn:aws:s3:::netguard-reports-{account}-{stage}/other/key")
     # Secrets of this stage (Secrets Manager appends a random suffix to the name).
     assert allows(policy, "secretsmanager:GetSecretValue",
@@ -733,7 +735,8 @@ def test_chalice_uses_these_policy_files() -> None:
 
 EC2_ARN_TYPES = {"AWS::EC2::VPC": "vpc", "AWS::EC2::Subnet": "subnet", "AWS::EC2::VPCEndpoint": "vpc-endpoint",
                  "AWS::EC2::SecurityGroup": "security-group"}
-SAGEMAKER_ARN_TYPES = {"AWS::SageMaker::NotebookInstance": "notebook-instance", "AWS::SageMaker::TrainingJob": "training-job",
+SAGEMAKER_ARN_TYPES = {"AWS::SageMaker::NotebookInstance": "notebook-instance",
+                       "AWS::SageMaker::TrainingJob": "training-job",
                        "AWS::SageMaker::ProcessingJob": "processing-job",
                        "AWS::SageMaker::HyperParameterTuningJob": "hyper-parameter-tuning-job",
                        "AWS::SageMaker::TransformJob": "transform-job", "AWS::SageMaker::Model": "model",
@@ -782,7 +785,8 @@ def test_pass_role_is_only_the_flow_log_delivery_role(stage: str) -> None:
         role = params["deliver_logs_role_arn"].replace("{account}", "123456789012")
         assert allows(doc, "iam:PassRole", role), (
             f"VPC.3 delivers through {role}: change PassFlowLogDeliveryRole in {policy_file(stage).name} to it")
-    for other in ("arn:aws:iam::123456789012:role/Admin", "arn:aws:iam::123456789012:role/OrganizationAccountAccessRole",
+    for other in ("arn:aws:iam::123456789012:role/Admin",
+                  "arn:aws:iam::123456789012:role/OrganizationAccountAccessRole",
                   "arn:aws:iam::123456789012:role/netguard-member"):
         assert not allows(doc, "iam:PassRole", other), other
 
