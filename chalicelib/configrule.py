@@ -256,7 +256,7 @@ def refs_from_compliance_change(event: Any, policy: Policy) -> tuple[str, str, R
                            f"evaluates ({', '.join(rule.resource_types)})", event_id)
     pattern = _NAME_PATTERNS.get(rtype)
     if pattern is not None and not pattern.match(config_resource_name(rtype, {"resourceId": rid})):
-        raise InvalidEvent(f"{rule_name}: {rtype} {rid[:64]!r} is not a name SageMaker has", event_id)
+        raise InvalidEvent(f"{rule_name}: {rtype} {str(rid)[:64]!r} is not a name SageMaker has", event_id)
     # Config reports on its own account and region: a body naming others than the envelope's (which
     # EventBridge sets from the sender) is not Config's, and netguard acts only where the event came from.
     for key, envelope_value in (("awsAccountId", account), ("awsRegion", region)):

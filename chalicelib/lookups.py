@@ -157,9 +157,9 @@ class Lookups:
                 self._acls[assoc["SubnetId"]] = acl
         for flow_log in flow_logs:
             self._flow_logs.setdefault(flow_log.get("ResourceId", ""), []).append(flow_log_view(flow_log))
-        for subnet_id in self._subnets:
-            if subnet_id not in self._route_tables:
-                self._route_tables[subnet_id] = self._main_tables.get(self._subnets[subnet_id]["VpcId"])
+        for subnet_id, subnet in self._subnets.items():  # None: looked up before priming and not found
+            if subnet is not None and subnet_id not in self._route_tables:
+                self._route_tables[subnet_id] = self._main_tables.get(subnet["VpcId"])
         self._primed = True
         live = sorted(e["VpcEndpointId"] for es in self._endpoints_by_vpc.values() for e in es if live_endpoint(e))
         return {VPC: sorted(self._vpcs), SUBNET: sorted(self._subnets), VPC_ENDPOINT: live,

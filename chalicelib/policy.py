@@ -164,7 +164,7 @@ def _parse_control(raw: Any, source: str) -> tuple[Control, list[Example]]:
                                      f"not {', '.join(foreign)}")
     unknown_params = params.keys() - spec.required - spec.optional - (action.params if action else frozenset())
     if unknown_params:
-        raise _fail(source, cid, f"check {raw['check']}{' and remediation ' + remediation if action else ''} "
+        raise _fail(source, cid, f"check {raw['check']}{f' and remediation {remediation}' if action else ''} "
                                  f"do not take params: {', '.join(sorted(unknown_params))}")
     applies_when = raw.get("applies_when")
     if applies_when is not None and (

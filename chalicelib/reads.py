@@ -59,8 +59,9 @@ def classify_eni(eni: dict[str, Any]) -> set[str]:
 
 
 def normalize_rule(rule: dict[str, Any]) -> dict[str, Any]:
-    out = {k: rule[k] for k in ("SecurityGroupRuleId", "GroupId", "IsEgress", "IpProtocol", "FromPort",
-                                "ToPort", "CidrIpv4", "CidrIpv6", "PrefixListId", "Description") if k in rule}
+    out: dict[str, Any] = {k: rule[k] for k in ("SecurityGroupRuleId", "GroupId", "IsEgress", "IpProtocol", "FromPort",
+                                                "ToPort", "CidrIpv4", "CidrIpv6", "PrefixListId", "Description")
+                           if k in rule}
     referenced = (rule.get("ReferencedGroupInfo") or {}).get("GroupId")
     if referenced:
         out["ReferencedGroupId"] = referenced

@@ -109,7 +109,8 @@ def decode(body: Any) -> Recheck:
         rtype, rid, account, region = (raw.get(k) for k in ("type", "id", "account", "region"))
         # an evaluated type, by the id it is read by (as the events name it: resources.REGISTRY)
         spec = BY_TYPE.get(rtype) if isinstance(rtype, str) else None
-        if spec is None or not spec.evaluated or not isinstance(rid, str) or not spec.id_pattern.match(rid):
+        if (not isinstance(rtype, str) or spec is None or not spec.evaluated or not isinstance(rid, str)
+                or not spec.id_pattern.match(rid)):
             raise InvalidEvent(f"unsupported resource {str(rtype)[:64]!r} / {str(rid)[:64]!r}")
         if not isinstance(account, str) or not ACCOUNT_RE.match(account):
             raise InvalidEvent("invalid account")

@@ -164,7 +164,7 @@ def exemption_tags(name: str, request: Any, depth: int = 0) -> list[tuple[str, s
             if isinstance(request.get(k), list):
                 found += [(t[:128], None) for t in request[k][:100] if isinstance(t, str)
                           and t.startswith(EXEMPT_TAG_PREFIX)]
-        values = request.values()
+        values: Iterable[Any] = request.values()
     elif isinstance(request, list):
         values = request[:100]
     else:

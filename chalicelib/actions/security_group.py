@@ -54,7 +54,8 @@ def _revoke(req: ActionRequest, rule_ids: list[str], egress: bool) -> tuple[list
         return rule_ids, []
     if together.code == GROUP_GONE:
         return [], rule_ids
-    revoked, gone = [], []
+    revoked: list[str] = []
+    gone: list[str] = []
     for rule_id in rule_ids:
         one = check(make(_revoke_call(group_id, [rule_id], egress), req.client))
         (gone if one.result == GONE else revoked).append(rule_id)

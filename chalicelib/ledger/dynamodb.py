@@ -5,6 +5,7 @@ dependency index in batches, a sweep's figures and progress in one transaction."
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import time
 import uuid
@@ -316,7 +317,7 @@ class DynamoLedger(LedgerBase):
             alone += [(what, {"Put": self._put_params(item)}) for what, item in part if _key(item) in left]
         failed: list[tuple[str, str]] = []
         for what, op in alone:
-            error = _attempt(lambda op=op: self._apply(op), attempts)
+            error = _attempt(functools.partial(self._apply, op), attempts)
             if error is not None:
                 failed.append((what, error))
         return failed
