@@ -33,8 +33,9 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 from urllib.parse import parse_qs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,19 +103,18 @@ class Counting:
 def serve(port: int) -> None:
     """The server process: moto's dispatcher behind `Counting`, threaded, on 127.0.0.1:port."""
     import logging
-
-    from moto.server import DomainDispatcherApplication, create_backend_app
-    from moto.moto_server.werkzeug_app import MotoRequestHandler
-    from werkzeug.serving import make_server
-
     from unittest import mock
 
     from moto.ec2.models.tags import TagBackend
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+    from moto.server import DomainDispatcherApplication, create_backend_app
+    from werkzeug.serving import make_server
 
     from netguard_testkit.moto_sagemaker import aws_like_sagemaker
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    with aws_like_sagemaker(), mock.patch.object(TagBackend, "describe_tags", _tags_of_one_resource(TagBackend.describe_tags)):
+    with aws_like_sagemaker(), mock.patch.object(TagBackend, "describe_tags",
+                                                 _tags_of_one_resource(TagBackend.describe_tags)):
         app = Counting(DomainDispatcherApplication(create_backend_app))
         server = make_server("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
         print("ready", flush=True)
@@ -165,7 +165,8 @@ class BenchServer:
         return cls(process, port)
 
     def _control(self, what: str, method: str = "POST") -> Any:
-        request = urllib.request.Request(f"{self.endpoint}{CONTROL}{what}", method=method, data=b"" if method == "POST" else None)
+        request = urllib.request.Request(f"{self.endpoint}{CONTROL}{what}", method=method,
+                                         data=b"" if method == "POST" else None)
         with urllib.request.urlopen(request, timeout=30) as answer:
             return json.loads(answer.read())
 

@@ -23,8 +23,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -47,10 +48,11 @@ def bench_control(what: str, method: str = "POST") -> Any:
 
 def violation(world: Any, kind: str, name: str) -> dict[str, Any]:
     """Make one violation of `kind` named after `name` in the world; return its CloudTrail event."""
+    from worlds import OPEN_SSH, REGION, create_training_job
+
     from netguard_testkit import events
     from netguard_testkit.moto_fidelity import attach_notebook_eni
     from netguard_testkit.world import create_notebook, ingress_rule_ids
-    from worlds import OPEN_SSH, REGION, create_training_job
 
     net, account = world.net, world.account
     if kind == "CreateNotebookInstance":

@@ -78,7 +78,8 @@ def run_netguard(chunk: int, table: str, heap: bool = False) -> dict[str, Any]:
     return {"resources": stats["resources"], "violations": sum(stats["violations"].values()),
             "violations_by_control": stats["violations"], "alerts": stats["alerts"], "errors": stats["error_count"],
             "calls": calls, "server_seconds": server_seconds, "seconds": seconds,
-            "cpu_seconds": cpu.ru_utime + cpu.ru_stime, "baseline_rss_kb": baseline_rss, "imported_rss_kb": imported_rss,
+            "cpu_seconds": cpu.ru_utime + cpu.ru_stime, "baseline_rss_kb": baseline_rss,
+            "imported_rss_kb": imported_rss,
             "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
             **({"heap_peak_bytes": heap_peak} if heap else {}),
             "report": f"s3://{BUCKET}/{summary_key}", "summary_reports": len(summary["reports"])}
@@ -93,7 +94,8 @@ def bench_control(what: str, method: str = "POST") -> Any:
 def run_tool(tool: str, server: Any, chunk: int, run: int, heap: bool = False) -> dict[str, Any]:
     env = {**server.env(), "PYTHONPATH": str(ROOT)}
     if tool == "netguard":
-        env.update({k: v for k, v in os.environ.items() if k in ("NETGUARD_BENCH_PROFILE", "NETGUARD_READ_CONCURRENCY")})
+        env.update({k: v for k, v in os.environ.items()
+                    if k in ("NETGUARD_BENCH_PROFILE", "NETGUARD_READ_CONCURRENCY")})
         command = [sys.executable, __file__, "--run-netguard", "--chunk", str(chunk), "--table", f"ledger-{run}",
                    *(["--heap"] if heap else [])]
         out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=7200)
@@ -204,7 +206,8 @@ def print_table(rows: list[dict[str, Any]], tools: list[str], chunk: int) -> Non
             f"{r['peak_rss_kb'] / 1024:.0f}", f"{r['cpu_seconds']:.1f}", heap)) + " |")
     keyed = {(r["tool"], r["size"], r["delay_ms"]): r for r in rows}
     if len(tools) == 2:
-        print("\nnetguard against Custodian, same world and delay: throughput (resources/s) ratio, calls/resource ratio")
+        print("\nnetguard against Custodian, same world and delay: throughput (resources/s) ratio, "
+              "calls/resource ratio")
         for (tool, size, delay), r in keyed.items():
             other = keyed.get(("custodian", size, delay))
             if tool == "netguard" and other:

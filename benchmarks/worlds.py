@@ -59,7 +59,8 @@ def add_notebooks(world: Base, count: int, prefix: str = "nb", nets: list[Any] |
     def one(i: int) -> None:
         net = (nets or [world.net])[i % len(nets or [world.net])]
         bad = nets is not None and i % 20 == 0
-        create_notebook(sm, world.account, f"{prefix}-{i:05d}", net.public_subnet if bad else net.private_subnets[i % 2],
+        create_notebook(sm, world.account, f"{prefix}-{i:05d}",
+                        net.public_subnet if bad else net.private_subnets[i % 2],
                         [net.sg_notebook_ok], direct_internet="Enabled" if bad else "Disabled")
 
     in_parallel(one, list(range(count)))

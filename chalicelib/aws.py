@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from typing import Any, Callable, Iterable, TypeVar
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -68,7 +69,7 @@ class Clients:
         self._assumed: dict[str, tuple[Any, dt.datetime]] = {}  # account -> (session, expiry)
 
     @classmethod
-    def for_settings(cls, settings: Any, session: Any = None) -> "Clients":
+    def for_settings(cls, settings: Any, session: Any = None) -> Clients:
         return cls(session, settings.member_role_name, settings.member_external_id, settings.home_account)
 
     @property
@@ -85,7 +86,7 @@ class Clients:
         """A boto3 Session on the member role of `account`, renewed before its credentials expire."""
         import boto3  # noqa: PLC0415
 
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         found = self._assumed.get(account)
         if found is not None and found[1] - now > RENEW_BEFORE:
             return found[0]

@@ -16,8 +16,9 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from importlib.metadata import entry_points
-from typing import Any, Sequence, TextIO
+from typing import Any, TextIO
 
 EXIT_CLEAN, EXIT_VIOLATIONS, EXIT_USAGE, EXIT_ERROR = 0, 1, 2, 3
 EXIT_REFUSED = 4  # restore: the action cannot be undone
@@ -40,9 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="with --enforce and no NETGUARD_LEDGER_TABLE: where actions are recorded")
     scan.add_argument("--policy-dir", help="policy directory (default: the bundled policies/)")
     restore = sub.add_parser("restore", help="re-apply what one remediation changed, from the ledger's before-state")
-    restore.add_argument("action_id", metavar="ACTION_ID", help="the action id (scan --format json: decision.action_id)")
-    restore.add_argument("--ledger-file", help="the JSON-lines ledger of scan --enforce (default: NETGUARD_LEDGER_TABLE "
-                                               "if set, else netguard-ledger.jsonl)")
+    restore.add_argument("action_id", metavar="ACTION_ID",
+                         help="the action id (scan --format json: decision.action_id)")
+    restore.add_argument("--ledger-file", help="the JSON-lines ledger of scan --enforce "
+                                               "(default: NETGUARD_LEDGER_TABLE if set, else netguard-ledger.jsonl)")
     restore.add_argument("--region", help="region of the ledger table (the action's own region is in its record)")
     restore.add_argument("--profile", help="AWS profile (default: the standard credential chain)")
     restore.add_argument("--member-role", help="role name to assume in the action's account, if not ours")
@@ -120,7 +122,7 @@ def render_table(report: dict[str, Any], out: TextIO) -> None:
     ]
     widths = [max(len(str(line[i])) for line in table) for i in range(len(headers))]
     for line in table:
-        out.write("  ".join(str(v).ljust(w) for v, w in zip(line, widths)).rstrip() + "\n")
+        out.write("  ".join(str(v).ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() + "\n")
     s = report["summary"]
     out.write(f"\n{s['resources']} resources, {s['findings']} findings: "
               + ", ".join(f"{k} {v}" for k, v in s["by_status"].items())

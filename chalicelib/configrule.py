@@ -20,8 +20,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -87,10 +88,10 @@ def _time(value: Any, default: dt.datetime | None = None) -> dt.datetime:
     if isinstance(value, str):
         try:
             parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
         except ValueError:
             pass
-    return default or dt.datetime.now(dt.timezone.utc)
+    return default or dt.datetime.now(dt.UTC)
 
 
 def _region_of_rule(arn: Any) -> str | None:
@@ -255,7 +256,7 @@ def refs_from_compliance_change(event: Any, policy: Policy) -> tuple[str, str, R
                            f"evaluates ({', '.join(rule.resource_types)})", event_id)
     pattern = _NAME_PATTERNS.get(rtype)
     if pattern is not None and not pattern.match(config_resource_name(rtype, {"resourceId": rid})):
-        raise InvalidEvent(f"{rule_name}: {rtype} {rid[:64]!r} is not a name SageMaker has", event_id)
+        raise InvalidEvent(f"{rule_name}: {rtype} {str(rid)[:64]!r} is not a name SageMaker has", event_id)
     # Config reports on its own account and region: a body naming others than the envelope's (which
     # EventBridge sets from the sender) is not Config's, and netguard acts only where the event came from.
     for key, envelope_value in (("awsAccountId", account), ("awsRegion", region)):

@@ -67,5 +67,6 @@ def decide(finding: Finding, policy: Policy, settings: Settings, today: dt.date,
         return Decision(finding, DEFERRED, f"deferred: resource is {state}; will {action.describe} once it can{note}",
                         action.name)
     if readiness == "cannot":
-        return Decision(finding, NOT_ACTIONABLE, f"cannot {action.describe} while {action.state_field} is {state}{note}")
+        return Decision(finding, NOT_ACTIONABLE,
+                        f"cannot {action.describe} while {action.state_field} is {state}{note}")
     return Decision(finding, REMEDIATE, f"enforce: {action.describe}{note}", action.name)

@@ -1,7 +1,7 @@
 """Evaluate: controls x resources -> findings. Pure: plain data in, findings with evidence out."""
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from .checks import CHECKS, condition_holds
 from .model import NOT_APPLICABLE, Control, Finding, Resource

@@ -9,8 +9,9 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any, cast
 
 from .aws import AWS_ERRORS, Clients, concurrently, error_code, error_message
 from .lookups import Lookups
@@ -107,7 +108,8 @@ class Collector:
             for resource in self._read_by_type(todo, pending, out):
                 out.resources.append(resource)
                 if resource.ref.resource_type == VPC:
-                    resource.state["Environments"] = self._vpc_environments(resource.ref, out)
+                    # the VPC collector builds its state as a dict, completed here with what uses the VPC
+                    cast(dict[str, Any], resource.state)["Environments"] = self._vpc_environments(resource.ref, out)
                 uses = related(resource)
                 for used, kinds in uses:
                     if used.resource_type not in self.types:

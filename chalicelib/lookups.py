@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -52,7 +53,7 @@ class Lookups:
         self.account, self.region, self.clients = account, region, clients
         # Every answer cached here was read at or after this time (what a claim compares with: see
         # ledger.claim_open); a sweep's lookups live for its whole task.
-        self.created_at = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        self.created_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         self.workers = workers  # concurrent calls: prime(), together(), vpc_attributes()
         self._subnets: dict[str, dict[str, Any] | None] = {}
         self._route_tables: dict[str, dict[str, Any] | None] = {}
@@ -156,9 +157,9 @@ class Lookups:
                 self._acls[assoc["SubnetId"]] = acl
         for flow_log in flow_logs:
             self._flow_logs.setdefault(flow_log.get("ResourceId", ""), []).append(flow_log_view(flow_log))
-        for subnet_id in self._subnets:
-            if subnet_id not in self._route_tables:
-                self._route_tables[subnet_id] = self._main_tables.get(self._subnets[subnet_id]["VpcId"])
+        for subnet_id, subnet in self._subnets.items():  # None: looked up before priming and not found
+            if subnet is not None and subnet_id not in self._route_tables:
+                self._route_tables[subnet_id] = self._main_tables.get(subnet["VpcId"])
         self._primed = True
         live = sorted(e["VpcEndpointId"] for es in self._endpoints_by_vpc.values() for e in es if live_endpoint(e))
         return {VPC: sorted(self._vpcs), SUBNET: sorted(self._subnets), VPC_ENDPOINT: live,
@@ -330,7 +331,7 @@ class Lookups:
 
             attributes = (("enableDnsSupport", "EnableDnsSupport"), ("enableDnsHostnames", "EnableDnsHostnames"))
             values = concurrently(read, attributes, self.workers, "netguard-lookup")
-            self._vpc_attributes[vpc_id] = {key: value for (_, key), value in zip(attributes, values)}
+            self._vpc_attributes[vpc_id] = {key: value for (_, key), value in zip(attributes, values, strict=True)}
         return self._vpc_attributes[vpc_id]
 
     def flow_logs(self, vpc_id: str) -> list[dict[str, Any]]:

@@ -7,8 +7,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 NOTEBOOK = "AWS::SageMaker::NotebookInstance"
 # Jobs: AWS Config does not record them (events and scans cover them); the names follow the others.

@@ -8,9 +8,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Protocol
-
+from typing import Any, Protocol
 
 from .aws import AWS_ERRORS, Clients, error_code, error_message, is_retryable
 from .collect import BulkTags, Collector, sagemaker_tags
@@ -121,7 +121,7 @@ class Pipeline:
         self.policy, self.settings, self.clients = policy, settings, clients
         self.ledger, self.notifier = ledger, notifier
         self.telemetry = telemetry or NoTelemetry()
-        self.today = today or (lambda: dt.datetime.now(dt.timezone.utc).date())
+        self.today = today or (lambda: dt.datetime.now(dt.UTC).date())
         self.report_only = report_only
         self.collector = collector  # shared lookups for a scan; otherwise fresh per run
 
@@ -245,7 +245,8 @@ class Pipeline:
             if isinstance(claimed, Exception):
                 # Without a claim we cannot prove we act once: do nothing, say so.
                 self.telemetry.count("failures", decision.finding.control.id)
-                outcomes.append(Outcome(decision, FAILED, f"{error_code(claimed)}: ledger unavailable, no action taken"))
+                outcomes.append(Outcome(decision, FAILED,
+                                        f"{error_code(claimed)}: ledger unavailable, no action taken"))
                 continue
             if not claimed:
                 log.info("duplicate: %s on %s already handled (%s)", decision.finding.control.id,
@@ -287,7 +288,7 @@ class Pipeline:
             return {id(d): True for d in decisions}
         answers = self.ledger.claim_many([(d.finding, d.kind) for d in decisions], context,
                                          attempts=LEDGER_WRITE_ATTEMPTS)
-        return {id(d): answer for d, answer in zip(decisions, answers)}
+        return {id(d): answer for d, answer in zip(decisions, answers, strict=True)}
 
     def _over_budget(self, ref: ResourceRef, severity: str) -> str | None:
         """Blast radius: None if one more enforce action of `severity` is allowed in ref's account and in
@@ -305,7 +306,7 @@ class Pipeline:
             return f"{error_code(exc)}: action budget unavailable, no action taken"
         if refused is None:
             return None
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         where = f"in account {ref.account}" if refused == "account" else "across all accounts"
         cap = org_limit if refused == "organization" else limit
         again = ("; rechecked when it opens" if self.settings.recheck_queue_url
@@ -368,7 +369,8 @@ class Pipeline:
         """One alert per outcome worth telling, all sent together (SNS batches them). Nothing new to
         tell for duplicates, report-only findings, or a containment that already held (e.g. a second
         state-change event)."""
-        told = [o for o in report.outcomes if o.result not in (DUPLICATE, ALREADY_DONE) and o.decision.kind != REPORT_ONLY]
+        told = [o for o in report.outcomes
+                if o.result not in (DUPLICATE, ALREADY_DONE) and o.decision.kind != REPORT_ONLY]
         if self.notifier is not None and told:
             report.deliveries.extend(self.notifier.send_all([build_alert(context, o) for o in told]))
 

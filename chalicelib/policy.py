@@ -8,9 +8,10 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .checks import CHECKS
 from .errors import PolicyError
@@ -149,7 +150,8 @@ def _parse_control(raw: Any, source: str) -> tuple[Control, list[Example]]:
     if not isinstance(params, dict):
         raise _fail(source, cid, "params must be a table")
     if spec.required - params.keys():
-        raise _fail(source, cid, f"check {raw['check']} needs params: {', '.join(sorted(spec.required - params.keys()))}")
+        raise _fail(source, cid,
+                    f"check {raw['check']} needs params: {', '.join(sorted(spec.required - params.keys()))}")
     remediation = raw.get("remediation")
     action = None
     if remediation is not None:
@@ -162,7 +164,7 @@ def _parse_control(raw: Any, source: str) -> tuple[Control, list[Example]]:
                                      f"not {', '.join(foreign)}")
     unknown_params = params.keys() - spec.required - spec.optional - (action.params if action else frozenset())
     if unknown_params:
-        raise _fail(source, cid, f"check {raw['check']}{' and remediation ' + remediation if action else ''} "
+        raise _fail(source, cid, f"check {raw['check']}{f' and remediation {remediation}' if action else ''} "
                                  f"do not take params: {', '.join(sorted(unknown_params))}")
     applies_when = raw.get("applies_when")
     if applies_when is not None and (
@@ -188,7 +190,8 @@ def _parse_control(raw: Any, source: str) -> tuple[Control, list[Example]]:
         if not isinstance(ex, dict) or set(ex) != EXAMPLE_KEYS:
             raise _fail(source, cid, f"each example needs exactly: {', '.join(sorted(EXAMPLE_KEYS))}")
         if ex["expect"] not in (COMPLIANT, NON_COMPLIANT, NOT_APPLICABLE):
-            raise _fail(source, cid, f"example {ex['name']!r}: expect must be COMPLIANT, NON_COMPLIANT or NOT_APPLICABLE")
+            raise _fail(source, cid,
+                        f"example {ex['name']!r}: expect must be COMPLIANT, NON_COMPLIANT or NOT_APPLICABLE")
         examples.append(Example(cid or "", ex["name"], ex["expect"], ex["state"]))
     return control, examples
 
@@ -287,7 +290,8 @@ def _load_policy(policy_dir: str) -> Policy:
     for ex in exemptions:
         unknown_ids = [c for c in ex.controls if c != "*" and c not in seen]
         if unknown_ids:
-            raise PolicyError(f"{ex.source}: exemption for {ex.resource_id} names unknown controls: {', '.join(unknown_ids)}")
+            raise PolicyError(f"{ex.source}: exemption for {ex.resource_id} names unknown controls: "
+                              f"{', '.join(unknown_ids)}")
     rules = tuple(_parse_config_rule(raw, source, by_id) for raw, source in raw_rules)
     names = [r.name for r in rules]
     if len(set(names)) != len(names):

@@ -2,7 +2,8 @@
 logs and tags in the shapes the collectors and checks read. No client state (see lookups.Lookups)."""
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -58,8 +59,9 @@ def classify_eni(eni: dict[str, Any]) -> set[str]:
 
 
 def normalize_rule(rule: dict[str, Any]) -> dict[str, Any]:
-    out = {k: rule[k] for k in ("SecurityGroupRuleId", "GroupId", "IsEgress", "IpProtocol", "FromPort",
-                                "ToPort", "CidrIpv4", "CidrIpv6", "PrefixListId", "Description") if k in rule}
+    out: dict[str, Any] = {k: rule[k] for k in ("SecurityGroupRuleId", "GroupId", "IsEgress", "IpProtocol", "FromPort",
+                                                "ToPort", "CidrIpv4", "CidrIpv6", "PrefixListId", "Description")
+                           if k in rule}
     referenced = (rule.get("ReferencedGroupInfo") or {}).get("GroupId")
     if referenced:
         out["ReferencedGroupId"] = referenced

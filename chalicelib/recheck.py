@@ -13,8 +13,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .aws import Clients
 from .errors import InvalidEvent
@@ -53,7 +54,7 @@ def delay_for(attempt: int, base: int) -> int:
 
 
 def _parse_time(text: str) -> dt.datetime:
-    return dt.datetime.strptime(text, TIME_FORMAT).replace(tzinfo=dt.timezone.utc)
+    return dt.datetime.strptime(text, TIME_FORMAT).replace(tzinfo=dt.UTC)
 
 
 def seconds_until(moment: str, now: dt.datetime) -> int:
@@ -108,7 +109,8 @@ def decode(body: Any) -> Recheck:
         rtype, rid, account, region = (raw.get(k) for k in ("type", "id", "account", "region"))
         # an evaluated type, by the id it is read by (as the events name it: resources.REGISTRY)
         spec = BY_TYPE.get(rtype) if isinstance(rtype, str) else None
-        if spec is None or not spec.evaluated or not isinstance(rid, str) or not spec.id_pattern.match(rid):
+        if (not isinstance(rtype, str) or spec is None or not spec.evaluated or not isinstance(rid, str)
+                or not spec.id_pattern.match(rid)):
             raise InvalidEvent(f"unsupported resource {str(rtype)[:64]!r} / {str(rid)[:64]!r}")
         if not isinstance(account, str) or not ACCOUNT_RE.match(account):
             raise InvalidEvent("invalid account")
@@ -138,7 +140,7 @@ class RecheckQueue:
                         now: dt.datetime | None = None) -> list[str]:
         """The re-checks a run calls for (RunReport): what it deferred or could not do, after the usual
         backoff; what the blast-radius limit held back, once its window ends."""
-        now = now or dt.datetime.now(dt.timezone.utc)
+        now = now or dt.datetime.now(dt.UTC)
         sent = self.schedule(report.recheck_refs(include_duplicates), origin, attempt)
         limited = report.limited_refs()
         if limited:
@@ -165,7 +167,7 @@ class RecheckQueue:
         queue_url = str(self.settings.recheck_queue_url)
         sqs = self.clients.client("sqs", _queue_region(queue_url))
         if not_before is not None:
-            delay = min(MAX_DELAY_SECONDS, seconds_until(not_before, now or dt.datetime.now(dt.timezone.utc)) + 1)
+            delay = min(MAX_DELAY_SECONDS, seconds_until(not_before, now or dt.datetime.now(dt.UTC)) + 1)
         else:
             delay = delay_for(attempt, self.settings.recheck_delay_seconds)
         sent = []

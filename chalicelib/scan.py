@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from .aws import AWS_ERRORS, Clients, concurrently, error_code, error_message
 from .collect import Collector

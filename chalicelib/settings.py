@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from .errors import ConfigError
 from .model import SEVERITIES
@@ -191,7 +191,7 @@ class Settings:
         return self.home_account is None or account == self.home_account
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         mode = env.get("NETGUARD_MODE", "enforce").strip().lower() or "enforce"
         if mode not in STAGE_MODES:

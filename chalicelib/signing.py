@@ -13,7 +13,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .aws import Clients
 from .model import canonical_json
@@ -45,8 +46,8 @@ class Signer:
         self.key_id, self.clients = key_id, clients
 
     def mac_of(self, action_id: str, item: Mapping[str, Any]) -> str:
-        answer = self.clients.client("kms", key_region(self.key_id)).generate_mac(KeyId=self.key_id, MacAlgorithm=MAC_ALGORITHM,
-                                       Message=action_message(action_id, item))
+        answer = self.clients.client("kms", key_region(self.key_id)).generate_mac(
+            KeyId=self.key_id, MacAlgorithm=MAC_ALGORITHM, Message=action_message(action_id, item))
         return base64.b64encode(answer["Mac"]).decode("ascii")
 
 

@@ -8,7 +8,8 @@ that failed, an unsupported call) raise IgnoredEvent. Both are logged with the e
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from .errors import IgnoredEvent, InvalidEvent
 from .model import EventContext, ResourceRef, Trigger
@@ -164,7 +165,7 @@ def exemption_tags(name: str, request: Any, depth: int = 0) -> list[tuple[str, s
             if isinstance(request.get(k), list):
                 found += [(t[:128], None) for t in request[k][:100] if isinstance(t, str)
                           and t.startswith(EXEMPT_TAG_PREFIX)]
-        values = request.values()
+        values: Iterable[Any] = request.values()
     elif isinstance(request, list):
         values = request[:100]
     else:

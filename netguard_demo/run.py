@@ -18,8 +18,9 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, TextIO
+from typing import Any, TextIO
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 ACCOUNT_REGION = "us-east-1"
@@ -98,9 +99,17 @@ def run_demo(out: TextIO) -> int:
     from netguard_testkit.moto_fidelity import attach_notebook_eni, aws_like_notebooks, set_status  # noqa: PLC0415
     from netguard_testkit.moto_sagemaker import aws_like_sagemaker  # noqa: PLC0415
     from netguard_testkit.receiver import WebhookReceiver  # noqa: PLC0415
-    from netguard_testkit.world import (build_network, create_alert_channels, create_ledger_table,  # noqa: PLC0415
-                                        create_notebook, create_training_job, drain_alerts, ingress_rule_ids,
-                                        remove_default_vpc, TAGS)
+    from netguard_testkit.world import (  # noqa: PLC0415
+        TAGS,
+        build_network,
+        create_alert_channels,
+        create_ledger_table,
+        create_notebook,
+        create_training_job,
+        drain_alerts,
+        ingress_rule_ids,
+        remove_default_vpc,
+    )
 
     show = Printer(out)
     engine_output = io.StringIO()
@@ -146,11 +155,13 @@ def run_demo(out: TextIO) -> int:
                 create_notebook(sm, account, "nb-public-internet", net.public_subnet, [net.sg_jupyter], "Enabled")
                 create_notebook(sm, account, "nb-no-vpc", direct_internet="Enabled")
                 create_notebook(sm, account, "nb-private", net.private_subnets[0], [net.sg_notebook_ok], "Disabled")
-                lab_exemption = {"netguard:exempt": "NB.1 NB.2", "netguard:exempt-reason": "isolated lab, ticket SEC-42",
+                lab_exemption = {"netguard:exempt": "NB.1 NB.2",
+                                 "netguard:exempt-reason": "isolated lab, ticket SEC-42",
                                  "netguard:exempt-until": (dt.date.today() + dt.timedelta(days=60)).isoformat()}
                 create_notebook(sm, account, "nb-lab", direct_internet="Enabled", tags=lab_exemption)
                 send("on_api_call", events.create_notebook("nb-public-internet", account, region, net.public_subnet,
-                                                           [net.sg_jupyter]), "CreateNotebookInstance nb-public-internet")
+                                                           [net.sg_jupyter]),
+                     "CreateNotebookInstance nb-public-internet")
                 send("on_api_call", events.create_notebook("nb-no-vpc", account, region, None, []),
                      "CreateNotebookInstance nb-no-vpc")
                 send("on_api_call", events.create_notebook("nb-private", account, region, net.private_subnets[0],
@@ -167,7 +178,8 @@ def run_demo(out: TextIO) -> int:
                                              ("nb-private", net.private_subnets[0], [net.sg_notebook_ok]),
                                              ("nb-lab", None, [])):
                     set_status(account, region, name, "InService")
-                    state_events[name] = events.notebook_state_change(name, "InService", account, region, subnet, groups)
+                    state_events[name] = events.notebook_state_change(name, "InService", account, region, subnet,
+                                                                      groups)
                     send("on_state_change", state_events[name], f"Notebook Instance State Change {name} InService")
                 with contextlib.redirect_stdout(out):
                     show.line("-> the nb-public-internet event delivered a second time (EventBridge is at-least-once):"
@@ -179,10 +191,12 @@ def run_demo(out: TextIO) -> int:
                 attach_notebook_eni(ec2, net.private_subnets[1], [net.sg_ssh_open], "nb-private")
                 open_rule = next(r for r in ingress_rule_ids(ec2, net.sg_ssh_open).values() if r["FromPort"] == 22)
                 send("on_api_call", events.authorize_ingress(net.sg_ssh_open, [{"IpProtocol": "tcp", "FromPort": 22,
-                                                                                "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}],
+                                                                                "ToPort": 22,
+                                                                                "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}],
                                                              account, region, rule_set=[open_rule]),
                      f"AuthorizeSecurityGroupIngress {net.sg_ssh_open} tcp/22 from 0.0.0.0/0")
-                send("on_api_call", {"id": "forged-1", "source": "my.scripts", "detail-type": "AWS API Call via CloudTrail"},
+                send("on_api_call",
+                     {"id": "forged-1", "source": "my.scripts", "detail-type": "AWS API Call via CloudTrail"},
                      "a forged event that claims to be CloudTrail")
 
                 with contextlib.redirect_stdout(out):
@@ -204,7 +218,8 @@ def run_demo(out: TextIO) -> int:
                                                     {"endpointConfigName": "config-single"}, None, account, region),
                      "CreateEndpointConfig config-single (one instance)")
                 domain = sm.create_domain(DomainName="studio", AuthMode="IAM", VpcId=net.vpc_id,
-                                          SubnetIds=list(net.private_subnets), AppNetworkAccessType="PublicInternetOnly",
+                                          SubnetIds=list(net.private_subnets),
+                                          AppNetworkAccessType="PublicInternetOnly",
                                           DefaultUserSettings={"ExecutionRole": role,
                                                                "SecurityGroups": [net.sg_notebook_ok]},
                                           Tags=[{"Key": k, "Value": v} for k, v in TAGS.items()])
@@ -253,7 +268,8 @@ def run_demo(out: TextIO) -> int:
                                "region": region, "resources": [], "detail": {}}
                 planned = client.lambda_.invoke("sweep", sweep_event).payload
                 summary = json.loads(session.client("s3").get_object(
-                    Bucket="netguard-demo-reports", Key=f"netguard/sweeps/{planned['sweep_id']}/summary.json")["Body"].read())
+                    Bucket="netguard-demo-reports",
+                    Key=f"netguard/sweeps/{planned['sweep_id']}/summary.json")["Body"].read())
                 with contextlib.redirect_stdout(out):
                     show.line(f"-> scheduled sweep {planned['sweep_id']} ({planned['tasks']} account-region; "
                               f"private subnet {net.private_subnets[1]} set to assign public IPs, no event sent)")
@@ -274,7 +290,8 @@ def run_demo(out: TextIO) -> int:
         show.title("6. What AWS looks like now")
         for nb in sm.list_notebook_instances()["NotebookInstances"]:
             tags = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=nb["NotebookInstanceArn"])["Tags"]}
-            quarantine = f"  netguard:quarantined={tags['netguard:quarantined']}" if "netguard:quarantined" in tags else ""
+            quarantine = (f"  netguard:quarantined={tags['netguard:quarantined']}" if "netguard:quarantined" in tags
+                          else "")
             show.line(f"   notebook {nb['NotebookInstanceName']:<20} {nb['NotebookInstanceStatus']:<10}{quarantine}")
         for group_id in (net.sg_jupyter, net.sg_ssh_open, net.sg_notebook_ok):
             rules = [f"{r['IpProtocol']}/{r['FromPort']} from {r.get('CidrIpv4') or r.get('CidrIpv6')}"
@@ -307,8 +324,8 @@ def run_demo(out: TextIO) -> int:
                   f"{sum('_aws' in x for x in logs)} EMF metric lines (correlation id = event id)")
 
         show.title("9. netguard scan --region us-east-1 (read-only) over the same account")
-        from chalicelib.cli import build_report, render_table  # noqa: PLC0415
         from chalicelib.aws import Clients  # noqa: PLC0415
+        from chalicelib.cli import build_report, render_table  # noqa: PLC0415
         from chalicelib.scan import run_scan  # noqa: PLC0415
 
         for key in ("NETGUARD_LEDGER_TABLE", "NETGUARD_ALERT_TOPIC_ARN", "NETGUARD_SLACK_WEBHOOK_PARAM",

@@ -17,7 +17,7 @@ EVENTS_DIR = Path(__file__).resolve().parent.parent / "tests" / "events"
 PRINCIPAL = "arn:aws:iam::{account}:user/data-scientist"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def sample(name: str) -> dict[str, Any]:
     return json.loads((EVENTS_DIR / name).read_text(encoding="utf-8"))
 
@@ -68,7 +68,8 @@ def start_notebook(name: str, account: str, region: str, **kw: Any) -> dict[str,
                     account, region, **kw)
 
 
-def create_security_group(group_id: str, name: str, vpc_id: str, account: str, region: str, **kw: Any) -> dict[str, Any]:
+def create_security_group(group_id: str, name: str, vpc_id: str, account: str, region: str,
+                          **kw: Any) -> dict[str, Any]:
     request = {"groupName": name, "groupDescription": name, "vpcId": vpc_id}
     response = {"requestId": _new_id(), "_return": True, "groupId": group_id}
     return api_call("CreateSecurityGroup", "aws.ec2", request, response, account, region, **kw)
@@ -101,7 +102,8 @@ def authorize_ingress(group_id: str, permissions: list[dict[str, Any]], account:
                     event_version=version, **kw)
 
 
-def modify_rules(group_id: str, rule_id: str, rule: dict[str, Any], account: str, region: str, **kw: Any) -> dict[str, Any]:
+def modify_rules(group_id: str, rule_id: str, rule: dict[str, Any], account: str, region: str,
+                 **kw: Any) -> dict[str, Any]:
     request = {"ModifySecurityGroupRulesRequest": {"GroupId": group_id, "SecurityGroupRule": {
         "SecurityGroupRuleId": rule_id, "SecurityGroupRule": rule}}}
     return api_call("ModifySecurityGroupRules", "aws.ec2", request, {"_return": True}, account, region, **kw)

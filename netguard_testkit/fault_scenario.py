@@ -19,8 +19,9 @@ import os
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 from unittest import mock
 
 from netguard_testkit.world import OPEN_SSH
@@ -141,7 +142,7 @@ def run(rate: float = 0.3, seed: int = 7, groups: int = 12, notebooks: int = 6, 
 
         def send_all(self: Any, alerts: Any) -> list[dict[str, str]]:
             results = real_send_all(self, alerts)
-            for alert, result in zip(alerts, results):
+            for alert, result in zip(alerts, results, strict=True):
                 delivered[str(alert.get("alert_id"))] = notify.DELIVERED in result.values()
             return results
 

@@ -16,7 +16,8 @@ import json
 import random
 import threading
 from collections import Counter
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ReadTimeoutError
@@ -73,7 +74,8 @@ def _body(service: str, code: str, message: str) -> tuple[bytes, dict[str, str]]
               "<RequestId>injected</RequestId></ErrorResponse>"
         return xml.encode(), {"Content-Type": "text/xml"}
     if service in _REST_XML:
-        return f"<Error><Code>{code}</Code><Message>{message}</Message></Error>".encode(), {"Content-Type": "application/xml"}
+        return (f"<Error><Code>{code}</Code><Message>{message}</Message></Error>".encode(),
+                {"Content-Type": "application/xml"})
     body = {"__type": code, "message": message, "Message": message}
     return json.dumps(body).encode(), {"Content-Type": "application/x-amz-json-1.1", "x-amzn-ErrorType": code}
 
@@ -91,7 +93,7 @@ class FaultInjector:
         self.requests = 0
         self._lock = threading.Lock()
 
-    def install(self, session: Any) -> "FaultInjector":
+    def install(self, session: Any) -> FaultInjector:
         # First: ahead of moto's own before-send handler, which would otherwise answer for real.
         session.events.register_first("before-send", self._before_send)
         _skip_faulted_requests()

@@ -20,7 +20,8 @@ import contextlib
 import copy
 import threading
 import types
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 from unittest import mock
 
 from moto.dynamodb import models
@@ -83,7 +84,8 @@ def aws_like_dynamodb() -> Iterator[None]:
     real_deepcopy = copy.deepcopy
     # moto's module uses copy.deepcopy only for items and for the tables' backup
     no_table_backup = types.SimpleNamespace(
-        copy=copy.copy, deepcopy=lambda value, *args: value if isinstance(value, Table) else real_deepcopy(value, *args))
+        copy=copy.copy,
+        deepcopy=lambda value, *args: value if isinstance(value, Table) else real_deepcopy(value, *args))
     with mock.patch.object(DynamoDBBackend, "put_item", locked(DynamoDBBackend.put_item)), \
          mock.patch.object(DynamoDBBackend, "update_item", locked(DynamoDBBackend.update_item)), \
          mock.patch.object(DynamoDBBackend, "delete_item", locked(DynamoDBBackend.delete_item)), \

@@ -10,7 +10,8 @@ moto does not create.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 from unittest import mock
 
 from moto.core.utils import utcnow

@@ -82,8 +82,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 from unittest import mock
 
 from moto.core.responses import ActionResult, EmptyResult
@@ -500,7 +501,7 @@ def _tags_per_page_only_when_asked(original: Any) -> Any:
 
 # --- playing SageMaker's part ---------------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _valid_statuses(shape: str) -> frozenset[str]:
     import botocore.session  # noqa: PLC0415
 

@@ -14,9 +14,10 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Mapping
+from typing import Any
 
 DEFAULT_PATH = "/services/T000/B000/XXXX"
 
@@ -32,7 +33,7 @@ class _Scripted:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: "_Server"
+    server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature from the base class
         """Silence the per-request stderr log."""
@@ -89,7 +90,7 @@ def _parse(raw: bytes) -> dict[str, Any] | None:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    receiver: "WebhookReceiver"
+    receiver: WebhookReceiver
 
 
 class WebhookReceiver:
@@ -135,7 +136,7 @@ class WebhookReceiver:
         with self._lock:
             self.payloads.append(payload)
 
-    def start(self) -> "WebhookReceiver":
+    def start(self) -> WebhookReceiver:
         if self._server is not None:
             return self
         server = _Server(("127.0.0.1", 0), _Handler)
@@ -160,7 +161,7 @@ class WebhookReceiver:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def __enter__(self) -> "WebhookReceiver":
+    def __enter__(self) -> WebhookReceiver:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:

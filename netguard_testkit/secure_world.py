@@ -62,8 +62,9 @@ moto gaps (what moto 5.2.5 cannot represent here; the builder still succeeds):
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from netguard_testkit import moto_fidelity
 
@@ -302,7 +303,7 @@ def _build_network(ec2: Any, logs: Any, iam: Any, account: str, region: str, pre
     private_rt = ec2.create_route_table(
         VpcId=vpc_id, TagSpecifications=_spec("route-table", tags, f"{prefix}-private"))["RouteTable"]["RouteTableId"]
     subnets = []
-    for index, (az, cidr) in enumerate(zip(azs, PRIVATE_CIDRS)):
+    for index, (az, cidr) in enumerate(zip(azs, PRIVATE_CIDRS, strict=True)):
         name = f"{prefix}-private-{'ab'[index]}"
         subnet_id = ec2.create_subnet(VpcId=vpc_id, CidrBlock=cidr, AvailabilityZone=az,
                                       TagSpecifications=_spec("subnet", tags, name))["Subnet"]["SubnetId"]

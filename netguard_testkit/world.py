@@ -164,7 +164,8 @@ def create_training_job(sagemaker: Any, account: str, name: str, net: Network, i
 
 def ingress_rule_ids(ec2: Any, group_id: str) -> dict[str, dict[str, Any]]:
     """The group's ingress rules by rule id (to check what a remediation left)."""
-    rules = ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [group_id]}])["SecurityGroupRules"]
+    rules = ec2.describe_security_group_rules(
+        Filters=[{"Name": "group-id", "Values": [group_id]}])["SecurityGroupRules"]
     return {r["SecurityGroupRuleId"]: r for r in rules if not r["IsEgress"]}
 
 

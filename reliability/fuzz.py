@@ -37,16 +37,17 @@ import sys
 import time
 import uuid
 from collections import Counter, deque
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
+
+from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-
-from hypothesis import HealthCheck, Phase, given, seed, settings
-from hypothesis import strategies as st
 
 HANDLERS = ("on_api_call", "on_state_change", "on_compliance_change", "config_rule", "sweep", "sweep_worker",
             "recheck")
@@ -167,7 +168,8 @@ NASTY = ("", " ", "\n", "\x00", "\ud800", "\udfff", "\u202e", "\u200b", "\ufeff"
          "sg-0123456789abcdef0\n", "ＳＧ-0123", "aws.ec2\n", "aws.sagemaker ", "AWS.SAGEMAKER", "𝔫𝔟-𝔬𝔭𝔢𝔫",
          "nb\u0301", "../../etc/passwd", "%s%s%n", "' OR '1'='1", "${jndi:ldap://x}", "\\u0000", "\"", "\\",
          "arn:aws:sagemaker:us-east-1:123456789012:notebook-instance/", "arn:aws", "arn:aws:::::",
-         "2026-13-45T99:99:99Z", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "9" * 40, "0" * 12, "-" * 63, "a" * 64, "d-", "sg-", "vpc-00000000")
+         "2026-13-45T99:99:99Z", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00",
+         "9" * 40, "0" * 12, "-" * 63, "a" * 64, "d-", "sg-", "vpc-00000000")
 UNICODE_DIGITS = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
 FULLWIDTH = str.maketrans("0123456789abcdefghijklmnopqrstuvwxyz-",
                           "０１２３４５６７８９ａｂｃｄｅｆｇｈｉｊｋｌｍｎｏｐｑｒｓｔｕｖｗｘｙｚ－")
@@ -202,7 +204,8 @@ def retyped(value: Any, choice: int) -> Any:
     options: list[Any] = [None, True, False, 0, -1, 1.5, 2**63, "", [], {}, [value], {"value": value},
                           json.dumps(value), str(value)[:200]]
     if isinstance(value, str):
-        options += [value.encode("utf-8", "surrogatepass").hex(), int(value) if value.isdecimal() and len(value) < 100 else len(value)]
+        options += [value.encode("utf-8", "surrogatepass").hex(),
+                    int(value) if value.isdecimal() and len(value) < 100 else len(value)]
     if isinstance(value, dict):
         options += [list(value.values()), list(value.keys())]
     if isinstance(value, list):
@@ -350,7 +353,8 @@ def _build_resources(session: Any, account: str, region: str) -> World:
     attach_notebook_eni(ec2, net.private_subnets[0], [net.sg_ssh_open], NB_SSH)
     sagemaker.create_training_job(
         TrainingJobName=TRAIN, RoleArn=f"arn:aws:iam::{account}:role/sagemaker",
-        AlgorithmSpecification={"TrainingImage": "123.dkr.ecr.us-east-1.amazonaws.com/x:1", "TrainingInputMode": "File"},
+        AlgorithmSpecification={"TrainingImage": "123.dkr.ecr.us-east-1.amazonaws.com/x:1",
+                                "TrainingInputMode": "File"},
         OutputDataConfig={"S3OutputPath": "s3://b/out"},
         ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 10},
         StoppingCondition={"MaxRuntimeInSeconds": 3600},
@@ -427,7 +431,7 @@ class Figures:
                     or self.accepted_malformed
                     or self.good_in_mixed_processed != self.good_in_mixed)
 
-    def add(self, other: "Figures") -> None:
+    def add(self, other: Figures) -> None:
         for name in ("events", "records", "valid", "invalid", "ignored", "exceptions", "writes_invalid",
                      "writes_valid", "mismatches", "accepted_malformed", "unlogged", "mixed_batches", "good_in_mixed",
                      "good_in_mixed_processed", "seconds"):
@@ -485,7 +489,7 @@ class Harness:
     # ---------------------------------------------------------------------------------- set-up
 
     @contextlib.contextmanager
-    def running(self) -> Iterator["Harness"]:
+    def running(self) -> Iterator[Harness]:
         """The moto account, the world, the deployed pieces and the environment; all undone after."""
         import boto3
         import requests
@@ -521,7 +525,8 @@ class Harness:
             mp.setattr(handlers, "make_clients", lambda _settings: clients)
             # the packaged stack's settings (deploy/netguard-stack.yaml); no blast-radius limit in a long run
             self.set_env({"NETGUARD_ALERT_TOPIC_ARN": topic,
-                          "NETGUARD_SLACK_WEBHOOK_PARAM": param, "NETGUARD_SLACK_ALLOWED_URLS": slack.url, "NETGUARD_MODE": "enforce",
+                          "NETGUARD_SLACK_WEBHOOK_PARAM": param, "NETGUARD_SLACK_ALLOWED_URLS": slack.url,
+                          "NETGUARD_MODE": "enforce",
                           "NETGUARD_RECHECK_QUEUE_URL": recheck_url, "NETGUARD_RECHECK_DELAY_SECONDS": "1",
                           "NETGUARD_SWEEP_QUEUE_URL": sweep_url, "NETGUARD_REPORT_BUCKET": "netguard-reports-fuzz",
                           "NETGUARD_MAX_ACTIONS": "1000000", "NETGUARD_STAGE": "fuzz"})
@@ -656,7 +661,8 @@ class Harness:
         self.set_env({"NETGUARD_LEDGER_TABLE": name})
         handlers.runtime.cache_clear()
         with contextlib.redirect_stdout(io.StringIO()):
-            self.world.sweep_id = self.app.sweep(_scheduled_event(self.world.account, REGION), FakeContext())["sweep_id"]
+            self.world.sweep_id = self.app.sweep(_scheduled_event(self.world.account, REGION),
+                                                 FakeContext())["sweep_id"]
 
     def check(self, case: Case) -> None:
         self._count += 1
@@ -772,7 +778,7 @@ class Harness:
         if not isinstance(response, Mapping) or not isinstance(response.get("batchItemFailures"), list):
             figures.mismatches += 1
             self.problem(figures, f"not a partial batch response: {str(response)[:200]}", case)
-        for index, (record, (expected, why)) in enumerate(zip(records, verdicts)):
+        for index, (record, (expected, why)) in enumerate(zip(records, verdicts, strict=True)):
             writes = CallLog.writes(per_record[index])
             message_id = record.get("messageId") if isinstance(record, Mapping) else None
             if expected == "valid":
@@ -1070,7 +1076,8 @@ def event_bases(w: World) -> dict[str, list[Callable[[], Any]]]:
             training_state, endpoint_state, notebook_sample,
         ],
         "on_compliance_change": [
-            lambda: events.compliance_change("securityhub-restricted-ssh-a1b2c3", SECURITY_GROUP, net.sg_ssh_open, a, r),
+            lambda: events.compliance_change("securityhub-restricted-ssh-a1b2c3", SECURITY_GROUP, net.sg_ssh_open,
+                                             a, r),
             lambda: events.compliance_change("sagemaker-notebook-no-direct-internet-access", NOTEBOOK, NB_OPEN, a, r),
             lambda: events.compliance_change("restricted-ssh", SECURITY_GROUP, net.sg_notebook_ok, a, r, "COMPLIANT"),
             lambda: events.compliance_change("cloudtrail-enabled", SECURITY_GROUP, net.sg_ssh_open, a, r),
@@ -1197,13 +1204,16 @@ def table(figures: list[Figures]) -> str:
     for f in [*figures, total]:
         sqs = f.handler in SQS or f.handler == "total"
         rows.append((f.handler, f.events, f.records if sqs else "-", f.valid, f.invalid, f.ignored, f.exceptions,
-                     f.writes_invalid, f.writes_valid, f.mismatches, f.accepted_malformed, f.unlogged, f.mixed_batches if sqs else "-",
+                     f.writes_invalid, f.writes_valid, f.mismatches, f.accepted_malformed, f.unlogged,
+                     f.mixed_batches if sqs else "-",
                      f"{f.good_in_mixed_processed}/{f.good_in_mixed}" if sqs else "-", f"{f.seconds:.0f}"))
     widths = [max(len(str(c)), *(len(str(r[i])) for r in rows)) for i, c in enumerate(columns)]
     line = "  ".join
-    out = [line(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(columns, widths)))]
+    out = [line(str(c).rjust(w) if i else str(c).ljust(w)
+                for i, (c, w) in enumerate(zip(columns, widths, strict=True)))]
     for r in rows:
-        out.append(line(str(v).rjust(w) if i else str(v).ljust(w) for i, (v, w) in enumerate(zip(r, widths))))
+        out.append(line(str(v).rjust(w) if i else str(v).ljust(w)
+                        for i, (v, w) in enumerate(zip(r, widths, strict=True))))
     return "\n".join(out)
 
 
@@ -1217,7 +1227,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     chosen = [h for h in HANDLERS if h in args.handlers.split(",")]
     counts = examples_per_handler(args.examples) if len(chosen) == len(HANDLERS) else {
-        h: n for h, n in zip(chosen, examples_per_handler(args.examples).values())}
+        # a subset of the handlers: the first len(chosen) shares of the split over all of them
+        h: n for h, n in zip(chosen, examples_per_handler(args.examples).values(), strict=False)}
     started = time.monotonic()
     with pytest.MonkeyPatch.context() as mp, Harness(mp, strict=False).running() as harness:
         for handler in chosen:
@@ -1243,7 +1254,8 @@ def main(argv: list[str] | None = None) -> int:
     if short:
         print(f"PROBLEM: fewer events than asked ({sum(f.events for f in figures)} < {sum(counts.values())})")
     print("FAIL" if wrong or short else
-          "OK: 0 unhandled exceptions, 0 write calls for invalid events, every good record of the mixed batches processed")
+          "OK: 0 unhandled exceptions, 0 write calls for invalid events, "
+          "every good record of the mixed batches processed")
     return 1 if wrong or short else 0
 
 

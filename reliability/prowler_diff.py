@@ -75,9 +75,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -392,7 +393,8 @@ def random_world(rng: random.Random, prefix: str) -> dict[str, list[dict[str, An
         vpc = rng.choice([None, "private", "public"])
         jobs.append({"name": f"{prefix}-job-{i:02d}", "isolation": rng.random() < 0.5, "vpc": vpc,
                      "instance_count": {"single": 1, "multi": rng.randint(2, 4)}.get(shape),
-                     "instance_groups": [rng.randint(1, 2) for _ in range(rng.randint(1, 2))] if shape == "groups" else None,
+                     "instance_groups": ([rng.randint(1, 2) for _ in range(rng.randint(1, 2))] if shape == "groups"
+                                         else None),
                      "encryption": rng.choice([True, False, None]), "groups": some_groups() if vpc else [],
                      "stop": rng.random() < 0.2})
     models = []
@@ -408,7 +410,8 @@ def random_world(rng: random.Random, prefix: str) -> dict[str, list[dict[str, An
         serverless_at = rng.randrange(count) if rng.random() < 0.35 else None  # at most one serverless variant
         configs.append({"name": f"{prefix}-epc-{i:02d}",
                         "variants": [{"serverless": True} if v == serverless_at
-                                     else {"serverless": False, "count": rng.choice([1, 1, 2, 3])} for v in range(count)]})
+                                     else {"serverless": False, "count": rng.choice([1, 1, 2, 3])}
+                                     for v in range(count)]})
     endpoints = [{"service": service, "groups": some_groups()}
                  for service in rng.sample(ENDPOINT_SERVICES, rng.randint(1, 3))]
     interfaces = [{"groups": some_groups()} for _ in range(rng.randint(1, 3))]
@@ -422,9 +425,11 @@ def probes(prefix: str) -> dict[str, list[dict[str, Any]]]:
     test uses them)."""
     p = f"{prefix}-probe"
     return {
-        "groups": [{"name": f"{p}-sg-other", "ingress": ["ssh-from-0.0.0.0/0"], "egress": [], "keep_default_egress": True},
+        "groups": [{"name": f"{p}-sg-other", "ingress": ["ssh-from-0.0.0.0/0"], "egress": [],
+                    "keep_default_egress": True},
                    {"name": f"{p}-sg-vpce", "ingress": ["https-from-::/0"], "egress": [], "keep_default_egress": True},
-                   {"name": f"{p}-sg-nb", "ingress": ["all-from-0.0.0.0/0"], "egress": [], "keep_default_egress": False},
+                   {"name": f"{p}-sg-nb", "ingress": ["all-from-0.0.0.0/0"], "egress": [],
+                    "keep_default_egress": False},
                    {"name": f"{p}-sg-wide", "ingress": ["https-from-0.0.0.0/1", "https-from-10.0.0.0/8"], "egress": [],
                     "keep_default_egress": True},
                    {"name": f"{p}-sg-listed", "ingress": ["ssh-from-prefix-list-of-0.0.0.0/0"], "egress": [],
@@ -452,8 +457,10 @@ def probes(prefix: str) -> dict[str, list[dict[str, Any]]]:
                    {"name": f"{p}-model-no-vpc", "isolation": True, "vpc": None, "groups": []},
                    {"name": f"{p}-model-subnet-gone", "isolation": True, "vpc": "gone", "groups": []}],
         "endpoint_configs": [{"name": f"{p}-epc-serverless", "variants": [{"serverless": True}]},
-                             {"name": f"{p}-epc-mixed", "variants": [{"serverless": True}, {"serverless": False, "count": 2}]},
-                             {"name": f"{p}-epc-one", "variants": [{"serverless": True}, {"serverless": False, "count": 1}]},
+                             {"name": f"{p}-epc-mixed", "variants": [{"serverless": True},
+                                                                     {"serverless": False, "count": 2}]},
+                             {"name": f"{p}-epc-one", "variants": [{"serverless": True},
+                                                                   {"serverless": False, "count": 1}]},
                              {"name": f"{p}-epc-two", "variants": [{"serverless": False, "count": 2},
                                                                    {"serverless": False, "count": 3}]}],
         "endpoints": [{"service": "sqs", "groups": [f"{p}-sg-vpce"]}],
@@ -480,7 +487,8 @@ def facts_of(world: Mapping[str, list[dict[str, Any]]], group_ids: Mapping[str, 
     A group's `users` are the kinds of resource that name it (notebook, training, model, vpc-endpoint,
     other); its `interfaces` the kinds whose network interfaces carry it (models have none: no endpoint
     is deployed; a stopped job's are gone)."""
-    facts: dict[str, dict[str, dict[str, Any]]] = {"notebook": {}, "job": {}, "model": {}, "endpoint_config": {}, "group": {}}
+    facts: dict[str, dict[str, dict[str, Any]]] = {"notebook": {}, "job": {}, "model": {}, "endpoint_config": {},
+                                                   "group": {}}
     users: dict[str, set[str]] = {}
     interfaces: dict[str, set[str]] = {}
 
@@ -573,7 +581,8 @@ def build(world: Mapping[str, list[dict[str, Any]]], endpoint: str) -> dict[str,
     for nb in world["notebooks"]:
         subnet = subnets[nb["subnet"]][0] if nb["subnet"] else None
         params: dict[str, Any] = {"NotebookInstanceName": nb["name"], "InstanceType": "ml.t3.medium",
-                                  "RoleArn": ROLE.format(account=account), "Tags": [{"Key": k, "Value": v} for k, v in TAGS.items()]}
+                                  "RoleArn": ROLE.format(account=account),
+                                  "Tags": [{"Key": k, "Value": v} for k, v in TAGS.items()]}
         if nb["direct_internet"]:
             params["DirectInternetAccess"] = nb["direct_internet"]
         if nb["root_access"]:
@@ -587,7 +596,8 @@ def build(world: Mapping[str, list[dict[str, Any]]], endpoint: str) -> dict[str,
     for job in world["jobs"]:
         resources: dict[str, Any] = {"VolumeSizeInGB": 10}
         if job["instance_groups"]:
-            resources["InstanceGroups"] = [{"InstanceType": "ml.m5.large", "InstanceCount": n, "InstanceGroupName": f"g{i}"}
+            resources["InstanceGroups"] = [{"InstanceType": "ml.m5.large", "InstanceCount": n,
+                                            "InstanceGroupName": f"g{i}"}
                                            for i, n in enumerate(job["instance_groups"])]
         else:
             resources.update(InstanceType="ml.m5.large", InstanceCount=job["instance_count"])
@@ -600,14 +610,16 @@ def build(world: Mapping[str, list[dict[str, Any]]], endpoint: str) -> dict[str,
         if job["encryption"] is not None:
             params["EnableInterContainerTrafficEncryption"] = job["encryption"]
         if job["vpc"]:
-            params["VpcConfig"] = {"Subnets": subnets[job["vpc"]], "SecurityGroupIds": group_ids(job["groups"]) or [net.sg_notebook_ok]}
+            params["VpcConfig"] = {"Subnets": subnets[job["vpc"]],
+                                   "SecurityGroupIds": group_ids(job["groups"]) or [net.sg_notebook_ok]}
         sm.create_training_job(**params)
         if job["stop"]:
             sm.stop_training_job(TrainingJobName=job["name"])  # Stopping: netguard's scan skips it, Prowler does not
         elif job["vpc"] and job["groups"]:
             # the interface SageMaker puts in the job's subnet while it runs (moto creates none)
             ec2.create_network_interface(SubnetId=subnets[job["vpc"]][0], Groups=group_ids(job["groups"]),
-                                         Description=f"SageMaker training job {job['name']} (simulated by prowler_diff)")
+                                         Description=f"SageMaker training job {job['name']} "
+                                                     "(simulated by prowler_diff)")
     for model in world["models"]:
         params = {"ModelName": model["name"], "ExecutionRoleArn": f"arn:aws:iam::{account}:role/sagemaker",
                   "PrimaryContainer": {"Image": f"{account}.dkr.ecr.{REGION}.amazonaws.com/x:1"}}
@@ -689,7 +701,8 @@ def serve(port: int) -> None:
     from netguard_testkit.moto_sagemaker import aws_like_sagemaker
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    with aws_like_sagemaker(), mock.patch.object(TagBackend, "describe_tags", _tags_of_one_resource(TagBackend.describe_tags)):
+    with aws_like_sagemaker(), mock.patch.object(TagBackend, "describe_tags",
+                                                 _tags_of_one_resource(TagBackend.describe_tags)):
         app = Counting(ProwlerShim(DomainDispatcherApplication(create_backend_app)))
         server = make_server("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
         print("ready", flush=True)
@@ -739,7 +752,8 @@ def run_prowler(env: Mapping[str, str], workdir: Path) -> list[dict[str, Any]]:
     text = log.read_text() if log.exists() else ""
     errors = ERROR_LINE.findall(text)
     if errors:
-        raise HarnessError(f"Prowler logged {len(errors)} error(s) (a read a check depends on may have failed):\n{text[-3000:]}")
+        raise HarnessError(f"Prowler logged {len(errors)} error(s) (a read a check depends on may have failed):\n"
+                           f"{text[-3000:]}")
     output = workdir / "findings.ocsf.json"
     if not output.exists():
         raise HarnessError(f"Prowler wrote no {output.name}: {done.stdout[-2000:]}")
@@ -804,14 +818,16 @@ def render(results: list[WorldResult], seed: int, prowler_version: str) -> str:
         for name in ("shared", "agreed", "na_pass", "explained", "only_netguard", "only_prowler"):
             setattr(total, name, getattr(total, name) + getattr(t, name))
     lines += ["-" * len(head),
-              f"{'total':8} {'':70} {total.shared:6} {total.agreed:6} {total.na_pass:10} {total.disagreed:8} {total.explained:9} "
+              f"{'total':8} {'':70} {total.shared:6} {total.agreed:6} {total.na_pass:10} {total.disagreed:8} "
+              f"{total.explained:9} "
               f"{total.only_netguard:7} {total.only_prowler:7}", ""]
     disagreements = [p for p in pairs if p.shared and not p.agreed]
     lines.append(f"Disagreements ({len(disagreements)}; unexplained {sum(p.kind is None for p in disagreements)}):")
     for p in disagreements:
         lines.append(f"  world {p.world} {p.control} {p.resource}: netguard {p.netguard.status} "  # type: ignore[union-attr]
                      f"{_short(p.netguard.detail)} | Prowler {p.prowler.status} {_short(p.prowler.detail)}")  # type: ignore[union-attr]
-        lines.append(f"      -> {p.kind.id} ({p.kind.whose})" if p.kind else f"      -> UNEXPLAINED; facts {_short(p.facts)}")
+        lines.append(f"      -> {p.kind.id} ({p.kind.whose})" if p.kind
+                     else f"      -> UNEXPLAINED; facts {_short(p.facts)}")
     seen: dict[str, int] = {}
     for p in disagreements:
         if p.kind:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import boto3
 import pytest
@@ -15,11 +16,17 @@ from moto import mock_aws
 
 from chalicelib import handlers, notify
 from chalicelib.aws import Clients
-from netguard_testkit.receiver import WebhookReceiver
-from netguard_testkit.world import create_alert_channels, create_ledger_table, drain_alerts
 from netguard_testkit.moto_fidelity import aws_like_notebooks
 from netguard_testkit.moto_sagemaker import aws_like_sagemaker
-from netguard_testkit.world import Network, build_network, remove_default_vpc
+from netguard_testkit.receiver import WebhookReceiver
+from netguard_testkit.world import (
+    Network,
+    build_network,
+    create_alert_channels,
+    create_ledger_table,
+    drain_alerts,
+    remove_default_vpc,
+)
 
 REGION = "us-east-1"
 READ_PREFIXES = ("Describe", "List", "Get")

@@ -15,8 +15,9 @@ tests/test_iam_policy.py checks the result against the AWS calls the code makes.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from botocore.session import get_session
 

@@ -30,9 +30,10 @@ import argparse
 import json
 import re
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import yaml
 
@@ -40,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import iam  # noqa: E402  (tools/iam.py)
+
 from chalicelib.policy import ConfigRule, load_policy  # noqa: E402
 
 STACK = ROOT / "deploy" / "netguard-stack.yaml"

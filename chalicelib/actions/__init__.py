@@ -8,7 +8,7 @@ importing a module registers nothing.
 """
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from .base import ActionRequest, ActionResult, ActionSpec, Call, Made, Plan, RestoreRequest, execute, make
 from .domain import DOMAIN_VPC_ONLY
@@ -17,7 +17,7 @@ from .notebook import QUARANTINE_NOTEBOOK, QUARANTINE_TAG
 from .security_group import REVOKE_RULES
 from .subnet import DISABLE_PUBLIC_IP_ON_LAUNCH
 from .tags import OWNER_TAG, TAG_OWNER
-from .vpc import CREATED_BY_TAG, CREATE_FLOW_LOG_ALL, CREATE_S3_GATEWAY_ENDPOINT, ENABLE_VPC_DNS
+from .vpc import CREATE_FLOW_LOG_ALL, CREATE_S3_GATEWAY_ENDPOINT, CREATED_BY_TAG, ENABLE_VPC_DNS
 from .vpc_endpoint import ENABLE_PRIVATE_DNS
 
 ACTION_SPECS: tuple[ActionSpec, ...] = (

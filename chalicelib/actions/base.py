@@ -15,8 +15,9 @@ Lambda never makes them, and its role is not granted them.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Protocol
 
 from botocore import xform_name
 from botocore.exceptions import BotoCoreError, ClientError

@@ -2,7 +2,8 @@
 be changed, and SageMaker cannot restart a stopped job, so restore refuses it."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -66,6 +67,7 @@ STOP_JOB = ActionSpec(
     statements=tuple(allow(f"Stop{kind}s", f"sagemaker:Stop{operation}", f"arn:aws:sagemaker:*:*:{arn}/*")
                      for kind, operation, arn in (("TrainingJob", "TrainingJob", "training-job"),
                                                   ("ProcessingJob", "ProcessingJob", "processing-job"),
-                                                  ("TuningJob", "HyperParameterTuningJob", "hyper-parameter-tuning-job"),
+                                                  ("TuningJob", "HyperParameterTuningJob",
+                                                   "hyper-parameter-tuning-job"),
                                                   ("TransformJob", "TransformJob", "transform-job"))),
 )

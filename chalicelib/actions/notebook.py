@@ -2,7 +2,8 @@
 when asked, starts it again."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -22,7 +23,6 @@ from .base import (
     make,
 )
 from .tags import QUARANTINE_TAG, TAG_SAGEMAKER_RESOURCES, tag_call
-
 
 
 def _notebook_before(resource: Resource, targets: tuple[str, ...]) -> Mapping[str, Any]:

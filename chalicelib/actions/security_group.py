@@ -3,7 +3,8 @@ that are not there now."""
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..errors import ConfigError
 from ..model import ALREADY_DONE, SECURITY_GROUP, SUCCEEDED, Resource
@@ -53,7 +54,8 @@ def _revoke(req: ActionRequest, rule_ids: list[str], egress: bool) -> tuple[list
         return rule_ids, []
     if together.code == GROUP_GONE:
         return [], rule_ids
-    revoked, gone = [], []
+    revoked: list[str] = []
+    gone: list[str] = []
     for rule_id in rule_ids:
         one = check(make(_revoke_call(group_id, [rule_id], egress), req.client))
         (gone if one.result == GONE else revoked).append(rule_id)

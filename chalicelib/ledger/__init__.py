@@ -34,8 +34,8 @@ from .rules import (
     ref_from_key,
     resource_pk,
     sweep_pk,
-    utcnow,
     uses_pk,
+    utcnow,
     window_end,
 )
 

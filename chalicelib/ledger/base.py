@@ -7,14 +7,14 @@ batches and transactions).
 One DynamoDB table (partition key `pk`, sort key `sk`, both strings; TTL attribute `expires_at`)
 holds, side by side with Powertools' idempotency records:
 
-  pk = res#<account>#<region>#<type>#<id>   sk = decision#<time>#<event id>#<control>   a decision and its outcome
-  pk = res#<account>#<region>#<type>#<id>   sk = claim#<control>#<kind>#<fingerprint>     "this violation is handled"
-  pk = action#<action id>                   sk = action                                   an action, its before-state, result
-  pk = alert#undelivered                    sk = <time>#<alert id>                        an alert a channel failed to take
-  pk = uses#<account>#<region>#<type>#<id>  sk = <account>#<region>#<type>#<id>            what uses a subnet or flow log
-  pk = budget#<account>#<severity>          sk = window#<start>                            enforce actions taken in a window
-  pk = budget#org#<severity>                sk = window#<start>                            ... in every account together
-  pk = sweep#<sweep id>                     sk = meta | stats#<part>                       a sweep's progress and figures
+  pk = res#<account>#<region>#<type>#<id>   sk = decision#<time>#<event id>#<control>  a decision and its outcome
+  pk = res#<account>#<region>#<type>#<id>   sk = claim#<control>#<kind>#<fingerprint>  "this violation is handled"
+  pk = action#<action id>                   sk = action                                an action: before-state, result
+  pk = alert#undelivered                    sk = <time>#<alert id>                     an alert a channel failed to take
+  pk = uses#<account>#<region>#<type>#<id>  sk = <account>#<region>#<type>#<id>        what uses a subnet or flow log
+  pk = budget#<account>#<severity>          sk = window#<start>                        enforce actions taken in a window
+  pk = budget#org#<severity>                sk = window#<start>                        ... in every account together
+  pk = sweep#<sweep id>                     sk = meta | stats#<part>                   a sweep's progress and figures
 
 A claim is a conditional put: the first event to see a violation (same control, same resource
 version, same evidence) wins; later deliveries or other events for it are duplicates, unless
@@ -26,7 +26,8 @@ import contextlib
 import datetime as dt
 import logging
 from abc import ABC, abstractmethod
-from typing import Any, ContextManager, Iterator, Mapping, Protocol
+from collections.abc import Iterator, Mapping
+from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
@@ -160,14 +161,16 @@ class LedgerBase(ABC):
     @abstractmethod
     def _decode(self, value: Any) -> Any: ...
 
-    def _atomic(self) -> ContextManager[Any]:
+    def _atomic(self) -> contextlib.AbstractContextManager[Any]:
         """Held around the budget's steps: the memory backend's lock makes them one (DynamoDB's
         conditional updates keep the counters right without it)."""
         return contextlib.nullcontext()
 
+    @abstractmethod
     def _claim_taken(self, item: dict[str, Any]) -> None:
         """A claim this ledger took (DynamoDB writes it whole when it is settled)."""
 
+    @abstractmethod
     def _action_started(self, action_id: str, item: dict[str, Any]) -> None:
         """An action record this ledger wrote (DynamoDB writes it whole, signed, when it is finished)."""
 

@@ -5,10 +5,12 @@ dependency index in batches, a sweep's figures and progress in one transaction."
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import time
 import uuid
-from typing import Any, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -253,7 +255,7 @@ class DynamoLedger(LedgerBase):
                     reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
                     if len(reasons) != len(group):
                         break
-                    for i, code in zip(group, reasons):
+                    for i, code in zip(group, reasons, strict=True):
                         if code == "ConditionalCheckFailed":
                             answers[i] = False
                     group = [i for i in group if answers[i] is None]
@@ -304,18 +306,18 @@ class DynamoLedger(LedgerBase):
                 whole.append((f"the result of {action_id}", finished[-1][1]))
         if self.signer is not None and finished:
             for (_, item), mac in zip(finished, concurrently(lambda done: self._mac(*done), finished, self.workers,
-                                                             "netguard-sign")):
+                                                             "netguard-sign"), strict=True):
                 item["mac"] = mac
         whole += [(f"the decision on {o.decision.finding.control.id} for {o.decision.finding.resource.ref.key}",
                    self._decision_record(context, o, rules.utcnow())) for o in decisions]
         parts = [whole[start:start + BATCH_WRITE_ITEMS] for start in range(0, len(whole), BATCH_WRITE_ITEMS)]
         unwritten = concurrently(lambda part: {_key(item) for _, item in part} if len(part) == 1 else self._batch_put(
             [item for _, item in part], attempts), parts, self.workers, "netguard-settle")
-        for part, left in zip(parts, unwritten):
+        for part, left in zip(parts, unwritten, strict=True):
             alone += [(what, {"Put": self._put_params(item)}) for what, item in part if _key(item) in left]
         failed: list[tuple[str, str]] = []
         for what, op in alone:
-            error = _attempt(lambda op=op: self._apply(op), attempts)
+            error = _attempt(functools.partial(self._apply, op), attempts)
             if error is not None:
                 failed.append((what, error))
         return failed

@@ -7,10 +7,12 @@ index and the budget counters live in memory only.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import threading
-from typing import Any, ContextManager, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from . import rules
 from .base import Key, LedgerBase
@@ -86,8 +88,14 @@ class MemoryLedger(LedgerBase):
     def _decode(self, value: Any) -> Any:
         return dict(value)
 
-    def _atomic(self) -> ContextManager[Any]:
+    def _atomic(self) -> contextlib.AbstractContextManager[Any]:
         return self._lock
+
+    def _claim_taken(self, item: dict[str, Any]) -> None:
+        """Nothing to keep: the claim is already whole in `items` (only DynamoDB settles it later)."""
+
+    def _action_started(self, action_id: str, item: dict[str, Any]) -> None:
+        """Nothing to keep: the record is already whole in `items` (only DynamoDB finishes it later)."""
 
     # --- what a dict does at once ---
 

@@ -23,14 +23,15 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Union
+from typing import Any
 
 from ..model import ALREADY_DONE, DEFERRED, FAILED, REMEDIATE, SUCCEEDED, Finding, ResourceRef
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def _iso(moment: dt.datetime) -> str:
@@ -60,14 +61,14 @@ def budget_window(now: dt.datetime, minutes: int) -> str:
     """The start of the fixed window `now` falls in (UTC), as text."""
     seconds = minutes * 60
     start = int(now.timestamp()) // seconds * seconds
-    return dt.datetime.fromtimestamp(start, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.fromtimestamp(start, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def window_end(now: dt.datetime, minutes: int) -> str:
     """When the fixed window `now` falls in ends (UTC), as text."""
     seconds = minutes * 60
     end = (int(now.timestamp()) // seconds + 1) * seconds
-    return dt.datetime.fromtimestamp(end, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.fromtimestamp(end, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def budget_counters(account: str, severity: str, limit: int, org_limit: int | None) -> list[tuple[str, int, str]]:
@@ -136,7 +137,7 @@ class AnyOf:
     clauses: tuple[Clause, ...]
 
 
-Clause = Union[Missing, Present, Compare, OneOf, AllOf, AnyOf]
+Clause = Missing | Present | Compare | OneOf | AllOf | AnyOf
 
 KEY_ATTRIBUTES = ("pk", "sk")  # the table's key: every item has them
 # Attributes that are DynamoDB reserved words, and the names they go by in expressions.

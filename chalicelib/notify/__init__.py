@@ -57,7 +57,6 @@ from .slack_webhook import (
     SLACK_TIMEOUT_SECONDS,
     WEBHOOK_CACHE_SECONDS,
     SlackWebhook,
-    _cache,  # the webhook URL cache itself (tests seed it); clear_cache() empties it in place
     check_allowed_webhook,
     check_webhook_url,
     clear_cache,
@@ -65,6 +64,9 @@ from .slack_webhook import (
     redact_urls,
     resolve_webhook_url,
     retry_after_seconds,
+)
+from .slack_webhook import (
+    _cache as _cache,  # the webhook URL cache itself (tests seed it); clear_cache() empties it in place
 )
 from .sns import (
     SNS_BATCH_ENTRIES,

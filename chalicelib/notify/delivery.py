@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..errors import DeliveryError
 from .alerts import _fact
@@ -35,8 +36,8 @@ class Notifier:
 
     def __init__(
         self,
-        settings: "Settings",
-        clients: "Clients",
+        settings: Settings,
+        clients: Clients,
         ledger: Any = None,
         slack_sleep: Callable[[float], Any] = time.sleep,
         logger: Any = None,
@@ -109,7 +110,7 @@ class Notifier:
 
         failures = [publish(batch) for batch in batches[:1]]
         failures += concurrently(publish, batches[1:], self.settings.read_concurrency, "netguard-sns")
-        for batch, failed in zip(batches, failures):
+        for batch, failed in zip(batches, failures, strict=True):
             for index, _ in batch:
                 if index in failed:
                     self._undelivered(alerts[index], "sns", failed[index])
@@ -193,7 +194,7 @@ class Notifier:
                        redact_urls(json.dumps(alert, sort_keys=True, default=str)))
 
 
-def resend_undelivered(ledger: Any, notifier: "Notifier", time_left: Callable[[], float] | None = None,
+def resend_undelivered(ledger: Any, notifier: Notifier, time_left: Callable[[], float] | None = None,
                        margin: float | None = None) -> dict[str, int]:
     """Try again every alert a channel did not take (ledger `alert#undelivered`), oldest first: a delivered
     one is removed from the ledger, a failed one stays for the next try. Run by every sweep. A channel

@@ -6,7 +6,8 @@ finding out where to) is slack_webhook's job.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from .alerts import _digest_headline, _evidence_text, _fact, is_digest, is_notice
 
@@ -143,7 +144,8 @@ def slack_blocks(alert: Mapping[str, Any]) -> dict[str, Any]:
         _field("Result", escape_mrkdwn(_fact(alert, "result"))),
     ]
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": truncate(header, SLACK_HEADER_MAX, entities=False), "emoji": False}},
+        {"type": "header", "text": {"type": "plain_text", "text": truncate(header, SLACK_HEADER_MAX, entities=False),
+                                    "emoji": False}},
         {"type": "section", "fields": fields},
     ]
     detail = _fact(alert, "detail")

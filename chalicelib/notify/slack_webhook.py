@@ -13,7 +13,8 @@ import logging
 import re
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..errors import DeliveryError
@@ -271,7 +272,7 @@ def _from_secret(secret_string: str) -> str:
     return text
 
 
-def _read_webhook_url(param_name: str, clients: "Clients", region: str | None) -> str:
+def _read_webhook_url(param_name: str, clients: Clients, region: str | None) -> str:
     from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
 
     from ..aws import error_code  # noqa: PLC0415
@@ -303,7 +304,7 @@ def _read_webhook_url(param_name: str, clients: "Clients", region: str | None) -
 
 
 def resolve_webhook_url(
-    param_name: str, clients: "Clients", region: str | None = None, *, clock: Callable[[], float] = time.monotonic
+    param_name: str, clients: Clients, region: str | None = None, *, clock: Callable[[], float] = time.monotonic
 ) -> str:
     """The Slack webhook URL stored in SSM (SecureString) or Secrets Manager, cached for 5 minutes.
 

@@ -8,7 +8,8 @@ limits. botocore is imported only when publishing.
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ..errors import DeliveryError
 from .alerts import _digest_headline, _fact, is_digest, is_notice
@@ -59,7 +60,8 @@ def _size(text: str) -> int:
 def _cap_long_strings(alert: Mapping[str, Any]) -> dict[str, Any]:
     """Last resort for absurd alerts: cap every top-level string (detail, guidance...)."""
     return {
-        key: (value[: _LONG_STRING_CAP - 1] + "…" if isinstance(value, str) and len(value) > _LONG_STRING_CAP else value)
+        key: (value[: _LONG_STRING_CAP - 1] + "…" if isinstance(value, str) and len(value) > _LONG_STRING_CAP
+              else value)
         for key, value in alert.items()
     }
 

@@ -9,8 +9,9 @@ Each type lives in its own module of this package; `chalicelib.resources` holds 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from ..model import SECURITY_GROUP, SUBNET, VPC, Resource, ResourceRef
 from ..reads import (  # noqa: F401 - the kinds of users, re-exported for the resource modules
@@ -131,7 +132,7 @@ class ResourceType:
         return self.arn("*", "*", "*")
 
 
-def in_vpc(lookups: "Lookups", state: dict[str, Any], subnets: list[str]) -> None:
+def in_vpc(lookups: Lookups, state: dict[str, Any], subnets: list[str]) -> None:
     """Add the subnet views and their zones, for the private-subnet and zone-span checks."""
     state["SubnetViews"] = [lookups.subnet_view(s) for s in subnets]
     state["AvailabilityZones"] = sorted({v["AvailabilityZone"] for v in state["SubnetViews"]

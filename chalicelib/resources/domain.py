@@ -1,7 +1,8 @@
 """SageMaker Studio domains: their app network access, VPC and default security groups, and running apps."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..errors import InvalidEvent
 from ..model import DOMAIN, Resource, ResourceRef

@@ -34,7 +34,8 @@ def collect(lookups: Any, ref: ResourceRef, hints: frozenset) -> Resource | None
 def related(resource: Resource) -> list[tuple[ResourceRef, set[str]]]:
     """What it serves: its configuration and models (read with it, evaluated for it)."""
     ref, state = resource.ref, resource.state
-    served = [(ResourceRef(MODEL, m, ref.account, ref.region), set()) for m in state.get("Models", [])]
+    served: list[tuple[ResourceRef, set[str]]] = [(ResourceRef(MODEL, m, ref.account, ref.region), set())
+                                                  for m in state.get("Models", [])]
     if state.get("EndpointConfigName"):
         served.append((ResourceRef(ENDPOINT_CONFIG, state["EndpointConfigName"], ref.account, ref.region), set()))
     return served

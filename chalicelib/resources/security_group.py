@@ -1,7 +1,8 @@
 """Security groups: their rules (prefix lists resolved), VPC CIDRs and what they are attached to."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..errors import InvalidEvent
 from ..model import SECURITY_GROUP, Resource, ResourceRef

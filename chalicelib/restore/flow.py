@@ -15,13 +15,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..actions import ACTIONS, acts_on
-from ..actions.base import Plan, RestoreRequest, call_view, execute, first_failure
+from ..actions.base import Call, Plan, RestoreRequest, call_view, execute, first_failure
 from ..aws import Clients, error_code, error_message
 from ..checks import internet_range
 from ..collect import Collector
@@ -107,7 +108,7 @@ def _again_note(record: ActionRecord, current: Resource, policy_dir: str | None)
         max_days = Settings.from_env().max_exemption_days
     except (PolicyError, ConfigError):
         policy, max_days = None, 0
-    today = dt.datetime.now(dt.timezone.utc).date()
+    today = dt.datetime.now(dt.UTC).date()
     if policy is not None:
         known = {c.id for c in policy.controls}
         acting = [c for c in record.controls if c in known
@@ -129,7 +130,8 @@ def plan_restore(record: ActionRecord, clients: Clients, start: bool = False,
     if record.result != SUCCEEDED:
         why = ("never finished: whether it wrote anything is unknown" if record.result == "started"
                else "changed nothing")
-        return Plan(refused=f"the action {record.result} ({record.detail or 'no detail'}): it {why}; check the resource")
+        return Plan(refused=f"the action {record.result} ({record.detail or 'no detail'}): it {why}; "
+                            "check the resource")
     spec = ACTIONS.get(record.action)
     if spec is not None and spec.irreversible:
         return Plan(refused=spec.irreversible)
@@ -200,7 +202,8 @@ def restore_action(ledger: RestoreLedger, clients: Clients, action_id: str, dry_
     elif plan.nothing:
         report.result, report.detail = NOTHING_TO_RESTORE, f"nothing to restore: {plan.nothing}"
     elif not plan.calls:
-        report.result, report.detail = ALREADY_RESTORED, "nothing written: the resource already matches the before-state"
+        report.result, report.detail = ALREADY_RESTORED, ("nothing written: the resource already matches "
+                                                          "the before-state")
     elif dry_run:
         report.calls = [call_view(c, "would call") for c in plan.calls]
         report.result, report.detail = WOULD_RESTORE, f"would make {len(plan.calls)} call(s); nothing written"
@@ -215,7 +218,8 @@ def restore_action(ledger: RestoreLedger, clients: Clients, action_id: str, dry_
             done = sum(c["result"] == "done" for c in report.calls)
             report.result, report.detail = RESTORED, f"the before-state is back ({done} call(s) made)"
         else:
-            report.result, report.detail = ALREADY_RESTORED, "nothing written: the resource already matches the before-state"
+            report.result, report.detail = ALREADY_RESTORED, ("nothing written: the resource already matches "
+                                                              "the before-state")
     if not dry_run:
         _record(ledger, clients, report)
         if alert is not None:

@@ -9,8 +9,9 @@ import datetime as dt
 import json
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol
+from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
@@ -55,7 +56,7 @@ SIGNATURE_PROBLEMS = {
 
 def timestamp() -> str:
     """Now, as the ledger writes times."""
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def action_pk(action_id: str) -> str:
@@ -180,7 +181,7 @@ class TableLedger:
         return SIGNED if valid else BAD_SIGNATURE
 
     def record_restore(self, action_id: str, item: Mapping[str, Any]) -> None:
-        expires = int((dt.datetime.now(dt.timezone.utc) + self.retention).timestamp())
+        expires = int((dt.datetime.now(dt.UTC) + self.retention).timestamp())
         values: dict[str, Any] = {"pk": {"S": action_pk(action_id)}, "sk": {"S": f"restore#{item['at']}"},
                                   "expires_at": {"N": str(expires)}}
         for key, value in item.items():

@@ -134,7 +134,8 @@ def test_the_installed_command_over_http_against_a_moto_server(moto_http):
     assert bad == {("NB.1", "nb-http"), ("NB.2", "nb-http")}
     ssh = next(f for f in report["findings"] if f["control"] == "SG.1" and f["resource_id"] == net.sg_ssh_open)
     assert ssh["status"] == "NOT_APPLICABLE"  # open to the world, but no SageMaker resource uses it
-    assert "INFO netguard.scan: scanning 1 SageMaker resources and 1 VPC, 3 Subnet, 7 VPCEndpoint, 5 SecurityGroup" in proc.stderr
+    assert ("INFO netguard.scan: scanning 1 SageMaker resources and 1 VPC, 3 Subnet, 7 VPCEndpoint, 5 SecurityGroup"
+            in proc.stderr)
 
 
 def test_demo_runs_offline_and_shows_every_stage():

@@ -16,11 +16,12 @@ from chalicelib.model import DUPLICATE
 from chalicelib.pipeline import Pipeline
 from chalicelib.remediate import QUARANTINE_TAG
 from chalicelib.triggers import from_api_call
+from conftest import TABLE, alerts, invoke, json_lines, ledger_items, sagemaker_accepts_tag
 from netguard_testkit import events
 from netguard_testkit.moto_fidelity import attach_notebook_eni, notebook_status, set_status
-from conftest import TABLE, alerts, invoke, json_lines, ledger_items, sagemaker_accepts_tag
 from netguard_testkit.moto_sagemaker import job_status, set_job_status
-from netguard_testkit.world import (TAGS, 
+from netguard_testkit.world import (
+    TAGS,
     create_notebook,
     ingress_rule_ids,
     tcp,
@@ -128,10 +129,13 @@ def test_dry_run_and_alert_modes_write_nothing_to_resources_but_say_what_they_wo
     handlers.runtime.cache_clear()
     create_notebook(aws.client("sagemaker"), aws.account, "nb-novpc")
     set_status(aws.account, aws.region, "nb-novpc", "InService")
-    result = invoke(stack, "on_state_change", events.notebook_state_change("nb-novpc", "InService", aws.account, aws.region))
-    invoke(stack, "on_api_call", events.authorize_ingress(net.sg_ssh_open, [tcp(22, "0.0.0.0/0")], aws.account, aws.region))
+    result = invoke(stack, "on_state_change",
+                    events.notebook_state_change("nb-novpc", "InService", aws.account, aws.region))
+    invoke(stack, "on_api_call",
+           events.authorize_ingress(net.sg_ssh_open, [tcp(22, "0.0.0.0/0")], aws.account, aws.region))
     attach_notebook_eni(aws.client("ec2"), net.private_subnets[0], [net.sg_ssh_open], "nb")
-    invoke(stack, "on_api_call", events.authorize_ingress(net.sg_ssh_open, [tcp(22, "0.0.0.0/0")], aws.account, aws.region))
+    invoke(stack, "on_api_call",
+           events.authorize_ingress(net.sg_ssh_open, [tcp(22, "0.0.0.0/0")], aws.account, aws.region))
     assert {d["decision"] for d in result["decisions"]} == {kind}
     assert aws.calls.writes() == []
     assert notebook_status(aws.account, aws.region, "nb-novpc") == "InService"
@@ -144,7 +148,7 @@ def test_dry_run_and_alert_modes_write_nothing_to_resources_but_say_what_they_wo
 def in_days(days: int) -> str:
     import datetime as dt
 
-    return (dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=days)).isoformat()
+    return (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=days)).isoformat()
 
 
 def test_exempt_notebook_is_reported_not_touched(stack):
@@ -153,7 +157,8 @@ def test_exempt_notebook_is_reported_not_touched(stack):
                     tags={"netguard:exempt": "*", "netguard:exempt-until": in_days(30),
                           "netguard:exempt-reason": "isolated lab account"})
     set_status(aws.account, aws.region, "nb-lab", "InService")
-    result = invoke(stack, "on_state_change", events.notebook_state_change("nb-lab", "InService", aws.account, aws.region))
+    result = invoke(stack, "on_state_change",
+                    events.notebook_state_change("nb-lab", "InService", aws.account, aws.region))
     assert {d["decision"] for d in result["decisions"]} == {"exempt"}
     assert aws.calls.writes() == []
     assert all("isolated lab account" in a["message"]["reason"] for a in alerts(stack))
@@ -175,7 +180,8 @@ def test_malformed_and_foreign_events_are_logged_and_skipped_without_action(stac
     assert result["skipped"] in ("invalid", "ignored")
     assert stack["aws"].calls.writes() == []
     assert alerts(stack) == []
-    skip_lines = [line for line in json_lines(engine_log) if line.get("message") in ("malformed event skipped", "event ignored")]
+    skip_lines = [line for line in json_lines(engine_log)
+                  if line.get("message") in ("malformed event skipped", "event ignored")]
     assert skip_lines and skip_lines[0]["service"] == "netguard-engine"
     if isinstance(bad, dict) and "id" in bad:
         assert skip_lines[0]["event_id"] == bad["id"]
@@ -278,7 +284,8 @@ def test_an_event_another_invocation_is_processing_fails_for_a_retry_without_act
 def _training_job(aws, net, name, **changes):
     params = {
         "TrainingJobName": name, "RoleArn": f"arn:aws:iam::{aws.account}:role/sagemaker",
-        "AlgorithmSpecification": {"TrainingImage": "123.dkr.ecr.us-east-1.amazonaws.com/x:1", "TrainingInputMode": "File"},
+        "AlgorithmSpecification": {"TrainingImage": "123.dkr.ecr.us-east-1.amazonaws.com/x:1",
+                                   "TrainingInputMode": "File"},
         "OutputDataConfig": {"S3OutputPath": "s3://b/out"},
         "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 10},
         "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
@@ -300,7 +307,8 @@ def test_training_job_without_isolation_is_stopped_from_its_cloudtrail_event(sta
     assert aws.calls.writes() == ["sagemaker:StopTrainingJob"]
     assert job_status(aws.account, aws.region, "training", "train-open") == "Stopping"
     [alert] = alerts(stack)
-    assert alert["message"]["resource"]["type"] == "AWS::SageMaker::TrainingJob" and "immutable" in alert["message"]["detail"]
+    assert alert["message"]["resource"]["type"] == "AWS::SageMaker::TrainingJob"
+    assert "immutable" in alert["message"]["detail"]
 
 
 def test_a_job_found_through_its_state_change_event_after_it_finished_is_reported_not_stopped(stack):
@@ -321,12 +329,15 @@ def test_vpc_dns_turned_off_is_turned_back_on_support_first(stack):
     ec2 = aws.client("ec2")
     ec2.modify_vpc_attribute(VpcId=net.vpc_id, EnableDnsHostnames={"Value": False})
     ec2.modify_vpc_attribute(VpcId=net.vpc_id, EnableDnsSupport={"Value": False})
-    event = events.api_call("ModifyVpcAttribute", "aws.ec2", {"vpcId": net.vpc_id, "enableDnsSupport": {"value": False}},
+    event = events.api_call("ModifyVpcAttribute", "aws.ec2",
+                            {"vpcId": net.vpc_id, "enableDnsSupport": {"value": False}},
                             {"_return": True}, aws.account, aws.region)
     result = invoke(stack, "on_api_call", event)
-    assert {(d["control"], d["result"]) for d in result["decisions"]} == {("VPC.1", "succeeded"), ("VPC.2", "succeeded")}
+    assert {(d["control"], d["result"]) for d in result["decisions"]} == {("VPC.1", "succeeded"),
+                                                                           ("VPC.2", "succeeded")}
     assert aws.calls.writes() == ["ec2:ModifyVpcAttribute"] * 2  # one action for both: support, then hostnames
-    attrs = [ec2.describe_vpc_attribute(VpcId=net.vpc_id, Attribute=a) for a in ("enableDnsSupport", "enableDnsHostnames")]
+    attrs = [ec2.describe_vpc_attribute(VpcId=net.vpc_id, Attribute=a)
+             for a in ("enableDnsSupport", "enableDnsHostnames")]
     assert attrs[0]["EnableDnsSupport"]["Value"] and attrs[1]["EnableDnsHostnames"]["Value"]
 
 
@@ -362,7 +373,8 @@ def test_a_route_to_the_internet_added_to_a_notebooks_route_table_stops_the_note
                                                         "gatewayId": net.igw_id}, {"_return": True},
                             aws.account, aws.region)
     result = invoke(stack, "on_api_call", event)
-    assert ("NB.3", "nb-private", "succeeded") in {(d["control"], d["resource"], d["result"]) for d in result["decisions"]}
+    assert ("NB.3", "nb-private", "succeeded") in {(d["control"], d["resource"], d["result"])
+                                                   for d in result["decisions"]}
     assert notebook_status(aws.account, aws.region, "nb-private") == "Stopping"
     assert "ListNotebookInstances" not in aws.calls.ops()
 

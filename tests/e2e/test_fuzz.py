@@ -17,8 +17,9 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -91,7 +92,8 @@ def _regressions(fuzz: Harness) -> list[tuple[str, str, Any]]:
     """(what, handler, event): each crashed a handler or was acted on before its fix; all are skipped
     now, but the scheduled invocation, which is evaluated (its summary is not read)."""
     bases = event_bases(fuzz.world)
-    create, state, compliance = bases["on_api_call"][0](), bases["on_state_change"][0](), bases["on_compliance_change"][1]()
+    create, state = bases["on_api_call"][0](), bases["on_state_change"][0]()
+    compliance = bases["on_compliance_change"][1]()
     notebook_rule = bases["config_rule"][1]()
     deep = "[" * 100_000 + "]" * 100_000  # deeper than json.loads parses: RecursionError
     recheck, task = bases["recheck"][0](), bases["sweep_worker"][0]()

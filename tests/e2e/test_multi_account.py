@@ -31,7 +31,8 @@ def assume_calls(aws) -> list[dict[str, Any]]:
 
 
 def test_settings_parse_accounts_regions_and_the_member_role() -> None:
-    settings = Settings.from_env({"NETGUARD_ACCOUNTS": "111111111111, 222222222222", "NETGUARD_REGIONS": "eu-west-1,us-east-1",
+    settings = Settings.from_env({"NETGUARD_ACCOUNTS": "111111111111, 222222222222",
+                                  "NETGUARD_REGIONS": "eu-west-1,us-east-1",
                                   "NETGUARD_MEMBER_ROLE_NAME": ROLE, "NETGUARD_MEMBER_EXTERNAL_ID": EXTERNAL_ID,
                                   "NETGUARD_HOME_ACCOUNT": "999999999999"})
     assert settings.accounts == ("111111111111", "222222222222") and settings.regions == ("eu-west-1", "us-east-1")
@@ -65,7 +66,7 @@ def test_member_credentials_are_renewed_before_they_expire(aws) -> None:
     clients = Clients(aws.clients.session, ROLE, EXTERNAL_ID, aws.account)
     first = clients.client("ec2", aws.region, MEMBER)
     session, _ = clients._assumed[MEMBER]
-    clients._assumed[MEMBER] = (session, dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=5))
+    clients._assumed[MEMBER] = (session, dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5))
     second = clients.client("ec2", aws.region, MEMBER)
     assert len(seen) == 2 and second is not first  # a new client on the new credentials
 
@@ -83,7 +84,8 @@ def test_an_event_from_a_member_account_is_acted_on_there(stack, monkeypatch) ->
     aws = stack["aws"]
     creds = aws.client("sts").assume_role(RoleArn=f"arn:aws:iam::{MEMBER}:role/{ROLE}", RoleSessionName="setup",
                                           ExternalId=EXTERNAL_ID)["Credentials"]
-    member = boto3.session.Session(aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+    member = boto3.session.Session(aws_access_key_id=creds["AccessKeyId"],
+                                   aws_secret_access_key=creds["SecretAccessKey"],
                                    aws_session_token=creds["SessionToken"], region_name=aws.region)
     remove_default_vpc(member.client("ec2"))
     net = build_network(member.client("ec2"), MEMBER, aws.region)

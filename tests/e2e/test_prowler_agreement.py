@@ -110,7 +110,8 @@ KIND_CASES = {
     "JOB.2-public-subnet": ({"vpc": "public"}, {"vpc": "private"}),
     "MD.2-public-subnet": ({"vpc": "public"}, {"vpc": None}),
     "MD.2-subnet-gone": ({"vpc": "gone"}, {"vpc": "private"}),
-    "EP.1-serverless-variant": ({"serverless": 1, "instance_counts": [2]}, {"serverless": 1, "instance_counts": [1, 2]}),
+    "EP.1-serverless-variant": ({"serverless": 1, "instance_counts": [2]},
+                                {"serverless": 1, "instance_counts": [1, 2]}),
     "NB.4-root-access-not-returned": ({"root_access": None}, {"root_access": "Enabled"}),
     "SG.1-not-sagemaker": ({**GROUP, "users": ["other"], "interfaces": ["other"]},
                            {**GROUP, "users": ["model", "other"], "interfaces": ["other"]}),
@@ -169,9 +170,10 @@ def test_random_worlds_are_seeded_and_valid_for_aws() -> None:
 def test_facts_say_who_uses_a_group_and_whose_interfaces_carry_it() -> None:
     world = {"groups": [{"name": n, "ingress": i, "egress": [], "keep_default_egress": True}
                         for n, i in (("a", ["ssh-from-0.0.0.0/0"]), ("b", ["https-from-0.0.0.0/1"]), ("c", []))],
-             "notebooks": [{"name": "NB", "subnet": "private", "direct_internet": None, "root_access": None, "groups": ["a"]}],
-             "jobs": [{"name": "j", "isolation": True, "vpc": "private", "instance_count": None, "instance_groups": [1, 2],
-                       "encryption": None, "groups": ["b"], "stop": True}],
+             "notebooks": [{"name": "NB", "subnet": "private", "direct_internet": None, "root_access": None,
+                            "groups": ["a"]}],
+             "jobs": [{"name": "j", "isolation": True, "vpc": "private", "instance_count": None,
+                       "instance_groups": [1, 2], "encryption": None, "groups": ["b"], "stop": True}],
              "models": [{"name": "m", "isolation": None, "vpc": "private", "groups": ["b"]}],
              "endpoint_configs": [{"name": "e", "variants": [{"serverless": True}, {"serverless": False, "count": 2}]}],
              "endpoints": [{"service": "kms", "groups": ["c"]}], "interfaces": [{"groups": ["a"]}]}
@@ -199,7 +201,8 @@ def test_the_shim_answers_what_botocore_can_parse_and_passes_the_rest_to_moto(op
     seen: list[str] = []
     shim = pd.ProwlerShim(lambda environ, start: seen.append("moto") or [b""])
     status: list[str] = []
-    target = {"HTTP_X_AMZ_TARGET": f"SageMaker.{name}"} if service == "sagemaker" else {"QUERY_STRING": f"Action={name}"}
+    target = ({"HTTP_X_AMZ_TARGET": f"SageMaker.{name}"} if service == "sagemaker"
+              else {"QUERY_STRING": f"Action={name}"})
     environ = {"HTTP_AUTHORIZATION": f"AWS4-HMAC-SHA256 Credential=k/20260101/us-east-1/{service}/aws4_request",
                "wsgi.input": io.BytesIO(b""), **target}
     body = b"".join(shim(environ, lambda s, headers: status.append(s)))
@@ -257,7 +260,8 @@ def test_every_control_is_compared_and_agrees_somewhere(world: list[pd.Pair]) ->
     ("NB.1", "w0-probe-nb-root-off", "NON_COMPLIANT", "FAIL"),
     ("NB.1", "w0-probe-nb-root-unset", "COMPLIANT", "PASS"),
 ])
-def test_the_probes_neighbours_agree(world: list[pd.Pair], control: str, resource: str, netguard: str, prowler: str) -> None:
+def test_the_probes_neighbours_agree(world: list[pd.Pair], control: str, resource: str, netguard: str,
+                                     prowler: str) -> None:
     pair = next(p for p in world if (p.control, p.resource) == (control, resource))
     assert (pair.netguard.status, pair.prowler.status) == (netguard, prowler)  # type: ignore[union-attr]
 

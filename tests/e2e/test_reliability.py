@@ -57,7 +57,8 @@ def test_two_concurrent_invocations_for_one_violation_act_once(stack, monkeypatc
     second reads, and the second has nothing to claim: right, but not the race this test is about)."""
     aws, net = stack["aws"], stack["net"]
     attach_notebook_eni(aws.client("ec2"), net.private_subnets[0], [net.sg_ssh_open], "nb")
-    ledger = handlers.runtime().ledger  # one container's runtime, shared by both threads (as two containers share the table)
+    # one container's runtime, shared by both threads (as two containers share the table)
+    ledger = handlers.runtime().ledger
     at_claim = threading.Barrier(2, timeout=30)
     held: set[int] = set()
     claim_many = ledger.claim_many
@@ -201,7 +202,8 @@ def test_alerts_sent_during_an_outage_are_delivered_after_it(stack, monkeypatch,
                      if any(alert["control"]["id"] in t and alert["resource"]["id"] in t for t in texts)}
     print(f"{outage}: {len(sent)} alerts during the outage, {result['undelivered_alerts']['resent']} re-sent by the "
           f"next sweep, {len(left)} still undelivered, {len(sent - delivered)} lost")
-    assert result["undelivered_alerts"] == {"resent": 2, "still_undelivered": 0, "left_for_next_sweep": 0} and left == []
+    assert result["undelivered_alerts"] == {"resent": 2, "still_undelivered": 0, "left_for_next_sweep": 0}
+    assert left == []
     assert sent <= delivered
 
 
@@ -211,9 +213,9 @@ def ledger_writes(aws) -> list[str]:
 
 def test_an_event_settles_its_claims_actions_and_decisions_in_one_batch(stack) -> None:
     """Before acting: the idempotency record, the conditional claims of its decisions in one
-    transaction, the budgets and the action's before-state. After: one BatchWriteItem for the rest (claims and actions with their
-    results, the decisions), then Powertools' update. (A security group uses nothing netguard
-    indexes: no write for the dependency index.)"""
+    transaction, the budgets and the action's before-state. After: one BatchWriteItem for the rest
+    (claims and actions with their results, the decisions), then Powertools' update. (A security
+    group uses nothing netguard indexes: no write for the dependency index.)"""
     aws, net = stack["aws"], stack["net"]
     attach_notebook_eni(aws.client("ec2"), net.private_subnets[0], [net.sg_ssh_open], "nb")
     result = invoke(stack, "on_api_call", events.authorize_ingress(net.sg_ssh_open, OPEN_SSH, aws.account, aws.region))

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from chalicelib import handlers, ledger as ledger_module
+from chalicelib import handlers
+from chalicelib import ledger as ledger_module
 from conftest import TABLE, alerts, invoke, ledger_items
 from netguard_testkit import events
 
@@ -228,7 +229,7 @@ def tag_group(aws: Any, group_id: str, tags: dict[str, str]) -> dict[str, Any]:
 
 
 def in_days(days: int) -> str:
-    return (dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=days)).isoformat()
+    return (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=days)).isoformat()
 
 
 @pytest.mark.parametrize("case, tags, sg1", [
@@ -317,7 +318,7 @@ def test_a_limited_violation_is_rechecked_when_its_window_opens(stack, monkeypat
     assert held["rechecks"] == 1
     message = sqs.receive_message(QueueUrl=queue, MessageAttributeNames=["All"])["Messages"][0]
     body = recheck_module.decode(message["Body"])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     assert body.not_before == ledger_module.window_end(now, 60) and body.refs[0].resource_id == second
 
     def deliver(body_text: str) -> dict[str, Any]:

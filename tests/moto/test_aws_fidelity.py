@@ -36,11 +36,12 @@ def decisions(aws, rtype: str, rid: str, control: str):
 
 def interface_endpoint(aws, net, service: str, private_dns: bool) -> str:
     ec2 = aws.client("ec2")
-    return ec2.create_vpc_endpoint(VpcEndpointType="Interface", VpcId=net.vpc_id,
-                                   ServiceName=f"com.amazonaws.{aws.region}.{service}",
-                                   SubnetIds=list(net.private_subnets), PrivateDnsEnabled=private_dns,
-                                   TagSpecifications=[{"ResourceType": "vpc-endpoint", "Tags": [
-                                       {"Key": k, "Value": v} for k, v in TAGS.items()]}])["VpcEndpoint"]["VpcEndpointId"]
+    endpoint = ec2.create_vpc_endpoint(VpcEndpointType="Interface", VpcId=net.vpc_id,
+                                       ServiceName=f"com.amazonaws.{aws.region}.{service}",
+                                       SubnetIds=list(net.private_subnets), PrivateDnsEnabled=private_dns,
+                                       TagSpecifications=[{"ResourceType": "vpc-endpoint", "Tags": [
+                                           {"Key": k, "Value": v} for k, v in TAGS.items()]}])["VpcEndpoint"]
+    return endpoint["VpcEndpointId"]
 
 
 def test_private_dns_is_not_enabled_over_a_private_hosted_zone_serving_the_name(aws, net):

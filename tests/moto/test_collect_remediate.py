@@ -138,7 +138,8 @@ def test_stop_refused_by_aws_is_a_failure_with_the_error(aws, net):
     notebook = collect_one(aws, NOTEBOOK, "nb-denied").resources[0]
     client = aws.clients.client("sagemaker", aws.region, aws.account)
     with Stubber(client) as stub:
-        stub.add_client_error("stop_notebook_instance", "AccessDeniedException", "not authorized to StopNotebookInstance")
+        stub.add_client_error("stop_notebook_instance", "AccessDeniedException",
+                              "not authorized to StopNotebookInstance")
         stub.add_response("describe_notebook_instance", {"NotebookInstanceStatus": "InService"})
         with pytest.raises(RemediationError, match="AccessDeniedException: not authorized"):
             run_action(aws, "quarantine_notebook", notebook)

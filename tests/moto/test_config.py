@@ -95,13 +95,14 @@ def test_evaluations_go_out_in_calls_of_at_most_100(aws) -> None:
     """250 evaluations: three PutEvaluations calls (100, 100, 50), against the real API shape."""
     client = aws.clients.client("config", aws.region, aws.account)
     inv = RuleInvocation(configrule.SCHEDULED, "rule", aws.account, aws.region, "real-token", False,
-                         dt.datetime(2026, 11, 27, tzinfo=dt.timezone.utc), None)
+                         dt.datetime(2026, 11, 27, tzinfo=dt.UTC), None)
     evals = [{"ComplianceResourceType": SG, "ComplianceResourceId": f"sg-{i:08x}", "ComplianceType": "COMPLIANT",
               "OrderingTimestamp": inv.notification_time} for i in range(250)]
     with Stubber(client) as stub:
         for size, start in ((100, 0), (100, 100), (50, 200)):
             stub.add_response("put_evaluations", {"FailedEvaluations": []},
-                              {"Evaluations": evals[start:start + size], "ResultToken": "real-token", "TestMode": False})
+                              {"Evaluations": evals[start:start + size], "ResultToken": "real-token",
+                               "TestMode": False})
         assert configrule.put_evaluations(aws.clients, inv, evals) == 0
         stub.assert_no_pending_responses()
 
@@ -275,8 +276,9 @@ def test_a_rule_invocation_for_a_region_netguard_does_not_cover_is_ignored(stack
 
 def test_compliance_change_pattern_matches_real_events() -> None:
     """The pattern of on_compliance_change, applied by moto's EventBridge to real-shaped events."""
-    from chalicelib.handlers import event_patterns
     from test_triggers import _delivered
+
+    from chalicelib.handlers import event_patterns
 
     pattern = event_patterns(load_policy())["on_compliance_change"]
     acct, region = "123456789012", "us-east-1"

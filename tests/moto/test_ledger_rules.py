@@ -5,7 +5,8 @@ answer alike: the rendered condition is judged by a conditional put in moto's Dy
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import boto3
 from botocore.exceptions import ClientError
@@ -18,7 +19,7 @@ from chalicelib.ledger.rules import CLAIM_OPEN, Clause, claim_values, holds, ren
 from chalicelib.model import ALREADY_DONE, FAILED, NO_ACTION, SUCCEEDED
 from netguard_testkit.world import create_ledger_table
 
-NOW = dt.datetime(2026, 5, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 5, 1, 12, 0, 0, tzinfo=dt.UTC)
 DEDUP = dt.timedelta(hours=24)
 LATEST = int((NOW + DEDUP + dt.timedelta(minutes=5)).timestamp())  # the furthest expiry netguard writes
 

@@ -7,9 +7,10 @@ import re
 import socket
 import subprocess
 import sys
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import boto3
 import pytest
@@ -39,7 +40,7 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"
 SECRET = "T0SECRET/B0SECRET/zzSECRETtoken42"  # the secret part of every test webhook URL
 SECRET_PIECES = ("T0SECRET", "B0SECRET", "zzSECRETtoken42")
-NOW = datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone.utc)
+NOW = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
 HOSTILE = "<!channel> *bold* _it_ ~strike~ `tick` <http://x|y>\nsecond line & more"
 
 BASELINE_FIELDS = {
@@ -683,7 +684,8 @@ def test_unresolvable_webhook_is_recorded_and_sns_still_sent(aws: Clients) -> No
     results = notify.Notifier(settings, aws, ledger=ledger).send(make_alert())
 
     assert results["sns"] == "delivered"
-    assert results["slack"].startswith("failed: cannot read the Slack webhook URL") and "ParameterNotFound" in results["slack"]
+    assert results["slack"].startswith("failed: cannot read the Slack webhook URL")
+    assert "ParameterNotFound" in results["slack"]
     assert [call[1] for call in ledger.calls] == ["slack"]
     assert len(_received_envelopes(aws, queue_url)) == 1
 

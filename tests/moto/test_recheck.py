@@ -57,7 +57,7 @@ def sqs_event(bodies: list[str], queue: str = "netguard-recheck-test") -> tuple[
         "ApproximateFirstReceiveTimestamp": "1795740000001"}, "messageAttributes": {},
         "md5OfBody": "0" * 32, "eventSource": "aws:sqs",
         "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:{queue}", "awsRegion": "us-east-1"}
-        for mid, body in zip(ids, bodies)]
+        for mid, body in zip(ids, bodies, strict=True)]
     return {"Records": records}, ids
 
 

@@ -41,7 +41,8 @@ def _policy_with(tmp_path: Path, file: str, old: str, new: str) -> Path:
 
 
 def test_a_control_on_a_field_no_collector_emits_is_rejected(tmp_path):
-    misspelt = _policy_with(tmp_path, "notebooks.toml", 'field = "DirectInternetAccess"', 'field = "DirectInternetAcces"')
+    misspelt = _policy_with(tmp_path, "notebooks.toml", 'field = "DirectInternetAccess"',
+                            'field = "DirectInternetAcces"')
     with pytest.raises(PolicyError) as err:
         load_policy(str(misspelt))
     message = str(err.value)

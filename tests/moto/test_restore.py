@@ -27,17 +27,18 @@ from chalicelib.restore import (
 )
 from chalicelib.scan import run_scan
 from chalicelib.settings import Settings
+from conftest import TABLE, CallLog
 from netguard_testkit.moto_fidelity import attach_notebook_eni, notebook_status, set_status
 from netguard_testkit.moto_sagemaker import add_studio_app, job_status
 from netguard_testkit.world import TAGS, create_ledger_table, create_notebook, tcp
-from conftest import TABLE, CallLog
 
 RULE_FIELDS = ("IsEgress", "IpProtocol", "FromPort", "ToPort", "CidrIpv4", "CidrIpv6", "Description")
 
 
 def rules_of(ec2, group_id):
     """The group's rules without their ids (a restored rule gets a new id), comparable as a set."""
-    rules = ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [group_id]}])["SecurityGroupRules"]
+    rules = ec2.describe_security_group_rules(
+        Filters=[{"Name": "group-id", "Values": [group_id]}])["SecurityGroupRules"]
     return {tuple(r.get(k) for k in RULE_FIELDS) for r in rules}
 
 
@@ -270,7 +271,8 @@ def owner_action(aws, net, ledger_file):
 
 
 def tags_of(ec2, group):
-    return {t["Key"]: t["Value"] for t in ec2.describe_security_groups(GroupIds=[group])["SecurityGroups"][0].get("Tags", [])}
+    described = ec2.describe_security_groups(GroupIds=[group])["SecurityGroups"][0]
+    return {t["Key"]: t["Value"] for t in described.get("Tags", [])}
 
 
 def test_the_owner_tag_netguard_added_is_removed(aws, net, tmp_path):
@@ -335,7 +337,8 @@ def test_quarantine_tag_is_removed_and_the_notebook_starts_only_with_start_from_
 def test_a_stopped_job_is_refused_with_the_reason_and_exit_4(aws, net, tmp_path, capsys, cli_calls):
     aws.client("sagemaker").create_training_job(
         TrainingJobName="train-open", RoleArn=f"arn:aws:iam::{aws.account}:role/sagemaker",
-        AlgorithmSpecification={"TrainingImage": "123.dkr.ecr.us-east-1.amazonaws.com/x:1", "TrainingInputMode": "File"},
+        AlgorithmSpecification={"TrainingImage": "123.dkr.ecr.us-east-1.amazonaws.com/x:1",
+                                "TrainingInputMode": "File"},
         OutputDataConfig={"S3OutputPath": "s3://b/out"},
         ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 10},
         StoppingCondition={"MaxRuntimeInSeconds": 3600},
@@ -390,7 +393,8 @@ def test_a_created_flow_log_without_netguards_tag_is_not_deleted(aws, net, tmp_p
 def test_the_s3_gateway_endpoint_netguard_created_is_deleted(aws, net, tmp_path):
     ec2 = aws.client("ec2")
     attach_notebook_eni(ec2, net.private_subnets[0], [net.sg_notebook_ok], "nb")
-    [s3] = [e["VpcEndpointId"] for e in ec2.describe_vpc_endpoints()["VpcEndpoints"] if e["ServiceName"].endswith(".s3")]
+    [s3] = [e["VpcEndpointId"] for e in ec2.describe_vpc_endpoints()["VpcEndpoints"]
+            if e["ServiceName"].endswith(".s3")]
     ec2.delete_vpc_endpoints(VpcEndpointIds=[s3])
     ledger = tmp_path / "ledger.jsonl"
     act = action_id(enforce(aws, str(ledger)), "create_s3_gateway_endpoint")
@@ -477,4 +481,5 @@ def test_the_command_restores_then_says_already_restored(aws, net, tmp_path, cap
     assert cli_calls.writes() == []
     out = capsys.readouterr().out
     assert f"action    {act} revoke_rules (SG.1, SG.2): succeeded" in out
-    assert "result    already restored: nothing written" in out and "unchanged  ingress tcp 22 from 0.0.0.0/0 exists" in out
+    assert "result    already restored: nothing written" in out
+    assert "unchanged  ingress tcp 22 from 0.0.0.0/0 exists" in out

@@ -6,8 +6,9 @@ Every control of BASELINE.md: NB.1-4, JOB.1-4, MD.1-2, EP.1-3, DM.1-2, VPC.1-11,
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import boto3
 import pytest
@@ -79,7 +80,8 @@ def _notebook(x: World, name: str, subnet: str | None, **kw: Any) -> str:
 def _training(x: World, name: str, **changes: Any) -> str:
     params = {
         "TrainingJobName": name, "RoleArn": x.w.sagemaker_role_arn,
-        "AlgorithmSpecification": {"TrainingImage": "123.dkr.ecr.us-east-1.amazonaws.com/x:1", "TrainingInputMode": "File"},
+        "AlgorithmSpecification": {"TrainingImage": "123.dkr.ecr.us-east-1.amazonaws.com/x:1",
+                                   "TrainingInputMode": "File"},
         "OutputDataConfig": {"S3OutputPath": "s3://b/out"},
         "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 2, "VolumeSizeInGB": 10},
         "StoppingCondition": {"MaxRuntimeInSeconds": 3600},

@@ -7,8 +7,9 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import boto3
 import pytest

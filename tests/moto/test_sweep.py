@@ -39,7 +39,7 @@ def sqs_batch(bodies: list[str]) -> tuple[dict[str, Any], list[str]]:
     return {"Records": [{"messageId": i, "receiptHandle": f"rh-{i}", "body": b, "attributes": {},
                          "messageAttributes": {}, "md5OfBody": "0" * 32, "eventSource": "aws:sqs",
                          "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:netguard-sweep-test",
-                         "awsRegion": "us-east-1"} for i, b in zip(ids, bodies)]}, ids
+                         "awsRegion": "us-east-1"} for i, b in zip(ids, bodies, strict=True)]}, ids
 
 
 @pytest.fixture
@@ -292,7 +292,8 @@ def _stale_index_entry(aws, net) -> None:
 
 def _vpc11(reports, result, vpc_id: str) -> list[dict[str, Any]]:
     summary = reports(f"netguard/sweeps/{result['sweep_id']}/summary.json")
-    return [f for f in reports(summary["reports"][0])["findings"] if f["control"] == "VPC.11" and f["resource_id"] == vpc_id]
+    return [f for f in reports(summary["reports"][0])["findings"]
+            if f["control"] == "VPC.11" and f["resource_id"] == vpc_id]
 
 
 def test_a_whole_sweep_answers_vpc11_from_what_it_read_not_from_the_index(stack, reports, monkeypatch) -> None:
@@ -304,7 +305,8 @@ def test_a_whole_sweep_answers_vpc11_from_what_it_read_not_from_the_index(stack,
     asked: list[str] = []
     ledger_type = type(handlers.runtime().ledger)
     read = ledger_type.users_with_environment
-    monkeypatch.setattr(ledger_type, "users_with_environment", lambda self, used: asked.append(used.key) or read(self, used))
+    monkeypatch.setattr(ledger_type, "users_with_environment",
+                        lambda self, used: asked.append(used.key) or read(self, used))
     result = invoke(stack, "sweep", scheduled_event(aws.account, aws.region))
     assert _vpc11(reports, result, net.vpc_id) == [] and asked == []
 

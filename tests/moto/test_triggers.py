@@ -11,8 +11,21 @@ from moto import mock_aws
 
 from chalicelib.errors import IgnoredEvent, InvalidEvent
 from chalicelib.handlers import event_patterns
-from chalicelib.model import (DOMAIN, ENDPOINT, MODEL, NOTEBOOK, PROCESSING_JOB, SECURITY_GROUP, SUBNET, TRAINING_JOB, TRANSFORM_JOB,
-                              TUNING_JOB, VPC, VPC_ENDPOINT, ResourceRef)
+from chalicelib.model import (
+    DOMAIN,
+    ENDPOINT,
+    MODEL,
+    NOTEBOOK,
+    PROCESSING_JOB,
+    SECURITY_GROUP,
+    SUBNET,
+    TRAINING_JOB,
+    TRANSFORM_JOB,
+    TUNING_JOB,
+    VPC,
+    VPC_ENDPOINT,
+    ResourceRef,
+)
 from chalicelib.policy import load_policy
 from chalicelib.triggers import from_api_call, from_state_change
 from netguard_testkit import events
@@ -46,11 +59,14 @@ def _published_create_endpoint():
 
 
 API_CASES = [
-    ("CreateNotebookInstance", events.create_notebook("MyNotebook-1", ACCT, REGION, "subnet-0a", [SG]), [nb("MyNotebook-1")]),
+    ("CreateNotebookInstance", events.create_notebook("MyNotebook-1", ACCT, REGION, "subnet-0a", [SG]),
+     [nb("MyNotebook-1")]),
     ("CreateNotebookInstance without VPC", events.create_notebook("nb2", ACCT, REGION, None, []), [nb("nb2")]),
     ("StartNotebookInstance", events.start_notebook("nb3", ACCT, REGION), [nb("nb3")]),
     ("UpdateNotebookInstance", events.api_call("UpdateNotebookInstance", "aws.sagemaker",
-                                               {"notebookInstanceName": "nb4", "rootAccess": "Enabled"}, None, ACCT, REGION), [nb("nb4")]),
+                                               {"notebookInstanceName": "nb4", "rootAccess": "Enabled"},
+                                               None, ACCT, REGION),
+     [nb("nb4")]),
     ("CreateSecurityGroup", events.create_security_group(SG, "web", "vpc-0a", ACCT, REGION), [sg(SG)]),
     ("AuthorizeSecurityGroupIngress 1.05 (published sample)", published_sg_sample(), [sg(SG)]),
     ("AuthorizeSecurityGroupIngress 1.08 with securityGroupRuleSet", events.authorize_ingress(
@@ -58,7 +74,8 @@ API_CASES = [
         rule_set=[{"SecurityGroupRuleId": "sgr-0abc", "IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
                    "CidrIpv4": "0.0.0.0/0"}]), [sg(SG)]),
     ("CreateTrainingJob", events.api_call("CreateTrainingJob", "aws.sagemaker", {"trainingJobName": "train-1"},
-                                          {"trainingJobArn": "arn"}, ACCT, REGION), [ResourceRef(TRAINING_JOB, "train-1", ACCT, REGION)]),
+                                          {"trainingJobArn": "arn"}, ACCT, REGION),
+     [ResourceRef(TRAINING_JOB, "train-1", ACCT, REGION)]),
     ("CreateProcessingJob", events.api_call("CreateProcessingJob", "aws.sagemaker", {"processingJobName": "prep-1"},
                                             None, ACCT, REGION), [ResourceRef(PROCESSING_JOB, "prep-1", ACCT, REGION)]),
     ("CreateHyperParameterTuningJob", events.api_call("CreateHyperParameterTuningJob", "aws.sagemaker",
@@ -84,7 +101,8 @@ API_CASES = [
                                                             {"vpc": {"vpcId": "vpc-0123456789abcdef1"}}, ACCT, REGION),
      [ResourceRef(VPC, "vpc-0123456789abcdef1", ACCT, REGION)]),
     ("CreateFlowLogs (wrapped request)", events.api_call(
-        "CreateFlowLogs", "aws.ec2", {"CreateFlowLogsRequest": {"ResourceId": {"tag": 1, "content": "vpc-0123456789abcdef0"},
+        "CreateFlowLogs", "aws.ec2", {"CreateFlowLogsRequest": {"ResourceId": {"tag": 1,
+                                                                               "content": "vpc-0123456789abcdef0"},
                                                                 "ResourceType": "VPC", "TrafficType": "REJECT"}},
         None, ACCT, REGION), [ResourceRef(VPC, "vpc-0123456789abcdef0", ACCT, REGION)]),
     ("CreateVpcEndpoint: the VPC and the endpoint", events.api_call(
@@ -106,11 +124,13 @@ API_CASES = [
                                         "tagKeys": ["Owner"]}, None, ACCT, REGION),
      [ResourceRef(NOTEBOOK, "nb-7", ACCT, REGION)]),
     ("ModifySubnetAttribute", events.api_call("ModifySubnetAttribute", "aws.ec2",
-                                              {"subnetId": "subnet-0123456789abcdef0", "mapPublicIpOnLaunch": {"value": True}},
+                                              {"subnetId": "subnet-0123456789abcdef0",
+                                               "mapPublicIpOnLaunch": {"value": True}},
                                               None, ACCT, REGION),
      [ResourceRef(SUBNET, "subnet-0123456789abcdef0", ACCT, REGION)]),
-    ("ModifySecurityGroupRules", events.modify_rules(SG2, "sgr-0abc", {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
-                                                                       "CidrIpv4": "0.0.0.0/0"}, ACCT, REGION), [sg(SG2)]),
+    ("ModifySecurityGroupRules", events.modify_rules(SG2, "sgr-0abc", {"IpProtocol": "tcp", "FromPort": 22,
+                                                                       "ToPort": 22, "CidrIpv4": "0.0.0.0/0"},
+                                                     ACCT, REGION), [sg(SG2)]),
 ]
 
 
@@ -165,9 +185,11 @@ REJECTS = [
     ("bad region", _with(CREATE, "mars-1", "region"), InvalidEvent),
     ("no eventName", _without(CREATE, "detail", "eventName"), InvalidEvent),
     ("no notebook name", _without(CREATE, "detail", "requestParameters", "notebookInstanceName"), InvalidEvent),
-    ("notebook name with a slash", _with(CREATE, "../etc", "detail", "requestParameters", "notebookInstanceName"), InvalidEvent),
+    ("notebook name with a slash", _with(CREATE, "../etc", "detail", "requestParameters", "notebookInstanceName"),
+     InvalidEvent),
     ("requestParameters null", _with(CREATE, None, "detail", "requestParameters"), InvalidEvent),
-    ("sg id not an sg id", _with(published_sg_sample(), "sg-'; drop", "detail", "requestParameters", "groupId"), InvalidEvent),
+    ("sg id not an sg id", _with(published_sg_sample(), "sg-'; drop", "detail", "requestParameters", "groupId"),
+     InvalidEvent),
     ("forged source", _with(CREATE, "my.app", "source"), IgnoredEvent),
     ("another detail-type", _with(CREATE, "Scheduled Event", "detail-type"), IgnoredEvent),
     ("the call failed", _with(CREATE, "ValidationException", "detail", "errorCode"), IgnoredEvent),

@@ -82,7 +82,7 @@ def packaged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         projects[stage] = base / f"project-{stage}"
         shutil.copytree(project, projects[stage], symlinks=True)
     with ThreadPoolExecutor(max_workers=len(STAGES)) as pool:
-        results = dict(zip(STAGES, pool.map(lambda s: _chalice_package(projects[s], s, outs[s]), STAGES)))
+        results = dict(zip(STAGES, pool.map(lambda s: _chalice_package(projects[s], s, outs[s]), STAGES), strict=True))
     for stage, result in results.items():
         assert result.returncode == 0, f"chalice package --stage {stage} failed:\n{result.stdout}\n{result.stderr}"
         assert (outs[stage] / "deployment.zip").is_file() and (outs[stage] / "sam.json").is_file()
@@ -184,7 +184,8 @@ def test_event_rules_carry_the_app_patterns(packaged: dict[str, Path], stage: st
         events = list(props.get("Events", {}).values())
         assert len(events) == 1, f"{name}: {events}"
         assert events[0]["Type"] == "CloudWatchEvent"
-        assert json.dumps(events[0]["Properties"]["Pattern"], sort_keys=True) == json.dumps(expected[name], sort_keys=True)
+        assert (json.dumps(events[0]["Properties"]["Pattern"], sort_keys=True)
+                == json.dumps(expected[name], sort_keys=True))
 
 
 @pytest.mark.parametrize("stage", STAGES)

@@ -16,15 +16,16 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
+from test_packaging import COPY_IGNORE, REGION, ROOT, STAGES, _functions, _stage_env, _template, _tool
 
 from chalicelib.configrule import CONFIG_TYPES
-from test_packaging import COPY_IGNORE, REGION, ROOT, STAGES, _functions, _stage_env, _template, _tool
 
 sys.path.insert(0, str(ROOT / "tools"))
 
@@ -45,8 +46,9 @@ NETGUARD_TAG_KEYS = ("netguard:exempt", "netguard:exempt-until", "netguard:exemp
                      "netguard:created-by")
 # kms: the ledger's signing key and the webhook secret's decryption stay central; the engine's DescribeKey
 # (who manages an endpoint configuration's key, EP.3) is a read of the member account's own keys.
-CENTRAL_ONLY = ("dynamodb:", "sns:", "ssm:", "secretsmanager:", "kms:Decrypt", "kms:GenerateMac", "xray:", "sqs:", "s3:", "logs:CreateLogGroup",
-                "logs:CreateLogStream", "logs:PutLogEvents", "config:", "organizations:", "sts:")
+CENTRAL_ONLY = ("dynamodb:", "sns:", "ssm:", "secretsmanager:", "kms:Decrypt", "kms:GenerateMac", "xray:", "sqs:",
+                "s3:", "logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "config:", "organizations:",
+                "sts:")
 
 
 def _package_stack(project: Path, stage: str, out: Path) -> str:
@@ -75,7 +77,7 @@ def packaged_stacks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]
         shutil.copytree(ROOT, projects[stage], symlinks=True, ignore=COPY_IGNORE)
     outs = {stage: base / f"out-{stage}" for stage in STAGES}
     with ThreadPoolExecutor(max_workers=len(STAGES)) as pool:
-        failures = dict(zip(STAGES, pool.map(lambda s: _package_stack(projects[s], s, outs[s]), STAGES)))
+        failures = dict(zip(STAGES, pool.map(lambda s: _package_stack(projects[s], s, outs[s]), STAGES), strict=True))
     for stage, failure in failures.items():
         assert not failure, f"packaging {stage} failed: {failure}"
     return outs
@@ -913,7 +915,7 @@ def test_the_stack_pins_the_roles_to_its_own_resources_and_accounts(stacks: dict
     guardrails = res["FunctionGuardrails"]
     assert guardrails["Type"] == "AWS::IAM::Policy"
     assert sorted(r["Ref"] for r in guardrails["Properties"]["Roles"]) == sorted(roles)
-    for name, props in _functions(template).items():  # no function runs before the denies are in place
+    for name in _functions(template):  # no function runs before the denies are in place
         assert "FunctionGuardrails" in _as_list(template["Resources"][_logical_id(template, name)]["DependsOn"]), name
     bucket = f"arn:aws:s3:::netguard-reports-{ACCOUNT}-{stage}"
     refs = {"AWS::Partition": "aws", "AWS::AccountId": ACCOUNT, "AWS::Region": REGION, "Stage": stage,

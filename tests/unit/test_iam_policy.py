@@ -22,10 +22,11 @@ import copy
 import fnmatch
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import botocore.session
 import pytest
@@ -77,14 +78,14 @@ IMPLIED_BY_READS = {"ec2:DescribeNetworkInterfaceAttribute": "elasticfilesystem:
 
 # --------------------------------------------------------------------------------------- model
 
-@lru_cache(maxsize=None)
+@cache
 def operations(service: str) -> dict[str, str]:
     """snake_case method name -> API operation name, from the botocore service model."""
     model = botocore.session.get_session().get_service_model(service)
     return {xform_name(op): op for op in model.operation_names}
 
 
-@lru_cache(maxsize=None)
+@cache
 def all_method_names() -> frozenset[str]:
     return frozenset(name for service in SERVICES for name in operations(service))
 
@@ -99,7 +100,7 @@ class Scan:
     def add(self, action: str, where: str) -> None:
         self.calls.setdefault(action, set()).add(where)
 
-    def merge(self, other: "Scan") -> None:
+    def merge(self, other: Scan) -> None:
         for action, wheres in other.calls.items():
             for where in wheres:
                 self.add(action, where)
@@ -410,7 +411,8 @@ def arn_formats(action: str) -> list[str]:
     info = iam_action(action) or {}
     # The table spells some resource types differently in the two places ("Secret" / "secret").
     resources = {k.lower(): v for k, v in iam_table()[prefix].get("Resources", {}).items()}
-    return [fmt for rtype in info.get("Resources", []) for fmt in resources.get(rtype.lower(), {}).get("ARNFormats", [])]
+    return [fmt for rtype in info.get("Resources", [])
+            for fmt in resources.get(rtype.lower(), {}).get("ARNFormats", [])]
 
 
 def arn_pattern_fits(pattern: str, fmt: str) -> bool:
@@ -612,7 +614,8 @@ def test_policy_resources_match_the_stage_config(stage: str) -> None:
     # The stage's queues (named in app.py after NETGUARD_STAGE) and its report bucket.
     for queue in (f"netguard-recheck-{stage}", f"netguard-sweep-{stage}"):
         assert allows(policy, "sqs:SendMessage", f"arn:aws:sqs:{region}:{account}:{queue}")
-    assert allows(policy, "s3:PutObject", f"arn:aws:s3:::netguard-reports-{account}-{stage}/netguard/sweeps/x/summary.json")
+    assert allows(policy, "s3:PutObject",
+                  f"arn:aws:s3:::netguard-reports-{account}-{stage}/netguard/sweeps/x/summary.json")
     assert not allows(policy, "s3:PutObject", f"arn:aws:s3:::netguard-reports-{account}-{stage}/other/key")
     # Secrets of this stage (Secrets Manager appends a random suffix to the name).
     assert allows(policy, "secretsmanager:GetSecretValue",
@@ -737,7 +740,8 @@ def test_chalice_uses_these_policy_files() -> None:
 
 EC2_ARN_TYPES = {"AWS::EC2::VPC": "vpc", "AWS::EC2::Subnet": "subnet", "AWS::EC2::VPCEndpoint": "vpc-endpoint",
                  "AWS::EC2::SecurityGroup": "security-group"}
-SAGEMAKER_ARN_TYPES = {"AWS::SageMaker::NotebookInstance": "notebook-instance", "AWS::SageMaker::TrainingJob": "training-job",
+SAGEMAKER_ARN_TYPES = {"AWS::SageMaker::NotebookInstance": "notebook-instance",
+                       "AWS::SageMaker::TrainingJob": "training-job",
                        "AWS::SageMaker::ProcessingJob": "processing-job",
                        "AWS::SageMaker::HyperParameterTuningJob": "hyper-parameter-tuning-job",
                        "AWS::SageMaker::TransformJob": "transform-job", "AWS::SageMaker::Model": "model",
@@ -786,7 +790,8 @@ def test_pass_role_is_only_the_flow_log_delivery_role(stage: str) -> None:
         role = params["deliver_logs_role_arn"].replace("{account}", "123456789012")
         assert allows(doc, "iam:PassRole", role), (
             f"VPC.3 delivers through {role}: change PassFlowLogDeliveryRole in {policy_file(stage).name} to it")
-    for other in ("arn:aws:iam::123456789012:role/Admin", "arn:aws:iam::123456789012:role/OrganizationAccountAccessRole",
+    for other in ("arn:aws:iam::123456789012:role/Admin",
+                  "arn:aws:iam::123456789012:role/OrganizationAccountAccessRole",
                   "arn:aws:iam::123456789012:role/netguard-member"):
         assert not allows(doc, "iam:PassRole", other), other
 
