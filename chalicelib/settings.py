@@ -61,7 +61,7 @@ def _limits(env: Mapping[str, str], name: str, default: int) -> dict[str, int]:
 
 ACCOUNT_ID_LENGTH = 12
 ORGANIZATION = "organization"
-# The Lambda functions of app.py (tests/test_guards.py checks they agree)
+# The Lambda functions of app.py (tests/e2e/test_guards.py checks they agree)
 FUNCTIONS = ("on_api_call", "on_state_change", "on_compliance_change", "config_rule", "sweep", "sweep_worker",
              "recheck")
 MEMBER_SESSION_NAME = "netguard"  # the session name netguard gives the member role it assumes (aws.py)

@@ -10,7 +10,7 @@ A statement comes from what needs it:
 - netguard's own platform (ledger, alerts, queues, secrets, logs, tracing, Config answers, member roles):
   tools/iam-platform.json, with {stage} for the stage's resource names.
 The member account role (deploy/member-account.yaml) takes the member part of the prod policy.
-tests/test_iam_policy.py checks the result against the AWS calls the code makes.
+tests/unit/test_iam_policy.py checks the result against the AWS calls the code makes.
 """
 from __future__ import annotations
 

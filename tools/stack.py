@@ -12,7 +12,7 @@ a copy whose Stage parameter defaults to, and only allows, the packaged stage. T
 given a YAML file to merge, Chalice would write sam.yaml instead of sam.json.
 
 What mirrors another source is generated, between `# BEGIN <section>` and `# END <section>` lines,
-so it cannot drift (tests/test_stack.py runs `check`; `merge` refuses a stale template):
+so it cannot drift (tests/packaging/test_stack.py runs `check`; `merge` refuses a stale template):
 
 - managed-config-rules (netguard-stack.yaml): one AWS::Config::ConfigRule per `deploy = true` entry
   of policies/config-rules.toml;

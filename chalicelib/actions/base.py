@@ -8,7 +8,7 @@ revoked meanwhile); failed, with the AWS error, the calls after it not made. The
 to say what it changed, so that "already stopped", "already revoked", "already exists" count as success.
 
 The writes of "do" are built with EC2 and SAGEMAKER (`EC2.modify_vpc_attribute(VpcId=..., says=...)`), spelled
-as the client method they call: tests/test_iam_policy.py reads the Lambda's code for the operations it calls
+as the client method they call: tests/unit/test_iam_policy.py reads the Lambda's code for the operations it calls
 and finds them. The writes of "undo" are spelled `Call("ec2", "AuthorizeSecurityGroupIngress", ...)`: the
 Lambda never makes them, and its role is not granted them.
 """

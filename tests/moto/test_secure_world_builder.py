@@ -201,8 +201,13 @@ class TestSecureWorldInProcess:
             for group in eni["Groups"]:
                 users.setdefault(group["GroupId"], set()).add(kind)
         assert w.default_security_group_id not in users
+        # the home EFS group: only its mount targets' interfaces (EFS's, not SageMaker's)
+        efs_enis = {t["NetworkInterfaceId"] for m in w.home_efs_mount_target_ids
+                    for t in env.client("efs").describe_mount_targets(MountTargetId=m)["MountTargets"]}
+        in_efs_group = {e["NetworkInterfaceId"] for e in enis if w.sg_home_efs in [g["GroupId"] for g in e["Groups"]]}
+        assert in_efs_group == efs_enis
         assert users == {w.sg_notebook: {"notebook"}, w.sg_training: {"training"}, w.sg_endpoint: {"endpoint"},
-                         w.sg_vpc_endpoint: {"vpc_endpoint"}}
+                         w.sg_vpc_endpoint: {"vpc_endpoint"}, w.sg_home_efs: {"other"}}
         model = env.sm.describe_model(ModelName=w.model_name)
         assert model["VpcConfig"]["SecurityGroupIds"] == [w.sg_endpoint]
         domain = env.sm.describe_domain(DomainId=w.domain_id)
@@ -484,7 +489,8 @@ def test_builder_works_over_http_against_a_moto_server() -> None:
         requests.post(f"{url}/moto-api/reset", timeout=10)
         with aws_like_notebooks(), aws_like_sagemaker():
             session = boto3.session.Session(region_name=REGION)
-            clients = {s: session.client(s, endpoint_url=url) for s in ("ec2", "sagemaker", "logs", "iam", "sts")}
+            clients = {s: session.client(s, endpoint_url=url)
+                       for s in ("ec2", "sagemaker", "logs", "iam", "sts", "kms", "efs")}
             account = clients["sts"].get_caller_identity()["Account"]
             world = build_secure_world(clients, account, REGION, prefix="over-http")
             sm, ec2 = clients["sagemaker"], clients["ec2"]

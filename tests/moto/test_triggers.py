@@ -261,7 +261,7 @@ def test_api_call_pattern_matches_every_watched_call_and_nothing_else():
 
 def test_api_call_pattern_is_derived_from_the_controls():
     pattern = PATTERNS["on_api_call"]
-    assert pattern["source"] == ["aws.ec2", "aws.sagemaker"]
+    assert pattern["source"] == ["aws.ec2", "aws.elasticfilesystem", "aws.sagemaker"]
     assert set(pattern["detail"]["eventName"]) == {
         "CreateNotebookInstance", "UpdateNotebookInstance", "StartNotebookInstance",
         "CreateTrainingJob", "CreateProcessingJob", "CreateHyperParameterTuningJob", "CreateTransformJob",
@@ -270,7 +270,7 @@ def test_api_call_pattern_is_derived_from_the_controls():
         "CreateVpcEndpoint", "ModifyVpcEndpoint", "CreateRoute", "ReplaceRoute", "AssociateRouteTable",
         "ReplaceRouteTableAssociation", "DeleteFlowLogs", "CreateTags", "DeleteTags", "AddTags",
         "CreateSecurityGroup", "AuthorizeSecurityGroupIngress", "AuthorizeSecurityGroupEgress",
-        "ModifySecurityGroupRules"}
+        "ModifySecurityGroupRules", "CreateMountTarget", "ModifyMountTargetSecurityGroups"}
     only_notebooks = event_patterns(load_policy_only("NB.1"))["on_api_call"]
     assert only_notebooks["source"] == ["aws.ec2", "aws.sagemaker"]  # route changes can make a subnet public
     assert set(only_notebooks["detail"]["eventName"]) == {

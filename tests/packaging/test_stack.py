@@ -681,7 +681,7 @@ def test_member_permissions_are_the_engine_subset_of_the_central_policy(
     assert [p["Properties"]["Roles"] for p in policies.values()] == [[{"Ref": "MemberRole"}]]
     (statements,) = [p["Properties"]["PolicyDocument"]["Statement"] for p in policies.values()]
 
-    member_prefixes = ("sagemaker:", "ec2:", "tag:", "route53:")
+    member_prefixes = ("sagemaker:", "ec2:", "tag:", "route53:", "elasticfilesystem:")
 
     def engine(st: dict[str, Any]) -> bool:
         return all(a.startswith(member_prefixes) or a in ("iam:PassRole", "logs:CreateLogDelivery", "kms:DescribeKey")
