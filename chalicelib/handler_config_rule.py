@@ -5,15 +5,14 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .collect import Collector
 from .errors import IgnoredEvent, InvalidEvent
 from .handler_support import EmfTelemetry, RuntimeSource, logger, schedule_rechecks
-from .ledger import BufferedIndex
 from .model import EventContext, ResourceRef, Trigger
-from .pipeline import RunReport
-from .scan import list_refs
+
+if TYPE_CHECKING:
+    from .pipeline import RunReport
 
 
 def config_rule(event: Any, context: Any, runtime: RuntimeSource) -> dict[str, Any]:
@@ -53,6 +52,9 @@ def config_rule(event: Any, context: Any, runtime: RuntimeSource) -> dict[str, A
     rechecks = 0
     try:
         if inv.message_type == SCHEDULED:
+            from .collect import Collector  # noqa: PLC0415 - the engine: first invocation only (cold start)
+            from .ledger import BufferedIndex  # noqa: PLC0415
+            from .scan import list_refs  # noqa: PLC0415
             from .sweep import evaluate_in_chunks  # noqa: PLC0415
 
             collector = Collector(rt.clients, {t for c in rt.policy.controls for t in c.resource_types},

@@ -7,20 +7,21 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 from chalice.app import CloudWatchEvent, EventSourceHandler
 
 from .aws import AWS_ERRORS, Clients, error_code
 from .errors import IgnoredEvent
-from .ledger import DynamoLedger
 from .model import SUCCEEDED, Trigger
-from .notify import Notifier
-from .pipeline import Pipeline, RunReport
 from .policy import Policy
-from .recheck import RecheckQueue
 from .settings import Settings
+
+if TYPE_CHECKING:  # the engine is imported by the first invocation, not by `import app` (cold start)
+    from .ledger import DynamoLedger
+    from .notify import Notifier
+    from .pipeline import Pipeline, RunReport
 
 SERVICE = "netguard-engine"  # distinct from the Chalice app name, or every log line prints twice
 METRICS_NAMESPACE = "netguard"
@@ -86,6 +87,8 @@ class Runtime:
     idempotency_config: Any
 
     def pipeline(self, telemetry: Any, collector: Any = None) -> Pipeline:
+        from .pipeline import Pipeline  # noqa: PLC0415 - first invocation only
+
         return Pipeline(self.policy, self.settings, self.clients, self.ledger, self.notifier, telemetry,
                         collector=collector)
 
@@ -145,6 +148,8 @@ def check_accounts(trigger: Trigger, settings: Settings, clients: Clients | None
 def schedule_rechecks(rt: Runtime, report: RunReport, attempt: int = 1, include_duplicates: bool = False) -> int:
     """Send what the run deferred or could not do to the recheck queue; returns the messages sent."""
     try:
+        from .recheck import RecheckQueue  # noqa: PLC0415 - first invocation only
+
         return len(RecheckQueue(rt.settings, rt.clients).schedule_report(report, report.context.event_id, attempt,
                                                                          include_duplicates))
     except AWS_ERRORS as exc:

@@ -8,7 +8,6 @@ from typing import Any
 from .aws import AWS_ERRORS, error_code
 from .errors import IgnoredEvent, InvalidEvent
 from .handler_support import EmfTelemetry, RuntimeSource, logger, sqs_batch
-from .notify import resend_undelivered
 
 
 def sweep(event: Any, runtime: RuntimeSource) -> dict[str, Any]:
@@ -23,6 +22,8 @@ def sweep(event: Any, runtime: RuntimeSource) -> dict[str, Any]:
         # First what earlier alerts could not deliver (a Slack or SNS outage), then the sweep itself.
         try:
             remaining = getattr(getattr(event, "context", None), "get_remaining_time_in_millis", None)
+            from .notify import resend_undelivered  # noqa: PLC0415 - sweeps only
+
             resent = resend_undelivered(rt.ledger, rt.notifier,
                                         (lambda: remaining() / 1000.0) if callable(remaining) else None)
         except AWS_ERRORS as exc:

@@ -41,11 +41,8 @@ from .handler_support import (
 )
 from .handler_support import loggable as _loggable  # the old names: reliability/fuzz.py imports _loggable
 from .handler_support import sqs_batch as _batch
-from .ledger import DynamoLedger
-from .notify import Notifier
 from .policy import load_policy
 from .settings import Settings
-from .signing import signer_for
 
 __all__ = [
     "METRICS_NAMESPACE", "SERVICE", "ConfigRuleError", "EmfTelemetry", "RecheckRetry", "Runtime", "TolerantEvent",
@@ -68,6 +65,10 @@ def runtime() -> Runtime:
         IdempotencyConfig,
         idempotent_function,
     )
+
+    from .ledger import DynamoLedger  # noqa: PLC0415 - the engine: first invocation only (cold start)
+    from .notify import Notifier  # noqa: PLC0415
+    from .signing import signer_for  # noqa: PLC0415
 
     # The stage modules log through standard loggers under "netguard": same JSON lines, same correlation id.
     logging.getLogger("netguard")

@@ -19,7 +19,6 @@ from typing import Any
 
 from .aws import Clients
 from .errors import InvalidEvent
-from .ledger import window_end
 from .model import ResourceRef
 from .resources import BY_TYPE
 from .settings import Settings
@@ -144,6 +143,8 @@ class RecheckQueue:
         sent = self.schedule(report.recheck_refs(include_duplicates), origin, attempt)
         limited = report.limited_refs()
         if limited:
+            from .ledger import window_end  # noqa: PLC0415 - the ledger: not on `import app` (cold start)
+
             opens = window_end(now, self.settings.action_window_minutes)
             sent += self.schedule(limited, origin, attempt, not_before=opens, now=now)
         return sent
