@@ -207,7 +207,7 @@ KINDS: tuple[Kind, ...] = (
          lambda f: f["vpc"] == "gone", "definition",
          "the model's VpcConfig names a subnet that no longer exists: netguard cannot show it private and "
          "reports it (evidence 'subnet not found'); Prowler only asks for a non-empty VpcConfig.Subnets",
-         "chalicelib/checks.py vpc_private_subnets; Prowler 5.46.0 sagemaker_models_vpc_settings_configured.py"),
+         "chalicelib/checks_sagemaker.py vpc_private_subnets; Prowler 5.46.0 sagemaker_models_vpc_settings_configured.py"),
     Kind("EP.1-serverless-variant", "EP.1", (NOT_APPLICABLE, COMPLIANT), ("FAIL",),
          lambda f: f["serverless"] > 0 and all(c >= 2 for c in f["instance_counts"]), "netguard",
          "a serverless variant has no instances (no InitialInstanceCount); Prowler reads the missing count "
@@ -248,7 +248,7 @@ KINDS: tuple[Kind, ...] = (
          "a rule from a customer-managed prefix list holding 0.0.0.0/0 admits the internet: netguard reads the "
          "list's entries (GetManagedPrefixListEntries); Prowler's check reads only the rule's own IpRanges",
          "EC2 API reference AuthorizeSecurityGroupIngress PrefixListIds and GetManagedPrefixListEntries; "
-         "chalicelib/collect.py Lookups.prefix_list_cidrs; Prowler 5.46.0 "
+         "chalicelib/lookups.py Lookups.prefix_list_cidrs; Prowler 5.46.0 "
          "ec2_securitygroup_allow_ingress_from_internet_to_any_port.py (ip_ranges / ipv6_ranges only)"),
 )
 
