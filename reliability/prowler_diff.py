@@ -207,7 +207,8 @@ KINDS: tuple[Kind, ...] = (
          lambda f: f["vpc"] == "gone", "definition",
          "the model's VpcConfig names a subnet that no longer exists: netguard cannot show it private and "
          "reports it (evidence 'subnet not found'); Prowler only asks for a non-empty VpcConfig.Subnets",
-         "chalicelib/checks_sagemaker.py vpc_private_subnets; Prowler 5.46.0 sagemaker_models_vpc_settings_configured.py"),
+         "chalicelib/checks_sagemaker.py vpc_private_subnets; "
+         "Prowler 5.46.0 sagemaker_models_vpc_settings_configured.py"),
     Kind("EP.1-serverless-variant", "EP.1", (NOT_APPLICABLE, COMPLIANT), ("FAIL",),
          lambda f: f["serverless"] > 0 and all(c >= 2 for c in f["instance_counts"]), "netguard",
          "a serverless variant has no instances (no InitialInstanceCount); Prowler reads the missing count "
