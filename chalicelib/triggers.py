@@ -41,7 +41,6 @@ NOTEBOOK_STATE_CHANGE = "SageMaker Notebook Instance State Change"
 # matches "１２３..." and other scripts' digits, which no AWS id has).
 ACCOUNT_RE = re.compile(r"^\d{12}\Z", re.ASCII)
 REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d\Z", re.ASCII)
-EC2_ID_RE = {t.type: t.id_pattern for t in REGISTRY if t.service == "ec2"}
 PRINCIPAL_MAX = 2048  # an IAM ARN's limit
 # What a change to a shared resource can make non-compliant: watch it when those types are covered.
 DEPENDENTS = {t.type: t.dependents for t in REGISTRY if t.dependents}
@@ -119,15 +118,10 @@ def clean_text(value: Any, limit: int) -> str | None:
     return value if isinstance(value, str) and 0 < len(value) <= limit and value.isprintable() else None
 
 
-def _name_ref(rtype: str, name: Any, account: str, region: str, event_id: str) -> ResourceRef:
-    if not isinstance(name, str) or not BY_TYPE[rtype].id_pattern.match(name):
-        raise InvalidEvent(f"missing or invalid {rtype.rsplit('::', 1)[-1]} name", event_id)
-    return ResourceRef(rtype, name, account, region)
-
-
-def _id_ref(rtype: str, resource_id: Any, account: str, region: str, event_id: str) -> ResourceRef:
+def _ref(rtype: str, resource_id: Any, account: str, region: str, event_id: str, what: str = "id") -> ResourceRef:
+    """A ref to what an event names, when it is an id (`what`: a SageMaker name) of the type's pattern."""
     if not isinstance(resource_id, str) or not BY_TYPE[rtype].id_pattern.match(resource_id):
-        raise InvalidEvent(f"missing or invalid {rtype.rsplit('::', 1)[-1]} id", event_id)
+        raise InvalidEvent(f"missing or invalid {rtype.rsplit('::', 1)[-1]} {what}", event_id)
     return ResourceRef(rtype, resource_id, account, region)
 
 
@@ -197,14 +191,14 @@ def _refs(rtype: str, name: str, request: Mapping[str, Any], response: Mapping[s
         return _tagged_refs(request, account, region)
     spec = BY_TYPE[rtype]
     if name in spec.name_fields:  # SageMaker calls name the resource in one request field
-        return [_name_ref(rtype, request.get(spec.name_fields[name]), account, region, event_id)]
-    if spec.call_refs is not None:
-        return spec.call_refs(name, request, response, account, region, event_id)
-    # EC2 (and EFS) calls: the ids are in the request, or in the response of a Create*
-    ids = _ids_in(request, spec.id_pattern) or _ids_in(response, spec.id_pattern)
-    if not ids:
-        raise InvalidEvent(f"no {rtype.rsplit('::', 1)[-1]} id in the {name} record", event_id)
-    return [_id_ref(rtype, i, account, region, event_id) for i in ids]
+        return [_ref(rtype, request.get(spec.name_fields[name]), account, region, event_id, "name")]
+    if spec.call_refs is not None:  # where the type's own calls put its id; checked here like any other
+        ids = spec.call_refs(name, request, response)
+    else:  # EC2 (and EFS) calls: the ids are in the request, or in the response of a Create*
+        ids = _ids_in(request, spec.id_pattern) or _ids_in(response, spec.id_pattern)
+        if not ids:
+            raise InvalidEvent(f"no {rtype.rsplit('::', 1)[-1]} id in the {name} record", event_id)
+    return [_ref(rtype, i, account, region, event_id) for i in ids]
 
 
 def from_api_call(event: Any, resource_types: Iterable[str] = tuple(API_CALLS)) -> Trigger:
@@ -243,7 +237,7 @@ def from_state_change(event: Any) -> Trigger:
     status = detail.get(status_field)
     if not isinstance(status, str):
         raise InvalidEvent(f"missing 'detail.{status_field}'", event_id)
-    ref = _name_ref(rtype, detail.get(name_field), account, region, event_id)
+    ref = _ref(rtype, detail.get(name_field), account, region, event_id, "name")
     if status not in statuses:
         raise IgnoredEvent(f"{status_field}={status[:32]} needs nothing", event_id)
     context = EventContext(event_id, "state-change", f"{status_field}={status[:32]}", None,

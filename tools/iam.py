@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from botocore import xform_name
 from botocore.session import get_session
 
 from chalicelib.actions import ACTIONS
@@ -59,14 +60,8 @@ def listing_action(spec: ResourceType) -> str:
     assert spec.listing is not None
     method = spec.listing.pages(_PaginatorName())
     model = get_session().get_service_model(spec.service)
-    operation = next(op for op in model.operation_names if _snake(op) == method)
+    operation = next(op for op in model.operation_names if xform_name(op) == method)
     return f"{spec.aws_namespace}:{operation}"
-
-
-def _snake(operation: str) -> str:
-    from botocore import xform_name  # noqa: PLC0415
-
-    return xform_name(operation)
 
 
 def _plural(spec: ResourceType) -> str:

@@ -40,9 +40,9 @@ def ec2_id_re(prefix: str) -> re.Pattern[str]:
 CollectFn = Callable[["Lookups", ResourceRef, frozenset], "Resource | None"]
 # What a resource uses (security groups, subnets, its VPC; an endpoint's models), with the kinds of user it is.
 RelatedFn = Callable[[Resource], "list[tuple[ResourceRef, set[str]]]"]
-# The refs a CloudTrail record names, for types whose calls do not name them in one request field:
-# (event name, request, response, account, region, event id) -> refs; raises InvalidEvent.
-CallRefsFn = Callable[[str, Mapping[str, Any], Mapping[str, Any], str, str, str], "list[ResourceRef]"]
+# Where a CloudTrail record names the type's resources, for types whose calls do not name them in one
+# request field: (event name, request, response) -> the values found (triggers checks each is an id).
+CallRefsFn = Callable[[str, Mapping[str, Any], Mapping[str, Any]], "list[Any]"]
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import InvalidEvent
 from ..model import DOMAIN, Resource, ResourceRef
 from ..reads import describe_or_none, sagemaker_tags_of
 from .base import (
@@ -42,14 +41,10 @@ def collect(lookups: Any, ref: ResourceRef, hints: frozenset) -> Resource | None
 
 
 
-def call_refs(name: str, request: Mapping[str, Any], response: Mapping[str, Any], account: str, region: str,
-              event_id: str) -> list[ResourceRef]:
+def call_refs(name: str, request: Mapping[str, Any], response: Mapping[str, Any]) -> list[Any]:
     """UpdateDomain names it; CreateDomain answers with its ARN."""
     arn = response.get("domainArn")
-    domain_id = request.get("domainId") or (arn.rsplit("/", 1)[-1] if isinstance(arn, str) else None)
-    if not isinstance(domain_id, str) or not DOMAIN_ID_RE.match(domain_id):
-        raise InvalidEvent("missing or invalid domain id", event_id)
-    return [ResourceRef(DOMAIN, domain_id, account, region)]
+    return [request.get("domainId") or (arn.rsplit("/", 1)[-1] if isinstance(arn, str) else None)]
 
 
 TYPE = ResourceType(

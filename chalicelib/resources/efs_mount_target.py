@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 
 from ..aws import error_code
 from ..model import Resource, ResourceRef
+from ..reads import tags_from_list
 from .base import (
     TAG_FIELDS,
     USED_BY_SAGEMAKER,
@@ -33,6 +34,11 @@ STUDIO_TAG = "ManagedByAmazonSageMakerResource"  # on the home file system Studi
 ID_RE = re.compile(r"^fsmt-[0-9a-f]{8,40}\Z")  # botocore's MountTargetId pattern
 
 
+def _studio_tag(system: Mapping[str, Any]) -> str | None:
+    """The Studio domain a file system (DescribeFileSystems item) belongs to, from Studio's tag."""
+    return tags_from_list(system.get("Tags")).get(STUDIO_TAG) or None
+
+
 def _studio_domain(efs: Any, file_system_id: str) -> tuple[str | None, str | None]:
     """(the file system's ARN, the Studio domain ARN it belongs to, if any)."""
     try:
@@ -42,8 +48,7 @@ def _studio_domain(efs: Any, file_system_id: str) -> tuple[str | None, str | Non
             return None, None
         raise
     system = systems[0] if systems else {}
-    tags = {t.get("Key"): t.get("Value") for t in system.get("Tags") or []}
-    return system.get("FileSystemArn"), tags.get(STUDIO_TAG) or None
+    return system.get("FileSystemArn"), _studio_tag(system)
 
 
 def collect(lookups: Any, ref: ResourceRef, hints: frozenset) -> Resource | None:
@@ -88,7 +93,7 @@ def related(resource: Resource) -> list[tuple[ResourceRef, set[str]]]:
 
 def studio_mount_targets(efs: Any, system: Mapping[str, Any]) -> list[str]:
     """The mount targets of a file system Studio manages (its tag says so); none of any other."""
-    if not any(t.get("Key") == STUDIO_TAG for t in system.get("Tags") or []):
+    if _studio_tag(system) is None:
         return []
     return [t["MountTargetId"] for page in efs.get_paginator("describe_mount_targets").paginate(
         FileSystemId=system["FileSystemId"]) for t in page.get("MountTargets", [])]

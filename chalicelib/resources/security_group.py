@@ -4,7 +4,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import InvalidEvent
 from ..model import SECURITY_GROUP, Resource, ResourceRef
 from ..reads import tags_from_list
 from .base import TAG_FIELDS, ResourceType, ec2_id_re
@@ -40,7 +39,7 @@ def collect(lookups: Any, ref: ResourceRef, hints: frozenset) -> Resource | None
 
 
 
-def _group_ids_of(name: str, request: Mapping[str, Any], response: Mapping[str, Any]) -> list[Any]:
+def call_refs(name: str, request: Mapping[str, Any], response: Mapping[str, Any]) -> list[Any]:
     """Security group ids named by a CloudTrail record, in both record formats."""
     if name == "CreateSecurityGroup":
         return [response.get("groupId")]
@@ -55,16 +54,6 @@ def _group_ids_of(name: str, request: Mapping[str, Any], response: Mapping[str, 
     if request.get("groupId") is not None or not ids:
         ids.insert(0, request.get("groupId"))
     return ids
-
-
-def call_refs(name: str, request: Mapping[str, Any], response: Mapping[str, Any], account: str, region: str,
-              event_id: str) -> list[ResourceRef]:
-    refs = []
-    for group_id in _group_ids_of(name, request, response):
-        if not isinstance(group_id, str) or not ID_RE.match(group_id):
-            raise InvalidEvent("missing or invalid SecurityGroup id", event_id)
-        refs.append(ResourceRef(SECURITY_GROUP, group_id, account, region))
-    return refs
 
 
 TYPE = ResourceType(

@@ -89,30 +89,31 @@ def _nfs_open(ec2: Any, group: str) -> bool:
     return any(r.get("CidrIpv4") == "0.0.0.0/0" and not r["IsEgress"] for r in rules)
 
 
-def test_a_studio_mount_target_in_a_public_subnet_is_alerted_and_its_open_group_closed(stack):
+def _mount_behind_open_nfs(stack, name: str, studio: bool) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
+    """A mount target of a new file system in the public subnet, behind a group open to NFS from the
+    internet, and its CreateMountTarget event handled: (the group, the mount target, the EFS.1/SG.1 alerts)."""
     aws, net = stack["aws"], stack["net"]
-    efs, ec2 = aws.client("efs"), aws.client("ec2")
-    group = _open_nfs_group(ec2, net.vpc_id, "studio-home-nfs")
-    answer = efs.create_mount_target(FileSystemId=_file_system(efs, "studio-home", studio=True),
+    efs = aws.client("efs")
+    group = _open_nfs_group(aws.client("ec2"), net.vpc_id, f"{name}-nfs")
+    answer = efs.create_mount_target(FileSystemId=_file_system(efs, name, studio=studio),
                                      SubnetId=net.public_subnet, SecurityGroups=[group])
     out = invoke(stack, "on_api_call", events.create_mount_target(answer, aws.account, REGION))
     assert out["errors"] == [], out
     sent = [a["message"] for a in alerts(stack) if a["message"].get("control", {}).get("id") in ("EFS.1", "SG.1")]
+    return group, answer, sent
+
+
+def test_a_studio_mount_target_in_a_public_subnet_is_alerted_and_its_open_group_closed(stack):
+    group, answer, sent = _mount_behind_open_nfs(stack, "studio-home", studio=True)
     by_control = {a["control"]["id"]: a for a in sent}
     assert by_control["EFS.1"]["resource"]["id"] == answer["MountTargetId"]
     assert by_control["EFS.1"]["verdict"] == "NON_COMPLIANT" and by_control["EFS.1"]["action"] is None
     assert by_control["SG.1"]["resource"]["id"] == group
     assert by_control["SG.1"]["result"] == "succeeded"
-    assert not _nfs_open(ec2, group)
+    assert not _nfs_open(stack["aws"].client("ec2"), group)
 
 
 def test_another_file_systems_mount_target_is_not_sagemakers(stack):
-    aws, net = stack["aws"], stack["net"]
-    efs, ec2 = aws.client("efs"), aws.client("ec2")
-    group = _open_nfs_group(ec2, net.vpc_id, "shared-nfs")
-    answer = efs.create_mount_target(FileSystemId=_file_system(efs, "shared", studio=False),
-                                     SubnetId=net.public_subnet, SecurityGroups=[group])
-    out = invoke(stack, "on_api_call", events.create_mount_target(answer, aws.account, REGION))
-    assert out["errors"] == [], out
-    assert [a for a in alerts(stack) if a["message"].get("control", {}).get("id") in ("EFS.1", "SG.1")] == []
-    assert _nfs_open(ec2, group)  # not netguard's to close: nothing of SageMaker uses it
+    group, _, sent = _mount_behind_open_nfs(stack, "shared", studio=False)
+    assert sent == []
+    assert _nfs_open(stack["aws"].client("ec2"), group)  # not netguard's to close: nothing of SageMaker uses it
