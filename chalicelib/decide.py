@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from .actions.catalog import SPECS
 from .model import (
     ALERT_ONLY,
     DEFERRED,
@@ -22,7 +23,6 @@ from .model import (
     Finding,
 )
 from .policy import Policy, exemption_for
-from .remediate import ACTIONS
 from .settings import Settings
 
 
@@ -36,7 +36,7 @@ def decide(finding: Finding, policy: Policy, settings: Settings, today: dt.date,
     if exemption.exempt:
         return Decision(finding, EXEMPT, f"exempt: {exemption.detail}")
     note = f" ({exemption.detail})" if exemption.detail else ""
-    action = ACTIONS.get(control.remediation) if control.remediation else None
+    action = SPECS.get(control.remediation) if control.remediation else None
     if report_only:
         planned = f"would {action.describe}" if action else "no automatic remediation"
         return Decision(finding, REPORT_ONLY, f"read-only scan: {planned}{note}", control.remediation)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .actions.catalog import SPECS
 from .checks import CHECKS
 from .errors import PolicyError
 from .model import (
@@ -24,7 +25,6 @@ from .model import (
     Resource,
     split_ids,
 )
-from .remediate import ACTIONS
 from .resources import BY_TYPE, EVALUATED
 
 DEFAULT_POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
@@ -155,9 +155,9 @@ def _parse_control(raw: Any, source: str) -> tuple[Control, list[Example]]:
     remediation = raw.get("remediation")
     action = None
     if remediation is not None:
-        action = ACTIONS.get(remediation)
+        action = SPECS.get(remediation)
         if action is None:
-            raise _fail(source, cid, f"unknown remediation {remediation!r} (known: {', '.join(sorted(ACTIONS))})")
+            raise _fail(source, cid, f"unknown remediation {remediation!r} (known: {', '.join(sorted(SPECS))})")
         foreign = [t for t in rtypes if t not in action.resource_types]
         if foreign:
             raise _fail(source, cid, f"remediation {remediation} acts on {', '.join(action.resource_types)}, "

@@ -22,7 +22,7 @@ from typing import Any
 from botocore import xform_name
 from botocore.session import get_session
 
-from chalicelib.actions import ACTIONS
+from chalicelib.actions.catalog import ACTION_SPECS
 from chalicelib.lookups import READ_STATEMENTS
 from chalicelib.resources import REGISTRY
 from chalicelib.resources.base import ResourceType
@@ -94,7 +94,7 @@ def action_statements() -> list[dict[str, Any]]:
     """What every remediation writes (and reads only to write), as its ActionSpec declares; a statement two
     actions share (same Sid) is granted once and must be the same."""
     out: dict[str, dict[str, Any]] = {}
-    for spec in ACTIONS.values():
+    for spec in ACTION_SPECS:
         for st in spec.statements:
             if st["Sid"] in out and out[st["Sid"]] != dict(st):
                 raise ValueError(f"action {spec.name}: statement {st['Sid']} differs from another action's")

@@ -1,33 +1,18 @@
 """Studio domains: AppNetworkAccessType=VpcOnly; restore sets it back (both only while no app runs)."""
 from __future__ import annotations
 
-from ..model import ALREADY_DONE, DOMAIN, SUCCEEDED, Resource
+from ..model import ALREADY_DONE, SUCCEEDED
 from .base import (
     SAGEMAKER,
     ActionRequest,
     ActionResult,
-    ActionSpec,
     Call,
     Plan,
     RestoreRequest,
-    allow,
     attribute_plan,
     check,
     make,
-    state_before,
 )
-
-
-def _vpc_only_precondition(resource: Resource) -> str | None:
-    """UpdateDomain(VpcOnly) needs security groups in the domain's default user settings, and is refused
-    once an RStudio domain execution role is set."""
-    state = resource.state
-    if state.get("RStudioDomainExecutionRole"):
-        return "the domain has an RStudio domain execution role, with which AWS refuses to change AppNetworkAccessType"
-    if not state.get("DefaultSecurityGroups"):
-        return ("VpcOnly needs security groups in the domain's default user settings (DefaultUserSettings."
-                "SecurityGroups): add one that allows what Studio needs, then netguard can switch the domain")
-    return None
 
 
 def domain_vpc_only(req: ActionRequest) -> ActionResult:
@@ -49,12 +34,3 @@ def plan_domain(req: RestoreRequest) -> Plan:
         note = f"apps {', '.join(running)} run: AWS refuses the change until they are stopped"
         return Plan(plan.calls, plan.unchanged, (note,))
     return plan
-
-
-DOMAIN_VPC_ONLY = ActionSpec(
-    name="domain_vpc_only", resource_types=(DOMAIN,), permissions=("sagemaker:UpdateDomain",),
-    describe="set the domain's AppNetworkAccessType to VpcOnly (only while no app runs)", run=domain_vpc_only,
-    before=state_before("AppNetworkAccessType"), state_field="AppsState", act_states=frozenset({"none"}),
-    defer_states=frozenset({"running"}), precondition=_vpc_only_precondition, undo=plan_domain,
-    statements=(allow("DomainsVpcOnly", "sagemaker:UpdateDomain", "arn:aws:sagemaker:*:*:domain/*"),),
-)

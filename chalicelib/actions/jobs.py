@@ -7,8 +7,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..model import ALREADY_DONE, JOB_TYPES, PROCESSING_JOB, SUCCEEDED, TRAINING_JOB, TUNING_JOB
-from .base import DONE, SAGEMAKER, ActionRequest, ActionResult, ActionSpec, Call, allow, failure, make, state_before
+from ..model import ALREADY_DONE, PROCESSING_JOB, SUCCEEDED, TRAINING_JOB, TUNING_JOB
+from .base import DONE, SAGEMAKER, ActionRequest, ActionResult, Call, failure, make
 
 
 def _stop_call(kind: str, name: str) -> Call:
@@ -50,24 +50,3 @@ def stop_job(req: ActionRequest) -> ActionResult:
         if current in ("Stopping", "Stopped", "Completed", "Failed"):
             return ActionResult(ALREADY_DONE, f"job already {current}")
     raise failure(stopped, "Stop*Job")
-
-
-STOP_JOB = ActionSpec(
-    name="stop_job",
-    resource_types=JOB_TYPES,
-    permissions=("sagemaker:StopTrainingJob", "sagemaker:StopProcessingJob",
-                 "sagemaker:StopHyperParameterTuningJob", "sagemaker:StopTransformJob"),
-    describe="stop the job (its network settings cannot be changed); a finished job is left alone",
-    run=stop_job,
-    before=state_before("JobStatus"),
-    state_field="JobStatus",
-    act_states=frozenset({"InProgress"}),
-    done_states=frozenset({"Stopping", "Stopped"}),
-    irreversible="SageMaker cannot restart a stopped job: run it again (a new job, with compliant network settings)",
-    statements=tuple(allow(f"Stop{kind}s", f"sagemaker:Stop{operation}", f"arn:aws:sagemaker:*:*:{arn}/*")
-                     for kind, operation, arn in (("TrainingJob", "TrainingJob", "training-job"),
-                                                  ("ProcessingJob", "ProcessingJob", "processing-job"),
-                                                  ("TuningJob", "HyperParameterTuningJob",
-                                                   "hyper-parameter-tuning-job"),
-                                                  ("TransformJob", "TransformJob", "transform-job"))),
-)

@@ -2,34 +2,25 @@
 when asked, starts it again."""
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..model import ALREADY_DONE, NOTEBOOK, SUCCEEDED, Resource, join_ids, split_ids
+from ..model import ALREADY_DONE, SUCCEEDED, join_ids, split_ids
 from .base import (
     DONE,
     SAGEMAKER,
     ActionRequest,
     ActionResult,
-    ActionSpec,
     Call,
     Plan,
     RestoreRequest,
-    allow,
     check,
     failure,
     make,
 )
-from .tags import QUARANTINE_TAG, TAG_SAGEMAKER_RESOURCES, tag_call
-
-
-def _notebook_before(resource: Resource, targets: tuple[str, ...]) -> Mapping[str, Any]:
-    return {
-        "NotebookInstanceStatus": resource.state.get("NotebookInstanceStatus"),
-        QUARANTINE_TAG: resource.tags.get(QUARANTINE_TAG),
-    }
+from .catalog import QUARANTINE_TAG
+from .tags import tag_call
 
 
 def _notebook_status(sm: Any, name: str) -> str | None:
@@ -66,12 +57,6 @@ def quarantine_notebook(req: ActionRequest) -> ActionResult:
     return ActionResult(SUCCEEDED, "; ".join(done) + "; its network settings are immutable: the owner must recreate it")
 
 
-def _quarantine_holds(resource: Resource, control_id: str) -> bool:
-    """Stopped (or stopping) and tagged for this control."""
-    tagged = split_ids(resource.tags.get(QUARANTINE_TAG))
-    return resource.state.get("NotebookInstanceStatus") in ("Stopping", "Stopped") and control_id in tagged
-
-
 def plan_notebook(req: RestoreRequest) -> Plan:
     """Remove the quarantine tag (or put a previous one back). Start the notebook only when asked
     (--start), only if it was running before, and only from Stopped (the one state AWS starts from)."""
@@ -96,21 +81,3 @@ def plan_notebook(req: RestoreRequest) -> Plan:
     else:
         notes.append(f"the notebook is {status}: AWS starts it only from Stopped; run restore --start again then")
     return Plan(tuple(calls), tuple(unchanged), tuple(notes))
-
-
-QUARANTINE_NOTEBOOK = ActionSpec(
-    name="quarantine_notebook",
-    resource_types=(NOTEBOOK,),
-    permissions=("sagemaker:StopNotebookInstance", "sagemaker:AddTags", "sagemaker:DescribeNotebookInstance"),
-    describe=f"stop the notebook instance and tag it {QUARANTINE_TAG}; the owner must recreate it",
-    run=quarantine_notebook,
-    before=_notebook_before,
-    state_field="NotebookInstanceStatus",
-    act_states=frozenset({"InService"}),
-    defer_states=frozenset({"Pending", "Updating"}),
-    done_states=frozenset({"Stopping", "Stopped"}),
-    holds_for=_quarantine_holds,
-    undo=plan_notebook,
-    statements=(allow("StopNotebooks", "sagemaker:StopNotebookInstance", "arn:aws:sagemaker:*:*:notebook-instance/*"),
-                TAG_SAGEMAKER_RESOURCES),
-)

@@ -7,18 +7,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigError
-from ..model import ALREADY_DONE, SECURITY_GROUP, SUCCEEDED, Resource
+from ..model import ALREADY_DONE, SUCCEEDED
 from .base import (
     DONE,
     EC2,
     GONE,
     ActionRequest,
     ActionResult,
-    ActionSpec,
     Call,
     Plan,
     RestoreRequest,
-    allow,
     check,
     make,
 )
@@ -26,14 +24,6 @@ from .base import (
 # What EC2 answers when a rule id is no longer in the group (moto says InvalidPermission.NotFound).
 RULE_GONE = ("InvalidSecurityGroupRuleId.NotFound", "InvalidPermission.NotFound")
 GROUP_GONE = "InvalidGroup.NotFound"
-
-
-def _rules_before(resource: Resource, targets: tuple[str, ...]) -> Mapping[str, Any]:
-    wanted = set(targets)
-    return {
-        "GroupId": resource.ref.resource_id,
-        "Rules": [r for r in resource.state.get("Rules", []) if r.get("SecurityGroupRuleId") in wanted],
-    }
 
 
 def _revoke_call(group_id: str, rule_ids: list[str], egress: bool) -> Call:
@@ -169,16 +159,3 @@ def plan_rules(req: RestoreRequest) -> Plan:
                           {"GroupId": group_id, "IpPermissions": [_permission(rule)]}, f"re-authorize {text}",
                           done_codes=("InvalidPermission.Duplicate",)))
     return Plan(tuple(calls), tuple(unchanged), tuple(notes))
-
-
-REVOKE_RULES = ActionSpec(
-    name="revoke_rules",
-    resource_types=(SECURITY_GROUP,),
-    permissions=("ec2:RevokeSecurityGroupIngress", "ec2:RevokeSecurityGroupEgress"),
-    statements=(allow("RevokeRules", ["ec2:RevokeSecurityGroupEgress", "ec2:RevokeSecurityGroupIngress"],
-                      "arn:aws:ec2:*:*:security-group/*"),),
-    describe="revoke exactly the offending rules (by rule id), recorded for restore",
-    run=revoke_rules,
-    before=_rules_before,
-    undo=plan_rules,
-)

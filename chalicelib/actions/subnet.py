@@ -1,20 +1,17 @@
 """Subnets: turn off public IPs on launch; restore turns them back on."""
 from __future__ import annotations
 
-from ..model import ALREADY_DONE, SUBNET, SUCCEEDED
+from ..model import ALREADY_DONE, SUCCEEDED
 from .base import (
     EC2,
     ActionRequest,
     ActionResult,
-    ActionSpec,
     Call,
     Plan,
     RestoreRequest,
-    allow,
     attribute_plan,
     check,
     make,
-    state_before,
 )
 
 
@@ -31,11 +28,3 @@ def plan_public_ip(req: RestoreRequest) -> Plan:
     return attribute_plan(req, ("MapPublicIpOnLaunch",), lambda name, value: Call(
         "ec2", "ModifySubnetAttribute", {"SubnetId": subnet_id, name: {"Value": bool(value)}},
         f"set {name} back to {value}"))
-
-
-DISABLE_PUBLIC_IP_ON_LAUNCH = ActionSpec(
-    name="disable_public_ip_on_launch", resource_types=(SUBNET,), permissions=("ec2:ModifySubnetAttribute",),
-    describe="turn off MapPublicIpOnLaunch on the subnet", run=disable_public_ip_on_launch,
-    before=state_before("MapPublicIpOnLaunch"), undo=plan_public_ip,
-    statements=(allow("FixSubnetPublicIps", "ec2:ModifySubnetAttribute", "arn:aws:ec2:*:*:subnet/*"),),
-)

@@ -5,34 +5,20 @@ from __future__ import annotations
 import unicodedata
 
 from ..model import ALREADY_DONE, SUCCEEDED, ResourceRef
-from ..resources import BY_TYPE, EVALUATED
 from ..resources import SAGEMAKER as SAGEMAKER_TYPES
 from .base import (
     EC2,
     SAGEMAKER,
     ActionRequest,
     ActionResult,
-    ActionSpec,
     Call,
     Plan,
     RestoreRequest,
-    allow,
     check,
     make,
 )
+from .catalog import OWNER_TAG
 
-OWNER_TAG = "Owner"
-QUARANTINE_TAG = "netguard:quarantined"
-# The tags netguard writes on what it guards: the only keys its roles may write (with aws:TagKeys), on the
-# ARNs of every taggable type of the registry. The notebook quarantine shares the SageMaker statement.
-TAG_SAGEMAKER_RESOURCES = allow(
-    "TagSageMakerResources", "sagemaker:AddTags",
-    sorted(BY_TYPE[t].arn_pattern for t in SAGEMAKER_TYPES if BY_TYPE[t].taggable),
-    {"ForAllValues:StringEquals": {"aws:TagKeys": [QUARANTINE_TAG, OWNER_TAG]}})
-TAG_OWNER_ON_NETWORK_RESOURCES = allow(
-    "TagOwnerOnNetworkResources", "ec2:CreateTags",
-    [BY_TYPE[t].arn_pattern for t in EVALUATED if BY_TYPE[t].service == "ec2" and BY_TYPE[t].taggable],
-    {"ForAllValues:StringEquals": {"aws:TagKeys": [OWNER_TAG]}})
 TAG_VALUE_MAX = 256  # SageMaker and EC2 alike
 _SAGEMAKER_TAG_PUNCTUATION = frozenset("_.:/=+-@")
 
@@ -91,13 +77,3 @@ def plan_owner(req: RestoreRequest) -> Plan:
     if now is not None and set_by_netguard is not None and now != set_by_netguard:
         return Plan(unchanged=(f"{OWNER_TAG} is now {now!r}, not netguard's {set_by_netguard!r}: changed since, left",))
     return Plan((tag_call(req.record.ref, req.current.arn, OWNER_TAG, old),))
-
-
-TAG_OWNER = ActionSpec(
-    name="tag_owner", resource_types=EVALUATED,
-    permissions=("sagemaker:AddTags", "ec2:CreateTags"),
-    describe="add the Owner tag from the CloudTrail principal that made the change",
-    run=tag_owner, before=lambda resource, targets: {OWNER_TAG: resource.tags.get(OWNER_TAG)},
-    needs_principal=True, handles_targets=frozenset({OWNER_TAG}), undo=plan_owner,
-    statements=(TAG_SAGEMAKER_RESOURCES, TAG_OWNER_ON_NETWORK_RESOURCES),
-)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -13,27 +12,24 @@ from botocore.exceptions import ClientError
 from ..aws import error_code, error_message
 from ..checks import internet_routes, live_endpoint
 from ..errors import RemediationError
-from ..model import ALREADY_DONE, FLOW_LOG, SUCCEEDED, VPC, ResourceRef, digest, join_ids
+from ..model import ALREADY_DONE, FLOW_LOG, SUCCEEDED, ResourceRef, digest, join_ids
 from .base import (
     ALREADY,
     EC2,
     ActionRequest,
     ActionResult,
-    ActionSpec,
     Call,
     Plan,
     RestoreRequest,
-    allow,
     attribute_plan,
     check,
     execute,
     failure,
     first_failure,
     make,
-    state_before,
 )
+from .catalog import CREATED_BY_TAG
 
-CREATED_BY_TAG = "netguard:created-by"  # on what netguard creates (restore deletes only what carries it)
 EC2_TAGS_MAX = 50  # user tags per EC2 resource
 # Kept first when a VPC has more tags than what netguard creates in it can carry (baseline TAG.1 keys)
 KEPT_TAGS = ("Environment", "Project", "Owner", "CostCenter", "Compliance")
@@ -91,14 +87,6 @@ def plan_vpc_dns(req: RestoreRequest) -> Plan:
 
 
 # --- flow log ------------------------------------------------------------------------------------
-
-def _flow_log_destination(params: Mapping[str, Any]) -> str | None:
-    if params.get("destination_type", "cloud-watch-logs") == "s3":
-        return None if params.get("s3_bucket_arn") else "set s3_bucket_arn for VPC.3 in policies/vpc.toml"
-    if params.get("log_group_name") and params.get("deliver_logs_role_arn"):
-        return None
-    return "set log_group_name and deliver_logs_role_arn (or destination_type = \"s3\") for VPC.3 in policies/vpc.toml"
-
 
 def _expand(template: str, req: ActionRequest) -> str:
     ref = req.resource.ref
@@ -234,41 +222,3 @@ def plan_s3_endpoint(req: RestoreRequest) -> Plan:
                       f"delete the S3 gateway endpoint {endpoint_id} netguard created",
                       done_codes=("InvalidVpcEndpointId.NotFound", "InvalidVpcEndpoint.NotFound")),),
                 notes=("S3 traffic from the private subnets then leaves the VPC again (NAT or internet gateway)",))
-
-
-# What netguard creates carries its created-by tag, written in the create call only (ec2:CreateAction).
-TAG_WHAT_NETGUARD_CREATES = allow(
-    "TagWhatNetguardCreates", "ec2:CreateTags", ["arn:aws:ec2:*:*:vpc-flow-log/*", "arn:aws:ec2:*:*:vpc-endpoint/*"],
-    {"StringEquals": {"ec2:CreateAction": ["CreateFlowLogs", "CreateVpcEndpoint"]}})
-
-ENABLE_VPC_DNS = ActionSpec(
-    name="enable_vpc_dns", resource_types=(VPC,), permissions=("ec2:ModifyVpcAttribute",),
-    describe="enable DNS support, then DNS hostnames, on the VPC (one attribute per call)", run=enable_vpc_dns,
-    before=state_before("EnableDnsSupport", "EnableDnsHostnames"), undo=plan_vpc_dns,
-    statements=(allow("FixVpcDns", "ec2:ModifyVpcAttribute", "arn:aws:ec2:*:*:vpc/*"),),
-)
-CREATE_FLOW_LOG_ALL = ActionSpec(
-    name="create_flow_log_all", resource_types=(VPC,),
-    permissions=("ec2:CreateFlowLogs", "ec2:CreateTags", "iam:PassRole", "logs:CreateLogDelivery"),
-    describe="create a flow log with traffic type ALL to the configured destination",
-    run=create_flow_log_all, before=state_before("FlowLogs"), unconfigured=_flow_log_destination,
-    params=frozenset({"destination_type", "log_group_name", "deliver_logs_role_arn", "s3_bucket_arn"}),
-    undo=plan_flow_log,
-    statements=(
-        allow("CreateFlowLogs", "ec2:CreateFlowLogs", ["arn:aws:ec2:*:*:vpc/*", "arn:aws:ec2:*:*:vpc-flow-log/*"]),
-        TAG_WHAT_NETGUARD_CREATES,
-        allow("PassFlowLogDeliveryRole", "iam:PassRole", "arn:aws:iam::*:role/netguard-flow-logs*",
-              {"StringEquals": {"iam:PassedToService": "vpc-flow-logs.amazonaws.com"}}),
-        allow("FlowLogsToS3", "logs:CreateLogDelivery", "*"),  # IAM cannot scope it to a resource
-    ),
-)
-CREATE_S3_GATEWAY_ENDPOINT = ActionSpec(
-    name="create_s3_gateway_endpoint", resource_types=(VPC,),
-    permissions=("ec2:CreateVpcEndpoint", "ec2:DescribeRouteTables", "ec2:CreateTags"),
-    describe="create the S3 gateway endpoint (free) on the VPC's private route tables, with a deliberate policy",
-    run=create_s3_gateway_endpoint, before=state_before("Endpoints"), handles_targets=frozenset({"s3"}),
-    params=frozenset({"aws_owned_buckets"}), undo=plan_s3_endpoint,
-    statements=(allow("CreateS3GatewayEndpoints", "ec2:CreateVpcEndpoint",
-                      ["arn:aws:ec2:*:*:vpc/*", "arn:aws:ec2:*:*:vpc-endpoint/*", "arn:aws:ec2:*:*:route-table/*"]),
-                TAG_WHAT_NETGUARD_CREATES),
-)

@@ -21,14 +21,15 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..actions import ACTIONS, acts_on
 from ..actions.base import Call, Plan, RestoreRequest, call_view, execute, first_failure
+from ..actions.catalog import acts_on
 from ..aws import Clients, error_code, error_message
 from ..checks import internet_range
 from ..collect import Collector
 from ..errors import ConfigError, NetguardError, PolicyError
 from ..model import ALREADY_DONE, SUCCEEDED, Resource, ResourceRef, join_ids
 from ..policy import exemption_for, load_policy
+from ..remediate import ACTIONS
 from ..settings import Settings
 from .records import SIGNATURE_PROBLEMS, ActionRecord, RestoreLedger, UnknownAction, timestamp
 

@@ -114,11 +114,7 @@ def test_product_code_never_imports_the_demo_or_the_test_kit() -> None:
 
 
 def test_chalicelib_modules_import_one_another_without_a_cycle() -> None:
-    files = {name: path for name, path in product_files().items() if name.startswith("chalicelib")}
-    known = set(files)
-    graph = {name: {target for target in module_level_imports(name, ast.parse(path.read_text(encoding="utf-8")).body,
-                                                                known) if target in known and target != name}
-             for name, path in files.items()}
+    graph = import_graph()
     assert any(graph.values()), "the walk found no import between chalicelib modules"
     cycle = find_cycle(graph)
     assert cycle is None, " -> ".join(cycle or ())
@@ -140,3 +136,39 @@ def test_the_demo_is_a_subcommand_the_cli_finds_by_entry_point() -> None:
 
     args = build_parser().parse_args(["demo"])
     assert args.command == "demo" and callable(args.run)
+
+
+def import_graph() -> dict[str, set[str]]:
+    files = {name: path for name, path in product_files().items() if name.startswith("chalicelib")}
+    known = set(files)
+    return {name: {target for target in module_level_imports(name, ast.parse(path.read_text(encoding="utf-8")).body,
+                                                              known) if target in known and target != name}
+            for name, path in files.items()}
+
+
+def closure(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every chalicelib module loading `start` loads (a package's __init__ runs before its modules)."""
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        parts = name.split(".")
+        todo += [".".join(parts[:i]) for i in range(2, len(parts))] + sorted(graph.get(name, ()))
+    return seen
+
+
+def test_the_pure_stages_do_not_load_the_code_that_writes() -> None:
+    """policy (validating a control's remediation) and decide (choosing what to do) read the actions' declarations
+    (actions/catalog.py) only: loading them loads no module that makes or binds a write (actions.base, the
+    executor, and whatever imports it: the family modules, remediate)."""
+    graph = import_graph()
+    writers = {name for name in graph if "chalicelib.actions.base" in closure(graph, name)}
+    assert {"chalicelib.actions.base", "chalicelib.actions.notebook", "chalicelib.remediate",
+            "chalicelib.pipeline"} <= writers, sorted(writers)  # the check can fail
+    for stage in ("chalicelib.policy", "chalicelib.decide", "chalicelib.actions.catalog"):
+        loaded = closure(graph, stage)
+        assert "chalicelib.actions.catalog" in loaded
+        assert not loaded & writers, f"{stage} loads {sorted(loaded & writers)}"
