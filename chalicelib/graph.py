@@ -73,8 +73,10 @@ class Collector:
         """The run lists and reads every SageMaker resource of the region before its VPCs (a sweep from
         its first resource, a scan) with no list failing: what it reads is the whole of what VPC.11
         asks the index for, and fresher (the index also remembers resources deleted within 30 days).
-        A SageMaker resource whose read fails puts the region back on the index."""
-        self._whole.add((account, region))
+        A SageMaker resource whose read fails puts the region back on the index. Only when the controls
+        cover every SageMaker type: a run lists only the types its controls cover."""
+        if set(SAGEMAKER) <= self.types:
+            self._whole.add((account, region))
 
     def lookups(self, account: str, region: str) -> Lookups:
         key = (account, region)

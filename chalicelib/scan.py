@@ -63,8 +63,10 @@ LISTS = {t.type: (t.listing.key, t.listing.id_field, dict(t.listing.params)) for
 def list_refs(collector: Collector, account: str, region: str,
               errors: list[tuple[str, str]] | None = None) -> list[ResourceRef]:
     """Every resource to evaluate in the region: notebooks, running jobs, models, endpoint configurations,
-    endpoints, Studio domains, VPCs, subnets, security groups, VPC endpoints. A list that fails is
-    recorded in `errors` ((what, "Code: message")) and the others go on; without `errors` it raises."""
+    endpoints, Studio domains, VPCs, subnets, security groups, VPC endpoints, EFS mount targets; of those, the
+    types the controls cover (a type no control covers is not listed: no call, no permission needed). A list
+    that fails is recorded in `errors` ((what, "Code: message")) and the others go on; without `errors` it
+    raises."""
     lookups = collector.lookups(account, region)
 
     def guarded(what: str, read: Callable[[], Any], empty: Any) -> Any:
@@ -87,7 +89,7 @@ def list_refs(collector: Collector, account: str, region: str,
     network, *sagemaker = concurrently(
         lambda rtype: guarded(rtype, lambda: listed(rtype), []) if rtype else guarded(
             "the network (subnets, route tables, VPCs, security groups)", lookups.prime, {}),
-        [None, *LISTS], collector.workers, "netguard-list")
+        [None, *(rtype for rtype in LISTS if rtype in collector.types)], collector.workers, "netguard-list")
     refs = [ref for found in sagemaker for ref in found]
     sagemaker_count = len(refs)
     refs += [ResourceRef(rtype, rid, account, region) for rtype, ids in network.items() for rid in ids]

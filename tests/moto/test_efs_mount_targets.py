@@ -9,6 +9,8 @@
 """
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -28,6 +30,7 @@ from netguard_testkit.secure_world import build_secure_world
 from netguard_testkit.world import remove_default_vpc
 
 REGION = "us-east-1"
+ROOT = Path(__file__).resolve().parents[2]
 DOMAIN_ARN = "arn:aws:sagemaker:us-east-1:123456789012:domain/d-abcdefghijkl"
 
 
@@ -117,3 +120,32 @@ def test_another_file_systems_mount_target_is_not_sagemakers(stack):
     group, _, sent = _mount_behind_open_nfs(stack, "shared", studio=False)
     assert sent == []
     assert _nfs_open(stack["aws"].client("ec2"), group)  # not netguard's to close: nothing of SageMaker uses it
+
+
+def test_a_scan_lists_only_the_types_its_controls_cover(tmp_path):
+    """A policy directory without the storage and job controls: the scan makes no EFS call and lists no job (a
+    member account whose role predates the EFS reads scans without an AccessDenied), and still reads the rest."""
+    policies = tmp_path / "policies"
+    shutil.copytree(ROOT / "policies", policies)
+    (policies / "studio-storage.toml").unlink()
+    (policies / "jobs.toml").unlink()
+    tags = (policies / "tags.toml").read_text(encoding="utf-8")
+    (policies / "tags.toml").write_text(tags.replace('"AWS::SageMaker::TrainingJob", "AWS::SageMaker::ProcessingJob", '
+                                                     '"AWS::SageMaker::HyperParameterTuningJob", '
+                                                     '"AWS::SageMaker::TransformJob", ', ""), encoding="utf-8")
+    with mock_aws(), aws_like_notebooks(), aws_like_sagemaker():
+        session = boto3.session.Session(region_name=REGION)
+        remove_default_vpc(session.client("ec2"))
+        account = session.client("sts").get_caller_identity()["Account"]
+        build_secure_world(session, account, REGION)
+        scanning = boto3.session.Session(region_name=REGION)
+        calls: list[str] = []
+        scanning.events.register("before-call.*.*", lambda model=None, **_: calls.append(
+            f"{model.service_model.service_name}:{model.name}"))
+        result = run_scan(Clients(scanning), REGION, policy_dir=str(policies))
+    assert not result.errors, result.errors
+    assert not [c for c in calls if c.startswith("efs:") or c.endswith("Jobs")], calls
+    assert "sagemaker:ListNotebookInstances" in calls  # the check can fail: the covered types are listed
+    covered = {r["resource_type"] for r in result.rows}
+    assert "AWS::SageMaker::NotebookInstance" in covered and "AWS::EFS::MountTarget" not in covered
+    assert not any(t.endswith("Job") for t in covered)

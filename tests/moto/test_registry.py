@@ -97,3 +97,4 @@ def test_events_lists_and_config_come_from_the_registry():
     assert set(pattern["detail"]["eventName"]) >= {c for s in resources.REGISTRY if s.evaluated for c in s.api_calls}
     # every evaluated type is listed by a scan: a SageMaker listing, or the network's prime
     assert {s.type for s in resources.REGISTRY if s.evaluated and s.listing is None} == set(resources.NETWORK)
+

@@ -108,3 +108,13 @@ def test_duplicate_ids_and_bad_exemptions_are_rejected(tmp_path: Path):
 def test_an_empty_policy_directory_is_an_error(tmp_path: Path):
     with pytest.raises(PolicyError, match="no policy files"):
         load_policy(str(tmp_path))
+
+
+def test_tag1_covers_every_taggable_type_of_the_registry():
+    """TAG.1 names its types in policies/tags.toml, readable and reviewable as the baseline; a resource type
+    added to the registry as taggable must be added there too, or this fails (mount targets are not taggable)."""
+    from chalicelib.resources import BY_TYPE, EVALUATED
+
+    taggable = {t for t in EVALUATED if BY_TYPE[t].taggable}
+    assert set(POLICY.control("TAG.1").resource_types) == taggable
+    assert "AWS::EFS::MountTarget" in set(EVALUATED) - taggable
