@@ -6,6 +6,8 @@ never names them and the deployed code, which has no such entry point, never imp
 Only the report goes to stdout; logs (and progress, on a terminal) go to stderr.
 Exit status: 0 ran, no violation; 1 ran, violations found; 2 usage error; 3 could not run, or could
 not read some resources (the report says which).
+`diagnose`: 0 no blocking cause, 1 blocking causes, 2 usage error or unknown resource, 3 could not read
+(chalicelib/diagnose/command.py).
 `restore`: 0 restored, already restored or nothing to restore (also a dry-run's plan); 2 usage error,
 unknown action id, no ledger, or credentials of another account; 3 an AWS call failed (reading, writing
 or recording the restore); 4 refused: the action cannot be undone (the report says why).
@@ -60,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="restore a DynamoDB ledger record whose signature is missing, wrong or unchecked "
                               "(trusts whoever can write the ledger)")
     restore.add_argument("--format", choices=("table", "json"), default="table")
+    from .diagnose.command import register as register_diagnose  # noqa: PLC0415 - imports nothing heavy
+
+    register_diagnose(sub)
     add_installed_commands(sub)
     return parser
 
