@@ -34,9 +34,22 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
     import boto3  # noqa: PLC0415
-    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+    from botocore.exceptions import BotoCoreError  # noqa: PLC0415
 
     from ..aws import Clients  # noqa: PLC0415
+
+    try:
+        session = boto3.session.Session(profile_name=args.profile, region_name=args.region)
+    except BotoCoreError as exc:  # an unknown profile
+        print(f"netguard diagnose: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return run_with(Clients(session), session.region_name, args, out)
+
+
+def run_with(clients: Any, default_region: str | None, args: argparse.Namespace, out: TextIO) -> int:
+    """Diagnose with these clients (tests pass their own): parse, read, follow the paths, print."""
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
     from ..errors import NetguardError  # noqa: PLC0415
     from ..model import ResourceRef  # noqa: PLC0415
     from ..policy import load_policy  # noqa: PLC0415
@@ -48,6 +61,11 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         params = load_policy(args.policy_dir).control("VPC.4").params
         needs = destinations(rtype, [*params.get("gateway_services", []), *params.get("interface_services", [])],
                              args.to)
+        region = args.region or arn_region or default_region
+        if not region:
+            raise UsageError("no region: pass --region or an ARN")
+        if arn_region and region != arn_region:
+            raise UsageError(f"the ARN is in {arn_region}, --region says {region}")
     except UsageError as exc:
         print(f"netguard diagnose: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -55,20 +73,9 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         print(f"netguard diagnose: the policy has no usable VPC.4 control: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        session = boto3.session.Session(profile_name=args.profile, region_name=args.region or arn_region)
-        region = args.region or arn_region or session.region_name
-        if not region:
-            print("netguard diagnose: no region: pass --region or an ARN", file=sys.stderr)
-            return EXIT_USAGE
-        if arn_region and region != arn_region:
-            print(f"netguard diagnose: the ARN is in {arn_region}, --region says {region}", file=sys.stderr)
-            return EXIT_USAGE
-        clients = Clients(session)
         account = clients.home_account
         if arn_account and arn_account != account:
-            print(f"netguard diagnose: the ARN is in account {arn_account}; these credentials are for {account}",
-                  file=sys.stderr)
-            return EXIT_USAGE
+            raise UsageError(f"the ARN is in account {arn_account}; these credentials are for {account}")
         workload, network = read(clients, ResourceRef(rtype, name, account, region), needs)
     except UsageError as exc:
         print(f"netguard diagnose: {exc}", file=sys.stderr)

@@ -153,7 +153,7 @@ def _network(lookups: Any, w: Workload, resources: list[Resource], raw: dict[str
            "EnableDnsSupport": bool(vpc_state.state.get("EnableDnsSupport")),
            "EnableDnsHostnames": bool(vpc_state.state.get("EnableDnsHostnames")),
            "DhcpOptionsId": dhcp_id, "DomainNameServers": _dns_servers(lookups, dhcp_id)}
-    subnets = {}
+    subnets: dict[str, dict[str, Any]] = {}
     for sid, subnet in by_type.get(SUBNET, {}).items():
         table = lookups.route_table_for_subnet(sid, w.vpc_id) or {}
         subnets[sid] = {"SubnetId": sid, "CidrBlock": (lookups.subnet(sid) or {}).get("CidrBlock"),

@@ -87,8 +87,8 @@ class _Walk:
         return self.subnet.get("RouteTable") or {}
 
     def routes(self) -> list[str]:
-        return [f"{r.get('DestinationCidrBlock') or r.get('DestinationIpv6CidrBlock') or r.get('DestinationPrefixListId')}"
-                f" -> {_route_target(r)}" + ("" if r.get("State", "active") == "active" else f" ({r['State']})")
+        return [f"{_route_destination(r)} -> {_route_target(r)}"
+                + ("" if r.get("State", "active") == "active" else f" ({r['State']})")
                 for r in self.table.get("Routes", [])]
 
     # --- the workload's own side ----------------------------------------------------------------
@@ -216,7 +216,7 @@ class _Walk:
             if s not in ok:
                 self.to_interfaces(endpoint, s, impact, record=True)
         self.policy(endpoint)
-        zones = sorted({self.net.subnets[s].get("AvailabilityZone") for s in reachable})
+        zones = sorted({str(self.net.subnets[s].get("AvailabilityZone")) for s in reachable})
         zone = self.subnet.get("AvailabilityZone")
         if zones and zone not in zones:
             self.cause("cross-az", endpoint["VpcEndpointId"], "placement", DEGRADES,
@@ -308,6 +308,11 @@ class _Walk:
                        + (" on the ECR layer bucket" if any(v.resource != "*" for v in denied) else "") + ")")
 
 
+def _route_destination(route: Mapping[str, Any]) -> str:
+    return str(route.get("DestinationCidrBlock") or route.get("DestinationIpv6CidrBlock")
+               or route.get("DestinationPrefixListId"))
+
+
 def _route_target(route: Mapping[str, Any]) -> str:
     for key in ("NatGatewayId", "TransitGatewayId", "VpcPeeringConnectionId", "NetworkInterfaceId", "InstanceId",
                 "EgressOnlyInternetGatewayId", "LocalGatewayId", "CarrierGatewayId", "CoreNetworkArn", "GatewayId"):
@@ -344,8 +349,8 @@ def dns_causes(w: Workload, net: Network) -> list[Cause]:
                       f"the Amazon DNS server: the endpoints' private names resolve only if those servers forward "
                       f"{net.region}.amazonaws.com names to it",
                       {"VpcId": vpc_id, "DhcpOptionsId": vpc.get("DhcpOptionsId"), "DomainNameServers": servers},
-                      f"forward *.{net.region}.amazonaws.com from {', '.join(custom)} to the Amazon DNS server (a Route "
-                      f"53 Resolver inbound endpoint), or: aws ec2 associate-dhcp-options --vpc-id {vpc_id} "
+                      f"forward *.{net.region}.amazonaws.com from {', '.join(custom)} to the Amazon DNS server "
+                      f"(a Route 53 Resolver inbound endpoint), or: aws ec2 associate-dhcp-options --vpc-id {vpc_id} "
                       f"--dhcp-options-id DOPT_WITH_AmazonProvidedDNS", interface, w.subnets)]
     return []
 
@@ -369,10 +374,10 @@ def diagnose(w: Workload, net: Network | None) -> Diagnosis:
         hows: list[str] = []
         for sid in present:
             walk = _Walk(w, net, dest, sid)
-            how = walk.s3() if dest == "s3" else walk.interface()
+            found = walk.s3() if dest == "s3" else walk.interface()
             causes += walk.causes
-            if how and how not in hows:
-                hows.append(how)
+            if found and found not in hows:
+                hows.append(found)
         if hows and len(hows) == 1 and len(present) == len(w.subnets):
             reachable[dest] = hows[0]
         elif hows:

@@ -35,7 +35,7 @@ def covers(outer: str, inner: str) -> bool:
 
 def overlaps(a: str, b: str) -> bool:
     x, y = _net(a), _net(b)
-    return x.version == y.version and x.overlaps(y)  # type: ignore[arg-type]
+    return x.version == y.version and x.overlaps(y)
 
 
 @dataclass(frozen=True)
