@@ -91,6 +91,40 @@ def register(sub: Any) -> None:
     demo.set_defaults(run=lambda _args, out: run_demo(out))
 
 
+def diagnose_broken_job(session: Any, net: Any, account: str, region: str, show: Printer, out: TextIO) -> None:
+    """`netguard diagnose` on a training job whose image cannot be pulled: its VPC lost its ecr.dkr endpoint
+    and has no NAT gateway. Read-only, like a user running it against the account."""
+    from chalicelib.aws import Clients  # noqa: PLC0415
+    from chalicelib.cli import build_parser  # noqa: PLC0415
+    from chalicelib.diagnose.command import run_with  # noqa: PLC0415
+    from netguard_testkit.world import tag_spec, tcp  # noqa: PLC0415
+
+    ec2 = session.client("ec2")
+    group = ec2.create_security_group(GroupName="training", Description="training", VpcId=net.vpc_id,
+                                      TagSpecifications=tag_spec("security-group"))["GroupId"]
+    ec2.revoke_security_group_egress(GroupId=group, IpPermissions=[{"IpProtocol": "-1",
+                                                                    "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    table = ec2.describe_route_tables(Filters=[{"Name": "association.subnet-id",
+                                                "Values": [net.private_subnets[0]]}])["RouteTables"][0]
+    s3_list = next(r["DestinationPrefixListId"] for r in table["Routes"] if r.get("DestinationPrefixListId"))
+    ec2.authorize_security_group_egress(GroupId=group, IpPermissions=[tcp(443, net.vpc_cidr), {
+        "IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "PrefixListIds": [{"PrefixListId": s3_list}]}])
+    session.client("sagemaker").create_training_job(
+        TrainingJobName="train-vpc", RoleArn=f"arn:aws:iam::{account}:role/sagemaker", EnableNetworkIsolation=True,
+        AlgorithmSpecification={"TrainingImage": f"{account}.dkr.ecr.{region}.amazonaws.com/x:1",
+                                "TrainingInputMode": "File"},
+        OutputDataConfig={"S3OutputPath": "s3://netguard-demo/out"}, StoppingCondition={"MaxRuntimeInSeconds": 3600},
+        ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 10},
+        VpcConfig={"Subnets": list(net.private_subnets), "SecurityGroupIds": [group]})
+    dkr = [e["VpcEndpointId"] for e in ec2.describe_vpc_endpoints()["VpcEndpoints"]
+           if e["ServiceName"].endswith(".ecr.dkr")]
+    ec2.delete_vpc_endpoints(VpcEndpointIds=dkr)
+    show.title(f"10. netguard diagnose training-job/train-vpc (its VPC's ecr.dkr endpoint {', '.join(dkr)} was "
+               f"deleted; no NAT gateway)")
+    args = build_parser().parse_args(["diagnose", "training-job/train-vpc", "--region", region])
+    show.line(f"exit status {run_with(Clients(session), region, args, out)}")
+
+
 def run_demo(out: TextIO) -> int:
     import boto3  # noqa: PLC0415
     from chalice.test import Client  # noqa: PLC0415
@@ -333,5 +367,6 @@ def run_demo(out: TextIO) -> int:
             os.environ.pop(key, None)
         result = run_scan(Clients(boto3.session.Session(region_name=region)), region)
         render_table(build_report(result.rows, result.errors, False, result.account, region), out)
+        diagnose_broken_job(session, net, account, region, show, out)
     show.title("done: moto server, webhook receiver stopped; nothing left running")
     return 0

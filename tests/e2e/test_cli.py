@@ -151,6 +151,8 @@ def test_demo_runs_offline_and_shows_every_stage():
                      "VPC.2", "VPC.6", "TAG.1", "PutEvaluations", "{'NON_COMPLIANT': 1}", "none (revoked, SG.1)",
                      "one digest", "MapPublicIpOnLaunch is now False", "SNS  [digest  ] [netguard] sweep"):
         assert expected in text, expected
+    diagnosis = text[text.index("== 10. netguard diagnose training-job/train-vpc"):]
+    assert "1. [blocks] No ecr.dkr interface endpoint" in diagnosis and "exit status 1" in diagnosis
 
 
 class _Tty(io.StringIO):

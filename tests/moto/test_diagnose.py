@@ -89,7 +89,8 @@ def _custom_dns(aws, world: SecureWorld) -> None:
 
 def _remove_s3_route(aws, world: SecureWorld) -> None:
     ec2 = aws.client("ec2")
-    ec2.modify_vpc_endpoint(VpcEndpointId=world.s3_gateway_endpoint_id, RemoveRouteTableIds=[world.private_route_table_id])
+    ec2.modify_vpc_endpoint(VpcEndpointId=world.s3_gateway_endpoint_id,
+                            RemoveRouteTableIds=[world.private_route_table_id])
     # AWS removes the endpoint's route with the table; moto 5.2.5 keeps it: remove it as AWS would
     ec2.delete_route(RouteTableId=world.private_route_table_id, DestinationPrefixListId=world.s3_prefix_list_id)
 
@@ -102,7 +103,9 @@ BREAKAGES: dict[str, tuple[Callable[[Any, SecureWorld], Any], str, str, set[str]
     # name: (break it, expected first cause code, its impact, the destinations it affects)
     "missing sts endpoint": (lambda aws, w: aws.client("ec2").delete_vpc_endpoints(
         VpcEndpointIds=[w.interface_endpoints["sts"]]), "no-path", "blocks", {"sts"}),
-    "security group egress closed": (_close_training_egress, "sg-egress", "blocks", {"ecr.api", "ecr.dkr", "sts", "logs"}),
+    # the endpoints first (four destinations), then S3's prefix list (one): two causes
+    "security group egress closed": (_close_training_egress, "sg-egress", "blocks",
+                                     {"ecr.api", "ecr.dkr", "sts", "logs"}),
     "sts endpoint in another zone": (lambda aws, w: _recreate_sts(aws, w, SubnetIds=[w.private_subnet_ids[1]]),
                                      "cross-az", "degrades", {"sts"}),
     "DNS support off": (lambda aws, w: aws.client("ec2").modify_vpc_attribute(
