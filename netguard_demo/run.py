@@ -5,7 +5,8 @@ it over HTTP (AWS_ENDPOINT_URL). The demo builds a small account with the field 
 next to a compliant notebook, sends real-shaped CloudTrail and state-change events through the
 Chalice handlers, plays SageMaker's part (Pending -> InService), and prints what netguard found,
 what it did, and the alerts as received: SNS read back through a subscribed SQS queue, Slack by a
-local webhook receiver. Then it runs a read-only `netguard scan` over the same account.
+local webhook receiver. Then it runs a read-only `netguard scan` over the same account, and `netguard
+diagnose` on a training job whose VPC lost its ecr.dkr endpoint.
 Everything it starts is stopped before it returns.
 """
 from __future__ import annotations

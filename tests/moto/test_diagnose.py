@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +20,9 @@ from netguard_testkit.secure_world import SecureWorld, build_secure_world
 from netguard_testkit.world import remove_default_vpc
 
 READ_PREFIXES = ("Describe", "List", "Get")
+_README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+README = _README[_README.index("## Diagnosing a workload that cannot connect"):]
+README = README[:README.index("\n## ")]  # that section
 
 
 @pytest.fixture
@@ -132,6 +137,9 @@ def test_one_breakage_is_the_first_cause(aws, world, name):
     assert first["fix"] and first["evidence"]
     assert exit_code == (EXIT_CLEAN if impact == "degrades" else EXIT_CAUSES)
     assert not set(report["reachable"]) & (destinations if impact != "degrades" else set())
+    # read-only, and every call it made is one README tells the CLI user to allow
+    assert [op for _, op in aws.calls.calls if not op.startswith(READ_PREFIXES)] == []
+    assert {f"`{svc}:{op}`" for svc, op in aws.calls.calls} <= set(re.findall(r"`[a-z0-9]+:[A-Za-z]+`", README))
 
 
 def test_evidence_names_the_ids_and_rules(aws, world):
