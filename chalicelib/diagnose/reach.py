@@ -210,6 +210,14 @@ class _Walk:
                        f" accept or recreate it")
             return None
         reachable = [s for s in endpoint.get("SubnetIds") or [] if s in self.net.subnets]
+        if not reachable:
+            self.cause("endpoint-state", endpoint["VpcEndpointId"], "endpoint", BLOCKS,
+                       f"Endpoint {endpoint['VpcEndpointId']} ({self.dest}) has no network interface in a subnet "
+                       f"that exists", {"VpcEndpointId": endpoint["VpcEndpointId"],
+                                        "SubnetIds": list(endpoint.get("SubnetIds") or [])},
+                       f"aws ec2 modify-vpc-endpoint --vpc-endpoint-id {endpoint['VpcEndpointId']} "
+                       f"--add-subnet-ids {self.sid}")
+            return None
         ok = [s for s in reachable if self.to_interfaces(endpoint, s, BLOCKS, record=False)]
         impact = MAY_BLOCK if ok else BLOCKS  # some of its addresses reachable: some connections time out
         for s in reachable:

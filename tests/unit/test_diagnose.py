@@ -252,3 +252,10 @@ def test_a_studio_domain_on_public_internet_uses_sagemakers_network():
                       "AppNetworkAccessType PublicInternetOnly: internet through SageMaker's VPC", needs=("sts", "s3"))
     found = diagnose(domain, None)
     assert not found.blocked and set(found.reachable) == {"sts", "s3"}
+
+
+def test_an_endpoint_without_interfaces_is_no_path():
+    net = world()
+    net.endpoints[0]["SubnetIds"] = []
+    found = diagnose(job(), net)
+    assert [(c.code, c.impact) for c in found.causes] == [("endpoint-state", "blocks")] and not found.reachable
