@@ -49,6 +49,7 @@ log = logging.getLogger("netguard.pipeline")
 class Notifier(Protocol):
     def send(self, alert: dict[str, Any]) -> dict[str, str]: ...
     def send_all(self, alerts: list[dict[str, Any]]) -> list[dict[str, str]]: ...
+    def send_findings(self, findings: list[Finding], outcomes: list[Outcome]) -> dict[str, int]: ...
 
 
 class Telemetry(Protocol):
@@ -68,6 +69,7 @@ class RunReport:
     missing: list[ResourceRef] = field(default_factory=list)
     errors: list[tuple[ResourceRef, str]] = field(default_factory=list)
     deliveries: list[dict[str, str]] = field(default_factory=list)
+    security_hub: dict[str, int] = field(default_factory=dict)  # findings imported, resolved, failed
 
     def limited_refs(self) -> list[tuple[ResourceRef, str]]:
         """What the blast-radius limit held back, and why: looked at again when its window ends."""
@@ -160,6 +162,8 @@ class Pipeline:
         if isinstance(collector.index, BufferedIndex):
             collector.index.flush()
         self._notify(context, report)
+        if self.notifier is not None and not self.report_only:  # every finding read: violations and resolutions
+            report.security_hub = self.notifier.send_findings(report.findings, report.outcomes)
         if trigger.exemption_tags and not self.report_only:
             self._notify_exemption_tags(trigger, report)
         return report

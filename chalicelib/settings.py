@@ -90,6 +90,23 @@ def _role_arns(env: Mapping[str, str]) -> tuple[str, ...]:
     return arns
 
 
+def _switch(env: Mapping[str, str], name: str) -> bool:
+    """An optional channel's switch: on/true/1 or off/false/0 (unset: off)."""
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "off", "false", "0"):
+        return False
+    if raw in ("on", "true", "1"):
+        return True
+    raise ConfigError(f"{name}: {raw!r} is not on or off")
+
+
+def _https_url(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name, "").strip()
+    if raw and (not raw.startswith("https://") or len(raw) > 512 or any(c.isspace() for c in raw)):
+        raise ConfigError(f"{name}: {raw!r} is not an https:// URL of at most 512 characters")
+    return raw or None
+
+
 def _csv(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(p.strip() for p in env.get(name, "").split(",") if p.strip()))
 
@@ -140,6 +157,8 @@ class Settings:
     max_exemption_days: int = 90  # how far ahead a tag exemption's netguard:exempt-until may be
     report_bucket: str | None = None
     report_prefix: str = "netguard/sweeps"
+    security_hub: bool = False  # findings to Security Hub in ASFF (notify/securityhub.py)
+    security_hub_docs_url: str | None = None  # the findings' Remediation.Recommendation.Url
 
     def own_roles(self, home_account: str | None) -> set[tuple[str, str]]:
         """(account, role name) of the roles netguard's functions run as: NETGUARD_OWN_ROLE_ARNS (the
@@ -228,4 +247,6 @@ class Settings:
             max_exemption_days=_positive_int(env, "NETGUARD_MAX_EXEMPTION_DAYS", 90),
             report_bucket=env.get("NETGUARD_REPORT_BUCKET", "").strip() or None,
             report_prefix=env.get("NETGUARD_REPORT_PREFIX", "").strip().strip("/") or "netguard/sweeps",
+            security_hub=_switch(env, "NETGUARD_SECURITY_HUB"),
+            security_hub_docs_url=_https_url(env, "NETGUARD_SECURITY_HUB_DOCS_URL"),
         )

@@ -71,7 +71,8 @@ CHANGE_TRIGGERED_RULES = frozenset({
 
 # Which statements of the central policy a member account needs: the engine's reads and
 # remediations. Every action of the central policy must be classified, so a new service is a decision.
-MEMBER_SERVICES = frozenset({"sagemaker", "ec2", "route53", "tag"})
+MEMBER_SERVICES = frozenset({"sagemaker", "ec2", "route53", "tag", "securityhub"})  # securityhub: findings are
+# imported by the account they are about (the default product ARN), through the member role
 MEMBER_ACTIONS = frozenset({"iam:PassRole", "logs:CreateLogDelivery"})
 CENTRAL_SERVICES = frozenset({"cloudwatch", "config", "dynamodb", "kms", "logs", "organizations", "s3",
                               "secretsmanager", "sns", "sqs", "ssm", "sts", "xray"})

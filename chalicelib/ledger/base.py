@@ -15,6 +15,7 @@ holds, side by side with Powertools' idempotency records:
   pk = budget#<account>#<severity>          sk = window#<start>                        enforce actions taken in a window
   pk = budget#org#<severity>                sk = window#<start>                        ... in every account together
   pk = sweep#<sweep id>                     sk = meta | stats#<part>                   a sweep's progress and figures
+  pk = hub#<account>#<region>               sk = <Security Hub finding id>             a finding imported FAILED, open
 
 A claim is a conditional put: the first event to see a violation (same control, same resource
 version, same evidence) wins; later deliveries or other events for it are duplicates, unless
@@ -62,6 +63,7 @@ BELOW_LIMIT: Clause = AnyOf((Missing("count"), Compare("count", "<", ":limit")))
 DIGEST_UNSENT: Clause = AllOf((Present("pk"), Missing("digest")))  # a sweep's digest not claimed yet
 NOT_NOTIFIED: Clause = Missing("notified")  # a counter's first refusal in its window
 UNDELIVERED = "alert#undelivered"
+HUB = "hub#"  # + <account>#<region>: the Security Hub findings netguard imported FAILED and has not resolved
 
 
 class Ledger(Protocol):
@@ -282,6 +284,19 @@ class LedgerBase(ABC):
     def settle_undelivered(self, sk: str) -> None:
         """The alert was delivered after all: forget it."""
         self._delete((UNDELIVERED, sk))
+
+    # --- Security Hub: which imported findings are open (notify/securityhub.py) ---
+
+    def hub_open(self, account: str, region: str) -> dict[str, str]:
+        """{finding id: since} of the findings netguard imported FAILED in this account and region and has not
+        resolved. It only says which compliant findings to send: a resolution needs the resource seen compliant."""
+        return {item["sk"]: str(item.get("since", "")) for item in self._query(f"{HUB}{account}#{region}")}
+
+    def hub_mark(self, account: str, region: str, finding_id: str, since: str) -> None:
+        self._put({"pk": f"{HUB}{account}#{region}", "sk": finding_id, "since": since, **self._kept(rules.utcnow())})
+
+    def hub_close(self, account: str, region: str, finding_id: str) -> None:
+        self._delete((f"{HUB}{account}#{region}", finding_id))
 
     # --- the dependency index ---
 

@@ -20,10 +20,12 @@ from .sns import publish_sns, sns_batches, topic_region
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from ..aws import Clients
+    from ..model import Finding, Outcome
     from ..settings import Settings
 
 DELIVERED = "delivered"
 NOT_CONFIGURED = "not-configured"
+DROPPED = "dropped"  # a re-send with nothing to deliver (superseded, refused): settled, not retried
 CHANNEL_PAUSE_SECONDS = 60.0
 RESEND_GIVE_UP_AFTER = 3  # consecutive failed re-sends on a channel before the sweep leaves it to the next one
 UNDELIVERED_RECORD_ATTEMPTS = 3  # each already retried by botocore; then the alert goes to the log whole
@@ -56,7 +58,8 @@ class Notifier:
         self.on_undelivered: Callable[[str], Any] | None = None
 
     def send(self, alert: Mapping[str, Any]) -> dict[str, str]:
-        """{"sns": ..., "slack": ...}, each "delivered", "failed: <error>" or "not-configured"."""
+        """{"sns": ..., "slack": ...}, each "delivered", "failed: <error>" or "not-configured" (Security Hub takes
+        findings, not alerts: send_findings)."""
         results = {"sns": NOT_CONFIGURED, "slack": NOT_CONFIGURED}
         if self.settings.alert_topic_arn:
             results["sns"] = self._deliver("sns", alert, self._send_sns)
@@ -77,6 +80,20 @@ class Notifier:
             for index, alert in enumerate(alerts):
                 results[index]["slack"] = self._deliver("slack", alert, self._send_slack)
         return results
+
+    def send_findings(self, findings: Sequence[Finding], outcomes: Sequence[Outcome]) -> dict[str, int]:
+        """A run's findings to Security Hub when NETGUARD_SECURITY_HUB is on (notify/securityhub.py): counts
+        of findings imported, resolved and failed (each failure recorded like an alert's)."""
+        if not self.settings.security_hub or not findings:
+            return {}
+        return self._security_hub().send(findings, outcomes)
+
+    def _security_hub(self) -> Any:
+        from .securityhub import SecurityHubChannel  # noqa: PLC0415 - only where the channel is on
+
+        return SecurityHubChannel(self.clients, self.ledger,
+                                  lambda wrapped, error: self._undelivered(wrapped, "securityhub", error),
+                                  self.settings.security_hub_docs_url)
 
     def _deliver_sns_batches(self, alerts: Sequence[Mapping[str, Any]]) -> list[str]:
         """SNS's result for each alert, sent in PublishBatch calls: the first alone (an outage costs
@@ -132,6 +149,10 @@ class Notifier:
     def resend(self, alert: Mapping[str, Any], channel: str) -> str:
         """Deliver an alert a channel did not take earlier, on that channel only: "delivered" or
         "failed: ..." (not recorded again: the caller keeps the original record until it succeeds)."""
+        if channel == "securityhub":
+            if not self.settings.security_hub:
+                return "failed: channel securityhub is not configured"
+            return str(self._security_hub().resend(alert, self.settings.account_allowed))
         send = {"sns": self._send_sns, "slack": self._send_slack}.get(channel)
         configured = {"sns": self.settings.alert_topic_arn, "slack": self.settings.slack_webhook_param}.get(channel)
         if send is None or not configured:
@@ -197,11 +218,12 @@ class Notifier:
 def resend_undelivered(ledger: Any, notifier: Notifier, time_left: Callable[[], float] | None = None,
                        margin: float | None = None) -> dict[str, int]:
     """Try again every alert a channel did not take (ledger `alert#undelivered`), oldest first: a delivered
-    one is removed from the ledger, a failed one stays for the next try. Run by every sweep. A channel
-    that fails RESEND_GIVE_UP_AFTER times in a row is not tried again in this run; what is left when the
-    invocation's time runs short (`time_left` below `margin` seconds; by default half of what was left
-    when it started, the rest being the sweep's) is counted and left for the next sweep."""
-    counts = {"resent": 0, "still_undelivered": 0, "left_for_next_sweep": 0}
+    one is removed from the ledger, and so is one with nothing to deliver any more (a Security Hub finding
+    resolved since: "dropped", counted when there are some); a failed one stays for the next try. Run by
+    every sweep. A channel that fails RESEND_GIVE_UP_AFTER times in a row is not tried again in this run;
+    what is left when the invocation's time runs short (`time_left` below `margin` seconds; by default half
+    of what was left when it started, the rest being the sweep's) is counted and left for the next sweep."""
+    counts = {"resent": 0, "still_undelivered": 0, "left_for_next_sweep": 0}  # and "dropped" when some were
     if time_left is not None and margin is None:
         margin = time_left() / 2
     failures: dict[str, int] = {}  # consecutive failures by channel: after 3, that channel waits for the next sweep
@@ -214,9 +236,13 @@ def resend_undelivered(ledger: Any, notifier: Notifier, time_left: Callable[[], 
             counts["left_for_next_sweep"] += 1
             continue
         notifier._down.pop(channel, None)  # a resend is tried even right after a failure (bounded above)
-        if notifier.resend(item["alert"], channel) == DELIVERED:
+        result = notifier.resend(item["alert"], channel)
+        if result == DELIVERED or result.startswith(DROPPED):
+            if result != DELIVERED:
+                log.warning("undelivered alert on %s not re-sent: %s", channel, result)
             ledger.settle_undelivered(item["sk"])
-            counts["resent"] += 1
+            kind = "resent" if result == DELIVERED else "dropped"
+            counts[kind] = counts.get(kind, 0) + 1
             failures[channel] = 0
         else:
             counts["still_undelivered"] += 1

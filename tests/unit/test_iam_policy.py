@@ -53,6 +53,7 @@ SERVICES = {
     "organizations": "organizations",
     "route53": "route53",
     "kms": "kms",
+    "securityhub": "securityhub",  # the optional Security Hub channel (notify/securityhub.py)
     "efs": "elasticfilesystem",  # EFS mount targets of Studio's home file systems (resources/efs_mount_target.py)
 }
 # Operations that need no IAM permission.
@@ -720,7 +721,9 @@ def test_stages_share_one_policy_shape() -> None:
         shapes[stage] = [(st.get("Sid"), sorted(_as_list(st["Action"])),
                           json.dumps(st.get("Condition"), sort_keys=True).replace(f"/{stage}/", "/<stage>/")
                           .replace(f"-{stage}\"", "-<stage>\""),
-                          [r.replace(stage, "<stage>") for r in _as_list(st["Resource"])]) for st in statements(doc)]
+                          # the stage as a name part, not inside a word (Security Hub's "product/...": prod)
+                          [re.sub(rf"(?<![a-z]){stage}(?![a-z])", "<stage>", r) for r in _as_list(st["Resource"])])
+                         for st in statements(doc)]
     first, *rest = stages()
     for stage in rest:
         assert shapes[stage] == shapes[first], f"policies of {first} and {stage} differ beyond the stage name"
