@@ -15,11 +15,14 @@ or recording the restore); 4 refused: the action cannot be undone (the report sa
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, TextIO
 
 EXIT_CLEAN, EXIT_VIOLATIONS, EXIT_USAGE, EXIT_ERROR = 0, 1, 2, 3
@@ -36,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     scan = sub.add_parser("scan", help="evaluate every notebook and security group in a region")
     scan.add_argument("--region", required=True, help="AWS region to scan, e.g. eu-west-1")
     scan.add_argument("--profile", help="AWS profile (default: the standard credential chain)")
-    scan.add_argument("--format", choices=("table", "json"), default="table")
+    scan.add_argument("--format", choices=("table", "json", "html"), default="table",
+                      help="html: one self-contained page (summaries, violations with evidence and fix)")
+    scan.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE (default: stdout)")
     scan.add_argument("--enforce", action="store_true",
                       help="remediate per each control's mode (default: read-only, nothing written or sent)")
     scan.add_argument("--ledger-file", default="netguard-ledger.jsonl",
@@ -160,6 +165,10 @@ def scan(args: argparse.Namespace, out: TextIO) -> int:
     from .errors import NetguardError  # noqa: PLC0415
     from .scan import run_scan  # noqa: PLC0415
 
+    problem = output_problem(args.output)
+    if problem:
+        print(f"netguard: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         session = boto3.session.Session(profile_name=args.profile, region_name=args.region)
         result = run_scan(Clients(session), args.region, enforce=args.enforce, ledger_file=args.ledger_file,
@@ -168,14 +177,54 @@ def scan(args: argparse.Namespace, out: TextIO) -> int:
         print(f"netguard: could not scan {args.region}: {exc}", file=sys.stderr)
         return EXIT_ERROR
     report = build_report(result.rows, result.errors, args.enforce, result.account, args.region)
+    text = io.StringIO()
     if args.format == "json":
-        json.dump(report, out, indent=2, sort_keys=False)
-        out.write("\n")
+        json.dump(report, text, indent=2, sort_keys=False)
+        text.write("\n")
+    elif args.format == "html":
+        from .policy import load_policy  # noqa: PLC0415
+        from .report_html import fixes_by_control, render_html  # noqa: PLC0415 - CLI only
+
+        text.write(render_html(report, fixes_by_control(load_policy(args.policy_dir or os.environ.get(
+            "NETGUARD_POLICY_DIR") or None))))
     else:
-        render_table(report, out)
+        render_table(report, text)
+    if not write_output(text.getvalue(), args.output, out):
+        return EXIT_ERROR
     if result.errors:
         return EXIT_ERROR
     return EXIT_VIOLATIONS if report["summary"]["non_compliant"] else EXIT_CLEAN
+
+
+def output_problem(path: str | None) -> str | None:
+    """Why the report cannot be written to `path` (checked before the scan, not after it), or None."""
+    if path is None:
+        return None
+    target = Path(path)
+    if target.is_dir():
+        return f"--output {path}: is a directory"
+    if not target.parent.is_dir():
+        return f"--output {path}: directory {target.parent} does not exist"
+    if not os.access(target.parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        return f"--output {path}: not writable"
+    return None
+
+
+def write_output(text: str, path: str | None, out: TextIO) -> bool:
+    """The report to `out`, or whole to `path` (a temporary file renamed over it: never half a report)."""
+    if path is None:
+        out.write(text)
+        return True
+    temp = Path(f"{path}.tmp-{os.getpid()}")
+    try:
+        temp.write_text(text, encoding="utf-8")
+        temp.replace(path)
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        print(f"netguard: could not write {path}: {exc.strerror or exc}", file=sys.stderr)
+        return False
+    print(f"netguard: report written to {path}", file=sys.stderr)
+    return True
 
 
 def render_restore(report: dict[str, Any], out: TextIO) -> None:

@@ -1,5 +1,6 @@
 """Shared fixtures: isolated fake AWS credentials, an in-process moto account that behaves like AWS
-for notebooks (netguard_testkit.moto_fidelity), the demo network, and a write-call counter."""
+for notebooks (netguard_testkit.moto_fidelity), the demo network, a write-call counter, and an HTML report
+reader (html.parser) for `scan --format html`."""
 from __future__ import annotations
 
 import io
@@ -7,6 +8,7 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from typing import Any
 
 import boto3
@@ -160,3 +162,63 @@ def sagemaker_accepts_tag(key: str, value: str) -> bool:
         if not meta.get("min", 0) <= len(text) <= meta["max"] or not regex.fullmatch(meta["pattern"], text):
             return False
     return True
+
+
+# ------------------------------------------------------------------- scan --format html, read back
+
+class HtmlPage(HTMLParser):
+    """What a browser would build: the tags, the summary tables (by id: rows of cells with their
+    data-status), and the text of each violation section."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.tables: dict[str, list[list[tuple[str | None, str]]]] = {}
+        self.sections: dict[str, str] = {}
+        self._table: str | None = None
+        self._cell: tuple[str | None, list[str]] | None = None
+        self._section: str | None = None
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        self.tags.append((tag, attributes))
+        if tag == "table":
+            self._table = attributes.get("id") or ""
+            self.tables[self._table] = []
+        elif tag == "tr" and self._table is not None:
+            self.tables[self._table].append([])
+        elif tag in ("td", "th") and self._table is not None:
+            self._cell = (attributes.get("data-status"), [])
+        elif tag == "section":
+            self._section = attributes.get("id")
+            self.sections[str(self._section)] = ""
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None and self._table is not None:
+            self.tables[self._table][-1].append((self._cell[0], "".join(self._cell[1]).strip()))
+            self._cell = None
+        elif tag == "table":
+            self._table = None
+        elif tag == "section":
+            self._section = None
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+        if self._cell is not None:
+            self._cell[1].append(data)
+        if self._section is not None:
+            self.sections[self._section] += data
+
+    def counts(self, table: str) -> dict[str, dict[str, int]]:
+        """{first cell: {status: count}} of a summary table's body rows."""
+        rows = self.tables[table][1:]
+        return {row[0][1]: {status: int(text) for status, text in row if status and status != "total" and int(text)}
+                for row in rows}
+
+
+def parse_html(html: str) -> HtmlPage:
+    page = HtmlPage()
+    page.feed(html)
+    page.close()
+    return page

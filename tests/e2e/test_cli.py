@@ -173,3 +173,32 @@ def test_progress_goes_to_a_terminal_only():
         meter.update(3)
         meter.close()
         assert stream.getvalue() == expected
+
+
+def test_html_report_is_one_file_whose_summaries_are_the_json_reports(aws, net, capsys, tmp_path):
+    """`--format html -o FILE` against moto: the page, read back with html.parser, counts what the JSON report
+    counts (by control, by status), lists each violation with its fix; an unwritable --output is refused
+    before the scan (exit 2), and nothing goes to stdout."""
+    from conftest import parse_html
+
+    sm = aws.client("sagemaker")
+    create_notebook(sm, aws.account, "nb-bad", net.public_subnet, [net.sg_jupyter])
+    create_notebook(sm, aws.account, "nb-good", net.private_subnets[0], [net.sg_notebook_ok], "Disabled")
+    _, report = scan_json(capsys)
+    page_file = tmp_path / "report.html"
+    assert main(["scan", "--region", "us-east-1", "--format", "html", "-o", str(page_file)]) == EXIT_VIOLATIONS
+    captured = capsys.readouterr()
+    assert captured.out == "" and f"report written to {page_file}" in captured.err
+    page = parse_html(page_file.read_text(encoding="utf-8"))
+    assert page.counts("by-control") == report["summary"]["by_control"]
+    assert page.counts("by-account") == {aws.account: report["summary"]["by_status"]}
+    violations = [f for f in report["findings"] if f["status"] == "NON_COMPLIANT"]
+    assert len(page.sections) == len(violations) == 3
+    nb1 = next(s for s in page.sections.values() if " NB.1 " in f" {s} ")
+    assert "nb-bad" in nb1 and "stop the notebook instance" in nb1 and '"DirectInternetAccess": "Enabled"' in nb1
+    assert not {tag for tag, _ in page.tags} & {"script", "img", "link"}
+    assert list(tmp_path.iterdir()) == [page_file]  # written whole: no temporary file left
+
+    for bad in (str(tmp_path / "missing" / "r.html"), str(tmp_path)):
+        assert main(["scan", "--region", "us-east-1", "--format", "html", "-o", bad]) == EXIT_USAGE
+        assert "--output" in capsys.readouterr().err
