@@ -290,7 +290,8 @@ class LedgerBase(ABC):
     def hub_open(self, account: str, region: str) -> dict[str, str]:
         """{finding id: since} of the findings netguard imported FAILED in this account and region and has not
         resolved. It only says which compliant findings to send: a resolution needs the resource seen compliant."""
-        return {item["sk"]: str(item.get("since", "")) for item in self._query(f"{HUB}{account}#{region}")}
+        return {item["sk"]: str(item.get("since", ""))
+                for item in self._query(f"{HUB}{account}#{region}", consistent=True)}
 
     def hub_mark(self, account: str, region: str, finding_id: str, since: str) -> None:
         self._put({"pk": f"{HUB}{account}#{region}", "sk": finding_id, "since": since, **self._kept(rules.utcnow())})

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -45,6 +46,7 @@ ASFF_TYPES = {
     "AWS::SageMaker::NotebookInstance": "AwsSageMakerNotebookInstance",
 }
 PASSED, FAILED, NOT_AVAILABLE = "PASSED", "FAILED", "NOT_AVAILABLE"
+_READ_AT = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?Z")
 
 log = logging.getLogger("netguard.notify")
 
@@ -67,11 +69,10 @@ def rfc3339(moment: datetime) -> str:
 
 
 def _read_time(text: str, default: str) -> str:
-    """A resource's read_at ("%Y-%m-%dT%H:%M:%S.%fZ") as RFC 3339 with milliseconds, or `default`."""
-    try:
-        return rfc3339(datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ"))
-    except ValueError:
-        return default
+    """A resource's read_at ("%Y-%m-%dT%H:%M:%S.%fZ") as RFC 3339 with milliseconds, or `default`
+    (a pattern, not strptime: it was half the cost of building a finding)."""
+    found = _READ_AT.fullmatch(text)
+    return f"{found[1]}.{(found[2] or '')[:3].ljust(3, '0')}Z" if found else default
 
 
 def _clip(text: str, limit: int) -> str:
