@@ -5,7 +5,8 @@ it. What one pipeline run sends, per account and region, in BatchImportFindings 
 
 * every NON_COMPLIANT finding it evaluated: Compliance FAILED, Workflow NEW. A violation netguard fixed stays
   FAILED (with what netguard did in ProductFields) until netguard reads the resource again and sees it
-  compliant: fixing is not seeing;
+  compliant: fixing is not seeing. Not a duplicate of one already imported (the run that handled it sent it,
+  with what it did, which a re-import would replace);
 * a COMPLIANT finding only where netguard imported that finding FAILED and has not resolved it yet (the
   ledger's `hub#` records): Compliance PASSED (Severity INFORMATIONAL, as Security Hub's own controls do),
   then Workflow RESOLVED through BatchUpdateFindings, since BatchImportFindings does not change an existing
@@ -30,7 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..aws import AWS_ERRORS, Clients, error_code, error_message, partition
-from ..model import COMPLIANT, NON_COMPLIANT, Finding, Outcome, digest
+from ..model import COMPLIANT, DUPLICATE, NON_COMPLIANT, Finding, Outcome, digest
 
 ASFF_SCHEMA_VERSION = "2018-10-08"
 HUB_SCHEMA = "netguard.securityhub/v1"  # an ASFF finding a channel did not take, as the ledger keeps it
@@ -179,11 +180,13 @@ class SecurityHubChannel:
         opened = self._open(account, region)
         batch: list[dict[str, Any]] = []
         for finding in findings:
-            fid = finding_id(finding)
+            fid, outcome = finding_id(finding), told.get(id(finding))
             if finding.status != NON_COMPLIANT and (opened is None or fid not in opened):
                 continue  # only a finding imported FAILED needs its verdict sent again
+            if outcome is not None and outcome.result == DUPLICATE and opened is not None and fid in opened:
+                continue  # the run that handled it imported it, with what it did (a re-import would drop that)
             since = (opened or {}).get(fid) or None
-            batch.append(asff_finding(finding, told.get(id(finding)), now, since, self.docs_url))
+            batch.append(asff_finding(finding, outcome, now, since, self.docs_url))
         if not batch:
             return {"imported": 0, "resolved": 0, "failed": 0}
         failed = self._import(account, region, batch)

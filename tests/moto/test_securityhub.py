@@ -404,3 +404,23 @@ def test_the_channel_sends_each_account_to_its_own_account(stubbed) -> None:
     notifier.send_findings([sg_finding(NON_COMPLIANT, "sg-1", account="111111111111"),
                             sg_finding(NON_COMPLIANT, "sg-2", account="222222222222")], [])
     assert clients.asked == [("securityhub", REGION, "111111111111"), ("securityhub", REGION, "222222222222")]
+
+
+def test_a_duplicate_is_not_imported_again_over_what_the_run_that_handled_it_sent(stubbed) -> None:
+    """A second event or a sweep within NETGUARD_DEDUP_HOURS sees the violation as a duplicate: the finding
+    the handling run imported (with its action id) stays as it is; one never imported is imported."""
+    from chalicelib.model import DUPLICATE
+
+    stub, clients = stubbed
+    sent: list[str] = []
+    clients.c.meta.events.register("provide-client-params.securityhub.BatchImportFindings",
+                                   lambda params, **_: sent.extend(f["Id"] for f in params["Findings"]))
+    ledger = MemoryLedger()
+    notifier = Notifier(Settings(security_hub=True), clients, ledger=ledger)  # type: ignore[arg-type]
+    handled, new = sg_finding(NON_COMPLIANT, "sg-handled"), sg_finding(NON_COMPLIANT, "sg-new")
+    ledger.hub_mark(ACCOUNT, REGION, finding_id(handled), "2026-12-01T08:00:00.000Z")
+    duplicates = [Outcome(Decision(f, REMEDIATE, "enforce", "revoke_rules"), DUPLICATE, "already handled")
+                  for f in (handled, new)]
+    stub.add_response("batch_import_findings", {"FailedCount": 0, "SuccessCount": 1}, {"Findings": ANY})
+    assert notifier.send_findings([handled, new], duplicates) == {"imported": 1, "resolved": 0, "failed": 0}
+    assert sent == [finding_id(new)]
