@@ -37,6 +37,8 @@ ASFF_SCHEMA_VERSION = "2018-10-08"
 HUB_SCHEMA = "netguard.securityhub/v1"  # an ASFF finding a channel did not take, as the ledger keeps it
 IMPORT_BATCH = 100  # BatchImportFindings: at most 100 findings per call
 UPDATE_BATCH = 100  # BatchUpdateFindings: at most 100 finding identifiers per call
+# Length limits botocore's model does not carry: Title 256 and Description 1,024 are AWS's (Security Hub API
+# reference, AwsSecurityFinding; the ASFF mapping guidelines); the others are not confirmed against AWS.
 ID_MAX, TITLE_MAX, DESCRIPTION_MAX, RECOMMENDATION_MAX, NOTE_MAX, FIELD_VALUE_MAX = 512, 256, 1024, 512, 512, 2048
 FINDING_TYPE = "Software and Configuration Checks/AWS Security Best Practices"
 # CloudFormation type -> ASFF resource type (ResourceDetails' names in the securityhub model); others: "Other"
