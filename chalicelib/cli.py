@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .diagnose.command import register as register_diagnose  # noqa: PLC0415 - imports nothing heavy
 
     register_diagnose(sub)
+    from .iac.command import add_parser as add_check  # noqa: PLC0415 - argparse only; the checker loads on use
+
+    add_check(sub)
     add_installed_commands(sub)
     return parser
 

@@ -1,0 +1,91 @@
+"""Values a file does not settle, and the engine's evaluation run so that it never guesses them.
+
+An `Unknown` stands where the state would hold a value the file leaves open (a parameter without a default,
+an imported value, an attribute only known after apply). Any use a check could base a verdict on (truth,
+comparison, hashing, iteration, attribute or item access, conversion) raises `UnknownValue`, which
+`evaluate_known` turns into NOT_APPLICABLE with the reason naming the property. A check that merely copies
+an unknown into its evidence is NOT_APPLICABLE too: its verdict did not look at the value.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NoReturn
+
+from ..evaluate import evaluate_state
+from ..model import NOT_APPLICABLE, Control
+
+
+class UnknownValue(Exception):
+    """A check used a value the file does not settle."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Unknown:
+    """A value known only at deploy time (or never from this file). `reason` names the property and why."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        object.__setattr__(self, "reason", reason)
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise UnknownValue(object.__getattribute__(self, "reason"))
+
+    __bool__ = __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __hash__ = _refuse  # type: ignore[assignment]
+    __iter__ = __len__ = __contains__ = __getitem__ = __int__ = __float__ = __index__ = _refuse
+    __add__ = __radd__ = __str__ = __format__ = __setattr__ = _refuse  # type: ignore[assignment]
+
+    def __getattr__(self, name: str) -> NoReturn:
+        raise UnknownValue(object.__getattribute__(self, "reason"))
+
+    def __repr__(self) -> str:
+        return f"<unknown: {object.__getattribute__(self, 'reason')}>"
+
+
+def is_unknown(value: Any) -> bool:
+    return type(value) is Unknown
+
+
+def reason_of(value: Any) -> str:
+    return str(object.__getattribute__(value, "reason"))
+
+
+def first_unknown(value: Any, depth: int = 0) -> Unknown | None:
+    """The first unknown inside plain data (dicts, lists), if any."""
+    if is_unknown(value):
+        return value  # type: ignore[no-any-return]
+    if depth > 50:
+        return None
+    items = value.values() if isinstance(value, Mapping) else value if isinstance(value, (list, tuple)) else ()
+    for item in items:
+        found = first_unknown(item, depth + 1)
+        if found is not None:
+            return found
+    return None
+
+
+def plain(value: Any) -> Any:
+    """Plain data for reports: an unknown is shown as {"unknown": reason}."""
+    if is_unknown(value):
+        return {"unknown": reason_of(value)}
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+def evaluate_known(control: Control, state: Mapping[str, Any]) -> tuple[str, Mapping[str, Any], tuple[str, ...]]:
+    """The engine's evaluate_state, except that a verdict resting on an unknown value is NOT_APPLICABLE
+    with the reason: the file does not say, so netguard does not guess."""
+    try:
+        status, evidence, targets = evaluate_state(control, state)
+    except UnknownValue as exc:
+        return NOT_APPLICABLE, {"reason": f"unknown before deploy: {exc.reason}"}, ()
+    hidden = first_unknown(evidence)
+    if hidden is not None and status != NOT_APPLICABLE:
+        return NOT_APPLICABLE, {"reason": f"unknown before deploy: {reason_of(hidden)}"}, ()
+    return status, plain(evidence), targets
