@@ -35,7 +35,7 @@ class _Loader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=deep)
             if isinstance(key, str) and key in seen:
                 raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
             seen.add(key if isinstance(key, (str, int, float, bool)) else id(key))
@@ -50,8 +50,10 @@ def _short_form(name: str) -> Any:
                 value = value.split(".", 1)
         elif isinstance(node, yaml.SequenceNode):
             value = loader.construct_sequence(node, deep=True)
+        elif isinstance(node, yaml.MappingNode):
+            value = loader.construct_mapping(node, deep=True)
         else:
-            value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+            raise yaml.constructor.ConstructorError(None, None, f"!{name} of an unexpected node", node.start_mark)
         return {name if name in _SHORT else f"Fn::{name}": value}
     return construct
 
@@ -230,7 +232,9 @@ class Resolver:
             if isinstance(args, list) and len(args) == 2 and isinstance(args[1], list) and str(args[0]).isdigit() \
                     and int(args[0]) < len(args[1]):
                 return args[1][int(args[0])]
-            return Unknown(f"{path}: Fn::Select from a list the template does not give")
+            given = args[1] if isinstance(args, list) and len(args) == 2 and is_unknown(args[1]) else None
+            source = reason_of(given) if given is not None else "a list the template does not give"
+            return Unknown(f"{path}: Fn::Select from {source}")
         if name == "Fn::GetAZs":
             region = args if isinstance(args, str) and args else self.values["AWS::Region"]
             return Zones(region if isinstance(region, str) else "the stack's region")
@@ -323,9 +327,13 @@ def parse_template(path: str, data: Mapping[str, Any], lines: Mapping[str, int],
                    region: str | None) -> Parsed:
     resolver = Resolver(path, data, parameters, region)
     parsed = Parsed(path, "cloudformation")
+    function_globals = (data.get("Globals") or {}).get("Function") if isinstance(data.get("Globals"), Mapping) else None
     for logical_id, resource in (data.get("Resources") or {}).items():
         if not isinstance(resource, Mapping) or not isinstance(resource.get("Type"), str):
             raise FileError(f"{path}: Resources.{logical_id} has no Type")
+        if resource["Type"] == "AWS::Serverless::Function" and isinstance(function_globals, Mapping):
+            # SAM's Globals: the function's own properties win
+            resource = {**resource, "Properties": {**function_globals, **(resource.get("Properties") or {})}}
         condition: Any = None
         if "Condition" in resource:
             holds = resolver.condition(str(resource["Condition"]))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, TextIO
@@ -25,7 +26,8 @@ def add_parser(sub: Any) -> None:
     check.add_argument("--output", "-o", help="write the report to this file (default: stdout)")
     check.add_argument("--parameter", "-p", action="append", default=[], metavar="NAME=VALUE",
                        help="a CloudFormation parameter's value (else its Default; without one it is unknown)")
-    check.add_argument("--region", help="the region the stack is for (AWS::Region, Fn::GetAZs); else unknown")
+    check.add_argument("--region", help="the region the stack is for (AWS::Region, Fn::GetAZs; default AWS_REGION or "
+                                        "AWS_DEFAULT_REGION); without one, what depends on it is unknown")
     check.add_argument("--policy-dir", help="policy directory (default: NETGUARD_POLICY_DIR, else the bundled one)")
     check.add_argument("--help-uri", help="SARIF: base URL of the controls' documentation (helpUri = URL#<id>)")
     check.set_defaults(run=run)
@@ -88,11 +90,12 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     except NetguardError as exc:
         print(f"netguard: could not load the policy: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    region = args.region or ""
+    # the region the stack goes to: --region, else the one the AWS CLI would deploy to
+    region = args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""
     found, notes = [], []
     for path in args.files:
         try:
-            parsed = read_file(path, parameters, args.region)
+            parsed = read_file(path, parameters, region or None)
         except FileError as exc:
             print(f"netguard: {exc}", file=sys.stderr)
             return EXIT_USAGE

@@ -139,7 +139,7 @@ def network_acl(ix: Index, subnet: Declared) -> Any:
         item = {"RuleNumber": number(props.get("RuleNumber"), f"{entry.id}.RuleNumber"),
                 "Egress": boolean(props, "Egress", False, entry.id),
                 "Protocol": _protocol(props.get("Protocol")), "RuleAction": props.get("RuleAction"),
-                **{k: props[k] for k in ("CidrBlock", "Ipv6CidrBlock") if k in props}}
+                **{str(k): props[k] for k in ("CidrBlock", "Ipv6CidrBlock") if k in props}}
         ports = props.get("PortRange")
         if isinstance(ports, dict):
             item["PortRange"] = {"From": number(ports.get("From"), entry.id), "To": number(ports.get("To"), entry.id)}
@@ -170,7 +170,26 @@ def _rule(ix: Index, props: dict[str, Any], rule_id: str, group_id: str, egress:
             rule[field] = ix.resolve_attribute(props[key]) if cidr else ix.ident(props[key], f"{rule_id}.{key}")
     if props.get("Description") is not None:
         rule["Description"] = props["Description"]
+    if "PrefixListId" in rule and not egress:
+        rule["PrefixListCidrs"] = _prefix_list_cidrs(ix, props.get("SourcePrefixListId"), rule_id)
     return rule
+
+
+def _prefix_list_cidrs(ix: Index, value: Any, rule_id: str) -> Any:
+    """Lookups.prefix_list_cidrs: the entries of a prefix list the file declares (anyone's choice, 0.0.0.0/0
+    too, so SG.1 reads them); of one it only names, unknown (an AWS-managed list, or a customer's)."""
+    declared = ix.follow(value, "AWS::EC2::PrefixList")
+    if declared is None:
+        return Unknown(f"{rule_id}: the entries of prefix list {value if isinstance(value, str) else '?'} "
+                       "are not in the file")
+    entries = declared.properties.get("Entries")
+    if is_unknown(entries) or not isinstance(entries, list):
+        return entries if is_unknown(entries) else []
+    cidrs = [e.get("Cidr") if isinstance(e, dict) else e for e in entries]
+    unknown = next((c for c in cidrs if is_unknown(c) or not isinstance(c, str)), None)
+    if unknown is not None:
+        return unknown if is_unknown(unknown) else Unknown(f"{declared.id}.Entries: an entry without a Cidr")
+    return sorted(cidrs)
 
 
 def group_rules(ix: Index, group: Declared) -> Any:

@@ -69,7 +69,8 @@ def render_table(report: dict[str, Any], out: TextIO) -> None:
 def sarif(report: dict[str, Any], controls: list[Control], help_uri: str | None) -> dict[str, Any]:
     """SARIF 2.1.0: one rule per control of the baseline, one result per NON_COMPLIANT finding, located at the
     resource's logical id where the file says (CloudFormation), else at the file with the address."""
-    rules, index = [], {}
+    rules: list[dict[str, Any]] = []
+    index: dict[str, int] = {}
     for control in controls:
         index[control.id] = len(rules)
         rule: dict[str, Any] = {
@@ -135,8 +136,8 @@ def junit(report: dict[str, Any]) -> str:
             if r["line"]:
                 case.set("line", str(r["line"]))
             if r["status"] == NON_COMPLIANT:
-                failure = ET.SubElement(case, "failure", type=r["severity"],
-                                        message=_xml(f"{r['resource_id']} ({r['resource_type']}) breaks {r['control']}"))
+                message = f"{r['resource_id']} ({r['resource_type']}) breaks {r['control']}"
+                failure = ET.SubElement(case, "failure", type=r["severity"], message=_xml(message))
                 failure.text = _xml(json.dumps(r["evidence"], sort_keys=True, indent=2))
             elif r["status"] == NOT_APPLICABLE:
                 ET.SubElement(case, "skipped", message=_xml((r["evidence"] or {}).get("reason", "not applicable")))

@@ -270,6 +270,9 @@ def evaluate_file(parsed: Parsed, controls: list[Control], modes: Mapping[str, s
         for control in active:
             if item.resource.ref.resource_type not in control.resource_types:
                 continue
+            status: str
+            evidence: Mapping[str, Any]
+            targets: tuple[str, ...]
             if item.decl.condition is not None:
                 status, evidence, targets = "NOT_APPLICABLE", {
                     "reason": f"unknown before deploy: {reason_of(item.decl.condition)}"}, ()

@@ -362,7 +362,7 @@ def parse_plan(path: str, data: Mapping[str, Any]) -> Parsed:
         translate = translators.get(source)
         if translate is not None and isinstance(values, Mapping):
             translate(address, values, emit)
-    for address, source, values in plan.resources():  # aws_main_route_table_association: the VPC's main table
+    for _address, source, values in plan.resources():  # aws_main_route_table_association: the VPC's main table
         if source == "aws_main_route_table_association" and isinstance(values, Mapping):
             table = values.get("route_table_id")
             if isinstance(table, Ref) and table.target in parsed.resources:

@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 
 from ..evaluate import evaluate_state
 from ..model import NOT_APPLICABLE, Control
+from .model import Ref
 
 
 class UnknownValue(Exception):
@@ -34,9 +35,9 @@ class Unknown:
     def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise UnknownValue(object.__getattribute__(self, "reason"))
 
-    __bool__ = __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __hash__ = _refuse  # type: ignore[assignment]
+    __bool__ = __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __hash__ = _refuse
     __iter__ = __len__ = __contains__ = __getitem__ = __int__ = __float__ = __index__ = _refuse
-    __add__ = __radd__ = __str__ = __format__ = __setattr__ = _refuse  # type: ignore[assignment]
+    __add__ = __radd__ = __str__ = __format__ = __setattr__ = _refuse
 
     def __getattr__(self, name: str) -> NoReturn:
         raise UnknownValue(object.__getattribute__(self, "reason"))
@@ -56,7 +57,7 @@ def reason_of(value: Any) -> str:
 def first_unknown(value: Any, depth: int = 0) -> Unknown | None:
     """The first unknown inside plain data (dicts, lists), if any."""
     if is_unknown(value):
-        return value  # type: ignore[no-any-return]
+        return value
     if depth > 50:
         return None
     items = value.values() if isinstance(value, Mapping) else value if isinstance(value, (list, tuple)) else ()
@@ -71,6 +72,8 @@ def plain(value: Any) -> Any:
     """Plain data for reports: an unknown is shown as {"unknown": reason}."""
     if is_unknown(value):
         return {"unknown": reason_of(value)}
+    if isinstance(value, Ref):  # a resource of the file, by its logical id or address
+        return value.target if value.attribute is None else f"{value.target}.{value.attribute}"
     if isinstance(value, Mapping):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
