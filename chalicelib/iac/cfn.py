@@ -211,7 +211,7 @@ class Resolver:
                 raise FileError(f"{self.path}: {path}: Fn::If takes [condition, then, else]")
             holds = self.condition(str(arg[0]), depth)
             if is_unknown(holds):
-                return Unknown(f"{path}: Fn::If on {reason_of(holds)}")
+                return Unknown(f"{path}: Fn::If on condition {arg[0]}: {reason_of(holds)}")
             return self.resolve(arg[1] if holds else arg[2], path, depth + 1)
         args = self.resolve(arg, path, depth + 1)
         if name in ("Fn::Equals", "Fn::And", "Fn::Or", "Fn::Not"):
@@ -340,7 +340,8 @@ def parse_template(path: str, data: Mapping[str, Any], lines: Mapping[str, int],
             if holds is False:
                 continue
             if is_unknown(holds):
-                condition = Unknown(f"{logical_id} is created only if {reason_of(holds)}")
+                condition = Unknown(f"{logical_id} is created only if condition {resource['Condition']} holds: "
+                                    f"{reason_of(holds)}")
         props = resolver.resolve(resource.get("Properties") or {}, f"{logical_id}.Properties")
         if not isinstance(props, dict):
             props = {}

@@ -52,8 +52,10 @@ def render_table(report: dict[str, Any], out: TextIO) -> None:
     table = [headers] + [(r["control"], r["severity"], _printable(r["resource_id"]), r["resource_type"].rsplit(
         "::", 1)[-1], _printable(f"{r['file']}:{r['line']}" if r["line"] else r["file"])) for r in rows]
     widths = [max(len(str(line[i])) for line in table) for i in range(len(headers))]
-    for line in table:
+    for line in table if rows else ():
         out.write("  ".join(str(v).ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() + "\n")
+    if not rows:
+        out.write("no NON_COMPLIANT finding\n")
     unknown = [r for r in report["findings"] if r["status"] == NOT_APPLICABLE and str(
         (r["evidence"] or {}).get("reason", "")).startswith("unknown before deploy")]
     for r in unknown:
