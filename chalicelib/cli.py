@@ -1,5 +1,6 @@
 """The `netguard` command: `scan` an account with the same collect/evaluate/decide code as the Lambdas,
-and `restore` what one remediation changed. Other installed packages add subcommands through the entry
+`restore` what one remediation changed, and `check` templates and plans before deploy
+(chalicelib/iac). Other installed packages add subcommands through the entry
 point group `netguard.commands` (the development install's `demo`: netguard_demo.run), so this module
 never names them and the deployed code, which has no such entry point, never imports them.
 

@@ -216,8 +216,8 @@ def test_the_sam_template_in_an_existing_vpc_names_what_it_cannot_see():
 def test_a_rule_from_a_prefix_list_the_file_does_not_declare_leaves_sg1_open(tmp_path):
     text = SECURE.replace("        - { IpProtocol: tcp, FromPort: 443, ToPort: 443, CidrIp: !GetAtt Vpc.CidrBlock, "
                           "Description: HTTPS within the VPC }\n      SecurityGroupEgress: []",
-                          "        - { IpProtocol: tcp, FromPort: 443, ToPort: 443, SourcePrefixListId: pl-0123456789abcdef0 }"
-                          "\n      SecurityGroupEgress: []")
+                          "        - { IpProtocol: tcp, FromPort: 443, ToPort: 443, "
+                          "SourcePrefixListId: pl-0123456789abcdef0 }\n      SecurityGroupEgress: []")
     status, evidence = verdicts(write(tmp_path, text))[("SG.1", "VpcEndpointSecurityGroup")]
     assert status == "NOT_APPLICABLE" and "prefix list pl-0123456789abcdef0" in evidence["reason"]
 
@@ -287,7 +287,8 @@ def test_exit_codes_as_scan(capsys, tmp_path):
     code, out, _ = run_check(capsys, str(FIXTURES / "deviation-notebook-internet.yaml"), "--region", REGION)
     assert code == 1
     line = SECURE.splitlines().index("  Notebook:") + 1
-    assert f"NB.1     high      Notebook  NotebookInstance  {FIXTURES / 'deviation-notebook-internet.yaml'}:{line}" in out
+    where = f"{FIXTURES / 'deviation-notebook-internet.yaml'}:{line}"
+    assert f"NB.1     high      Notebook  NotebookInstance  {where}" in out
     assert run_check(capsys, str(tmp_path / "missing.yaml"))[:1] == (2,)
     code, _, err = run_check(capsys, str(FIXTURES / "secure-architecture.yaml"), "--parameter", "Nope=1")
     assert code == 2 and "does not declare" in err
