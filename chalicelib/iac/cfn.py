@@ -20,6 +20,11 @@ from .model import MAX_DEPTH, MAX_NODES, Declared, FileError, Parsed, Ref
 from .unknown import Unknown, is_unknown, reason_of
 
 NO_VALUE = object()  # AWS::NoValue: the property is left out
+# Declared, but what they bring is elsewhere: said in the report, not evaluated
+NOT_FOLLOWED = {"AWS::CloudFormation::Stack": "is a nested stack: check its template too",
+                "AWS::Serverless::Application": "is a nested application: check its template too",
+                "AWS::EFS::MountTarget": "is not evaluated before deploy (EFS.1 applies to Studio's own, "
+                                         "which Studio creates)"}
 _SHORT = ("Ref", "Condition")  # YAML short forms that are not Fn::
 _FUNCTIONS = ("And", "Base64", "Cidr", "Equals", "FindInMap", "GetAZs", "GetAtt", "If", "ImportValue", "Join",
               "Length", "Not", "Or", "Select", "Split", "Sub", "ToJsonString", "Transform")
@@ -211,6 +216,10 @@ class Resolver:
                 raise FileError(f"{self.path}: {path}: Fn::If takes [condition, then, else]")
             holds = self.condition(str(arg[0]), depth)
             if is_unknown(holds):
+                # whichever way the condition goes: the same value is known
+                both = [self.resolve(branch, path, depth + 1) for branch in arg[1:]]
+                if not any(_has_unknown(b) for b in both) and _same(both[0], both[1]):
+                    return both[0]
                 return Unknown(f"{path}: Fn::If on condition {arg[0]}: {reason_of(holds)}")
             return self.resolve(arg[1] if holds else arg[2], path, depth + 1)
         args = self.resolve(arg, path, depth + 1)
@@ -297,6 +306,20 @@ class Zones:
         return f"zone #{int(index) + 1} of {self.region}"
 
 
+def _has_unknown(value: Any, depth: int = 0) -> bool:
+    if is_unknown(value):
+        return True
+    if depth > MAX_DEPTH:
+        return True
+    items = value.values() if isinstance(value, Mapping) else value if isinstance(value, list) else ()
+    return any(_has_unknown(v, depth + 1) for v in items)
+
+
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and json.dumps(a, sort_keys=True, default=repr) == json.dumps(b, sort_keys=True,
+                                                                                          default=repr)
+
+
 def _partition(region: str) -> str:
     return "aws-cn" if region.startswith("cn-") else "aws-us-gov" if region.startswith("us-gov-") else "aws"
 
@@ -342,6 +365,8 @@ def parse_template(path: str, data: Mapping[str, Any], lines: Mapping[str, int],
             if is_unknown(holds):
                 condition = Unknown(f"{logical_id} is created only if condition {resource['Condition']} holds: "
                                     f"{reason_of(holds)}")
+        if resource["Type"] in NOT_FOLLOWED:
+            parsed.notes.append(f"{path}: {logical_id} ({resource['Type']}) {NOT_FOLLOWED[resource['Type']]}")
         props = resolver.resolve(resource.get("Properties") or {}, f"{logical_id}.Properties")
         if not isinstance(props, dict):
             props = {}

@@ -29,6 +29,9 @@ def add_parser(sub: Any) -> None:
     check.add_argument("--region", help="the region the stack is for (AWS::Region, Fn::GetAZs; default AWS_REGION or "
                                         "AWS_DEFAULT_REGION); without one, what depends on it is unknown")
     check.add_argument("--policy-dir", help="policy directory (default: NETGUARD_POLICY_DIR, else the bundled one)")
+    check.add_argument("--fail-on-unknown", action="store_true",
+                       help="exit 1 also when a control could not be evaluated because the file leaves a value it "
+                            "needs to deploy time (a parameter, an import): what CI cannot see, it does not pass")
     check.add_argument("--help-uri", help="SARIF: base URL of the controls' documentation (helpUri = URL#<id>)")
     check.set_defaults(run=run)
 
@@ -105,6 +108,10 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
             notes.append(f"{path}: declares no resource the baseline covers")
         notes += parsed.notes
     report = reports.build(reports.finding_rows(found, region), list(args.files), notes, region)
+    # NOT_APPLICABLE because the file leaves a value to deploy time (--fail-on-unknown fails on them)
+    unknown = sum(1 for r in report["findings"] if r["status"] == "NOT_APPLICABLE"
+                  and str((r["evidence"] or {}).get("reason", "")).startswith(reports.UNKNOWN))
+    report["summary"]["unknown"] = unknown
     text: str
     if args.format == "json":
         text = json.dumps(report, indent=2) + "\n"
@@ -126,4 +133,6 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
             return EXIT_USAGE
     else:
         out.write(text)
-    return EXIT_VIOLATIONS if report["summary"]["non_compliant"] else EXIT_CLEAN
+    if report["summary"]["non_compliant"] or (args.fail_on_unknown and unknown):
+        return EXIT_VIOLATIONS
+    return EXIT_CLEAN

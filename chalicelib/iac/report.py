@@ -7,9 +7,11 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from typing import Any, TextIO
+from urllib.parse import quote
 
 from ..model import NON_COMPLIANT, NOT_APPLICABLE, Control, Finding, digest
 from .model import Declared
+from .unknown import UNKNOWN
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 SARIF_LEVELS = {"critical": "error", "high": "error", "medium": "warning", "low": "note", "informational": "note"}
@@ -57,7 +59,7 @@ def render_table(report: dict[str, Any], out: TextIO) -> None:
     if not rows:
         out.write("no NON_COMPLIANT finding\n")
     unknown = [r for r in report["findings"] if r["status"] == NOT_APPLICABLE and str(
-        (r["evidence"] or {}).get("reason", "")).startswith("unknown before deploy")]
+        (r["evidence"] or {}).get("reason", "")).startswith(UNKNOWN)]
     for r in unknown:
         out.write(f"\nnot evaluated: {r['control']} on {_printable(r['resource_id'])}: "
                   f"{_printable(r['evidence']['reason'])}")
@@ -90,7 +92,7 @@ def sarif(report: dict[str, Any], controls: list[Control], help_uri: str | None)
     for row in report["findings"]:
         if row["status"] != NON_COMPLIANT or row["control"] not in index:
             continue
-        location: dict[str, Any] = {"artifactLocation": {"uri": row["file"]}}
+        location: dict[str, Any] = {"artifactLocation": {"uri": _uri(row["file"])}}
         if row["line"]:
             location["region"] = {"startLine": row["line"]}
         results.append({
@@ -104,8 +106,14 @@ def sarif(report: dict[str, Any], controls: list[Control], help_uri: str | None)
             "properties": {"resourceType": row["resource_type"], "evidence": row["evidence"]}})
     return {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [{
         "tool": {"driver": {"name": "netguard", "semanticVersion": _version(), "rules": rules}},
-        "artifacts": [{"location": {"uri": path}} for path in report["summary"]["files"]],
+        "artifacts": [{"location": {"uri": _uri(path)}} for path in report["summary"]["files"]],
         "results": results}]}
+
+
+def _uri(path: str) -> str:
+    """A file path as a URI reference (relative paths stay relative: code scanning reads them from the
+    repository's root)."""
+    return quote(path.replace("\\", "/"), safe="/:@-._~!$&'()*+,;=")
 
 
 def _version() -> str:

@@ -18,7 +18,7 @@ from ..resources.endpoint_config import variants as variants_of
 from . import network
 from .index import Index, boolean, number, pick, tags_of
 from .model import Declared, Parsed, Ref
-from .unknown import Unknown, evaluate_known, is_unknown, reason_of
+from .unknown import UNKNOWN, Unknown, evaluate_known, is_unknown, reason_of
 
 NOTEBOOK, MODEL, DOMAIN = "AWS::SageMaker::NotebookInstance", "AWS::SageMaker::Model", "AWS::SageMaker::Domain"
 KMS_KEY, KMS_ALIAS = "AWS::KMS::Key", "AWS::KMS::Alias"
@@ -275,7 +275,7 @@ def evaluate_file(parsed: Parsed, controls: list[Control], modes: Mapping[str, s
             targets: tuple[str, ...]
             if item.decl.condition is not None:
                 status, evidence, targets = "NOT_APPLICABLE", {
-                    "reason": f"unknown before deploy: {reason_of(item.decl.condition)}"}, ()
+                    "reason": f"{UNKNOWN}: {reason_of(item.decl.condition)}"}, ()
             else:
                 status, evidence, targets = evaluate_known(control, {**item.resource.state, "Tags": item.tags})
             findings.append((Finding(control, item.resource, status, evidence, targets), item.decl))

@@ -15,6 +15,8 @@ from ..evaluate import evaluate_state
 from ..model import NOT_APPLICABLE, Control
 from .model import Ref
 
+UNKNOWN = "unknown before deploy"  # how a NOT_APPLICABLE reason says the file left the value open
+
 
 class UnknownValue(Exception):
     """A check used a value the file does not settle."""
@@ -87,8 +89,8 @@ def evaluate_known(control: Control, state: Mapping[str, Any]) -> tuple[str, Map
     try:
         status, evidence, targets = evaluate_state(control, state)
     except UnknownValue as exc:
-        return NOT_APPLICABLE, {"reason": f"unknown before deploy: {exc.reason}"}, ()
+        return NOT_APPLICABLE, {"reason": f"{UNKNOWN}: {exc.reason}"}, ()
     hidden = first_unknown(evidence)
     if hidden is not None and status != NOT_APPLICABLE:
-        return NOT_APPLICABLE, {"reason": f"unknown before deploy: {reason_of(hidden)}"}, ()
+        return NOT_APPLICABLE, {"reason": f"{UNKNOWN}: {reason_of(hidden)}"}, ()
     return status, plain(evidence), targets

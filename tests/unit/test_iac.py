@@ -381,3 +381,29 @@ def test_the_fixtures_are_templates_cloudformation_accepts():
                                              "cdk-notebook-stack.template.json")]
     result = subprocess.run([cfn_lint, *templates], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_an_open_condition_whose_branches_agree_is_known(tmp_path):
+    text = SECURE.replace("      DirectInternetAccess: Disabled", "      DirectInternetAccess: !If [Big, Disabled, "
+                                                                   "Disabled]").replace(
+        "Mappings:", "Conditions:\n  Big: !Equals [!Ref Size, large]\n\nMappings:").replace(
+        "Parameters:\n", "Parameters:\n  Size:\n    Type: String\n", 1)
+    assert verdicts(write(tmp_path, text))[("NB.1", "Notebook")][0] == "COMPLIANT"
+
+
+def test_fail_on_unknown_makes_what_the_file_leaves_open_fail_ci(capsys):
+    sam = str(FIXTURES / "sam-inference-proxy.yaml")
+    code, out, _ = run_check(capsys, sam, "--format", "json")
+    assert code == 0 and json.loads(out)["summary"]["unknown"] == 3
+    assert run_check(capsys, sam, "--fail-on-unknown")[0] == 1
+    assert run_check(capsys, str(FIXTURES / "secure-architecture.yaml"), "--region", REGION,
+                     "--fail-on-unknown")[0] == 0
+
+
+def test_a_nested_stack_is_named_not_silently_skipped(capsys, tmp_path):
+    text = SECURE.replace("Outputs:", "  Network:\n    Type: AWS::CloudFormation::Stack\n    Properties:\n"
+                                      "      TemplateURL: https://example.com/network.yaml\n\nOutputs:")
+    code, out, _ = run_check(capsys, str(write(tmp_path, text)), "--region", REGION)
+    assert code == 0
+    assert f"note: {tmp_path / 'template.yaml'}: Network (AWS::CloudFormation::Stack) is a nested stack: check its " \
+           "template too" in out
