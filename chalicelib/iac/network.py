@@ -5,6 +5,8 @@ their rules, VPC endpoints. Field names and meanings are those of chalicelib/res
 Where AWS fills something in at creation, the state says what AWS does: a new VPC's main route table has
 only the local route and its default network ACL allows everything; a CloudFormation security group without
 SecurityGroupEgress keeps AWS's allow-all egress rule; an endpoint without a policy has the full-access one.
+Property defaults are those of the AWS resource schemas (cfn-lint ships them): an endpoint is a Gateway one,
+without private DNS; a VPC has DNS support and no DNS hostnames.
 """
 from __future__ import annotations
 
