@@ -76,7 +76,10 @@ def load_document(path: str, text: str) -> tuple[Any, dict[str, int]]:
             raise FileError(f"{path}: nested too deeply") from exc
         except ValueError as exc:
             raise FileError(f"{path}: not valid JSON: {exc}") from exc
-        return data, _json_lines(text, data)
+        try:  # the logical ids' lines from the document's structure (JSON is YAML), else by search
+            return data, _yaml_lines(yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
+        except (yaml.YAMLError, RecursionError):
+            return data, _json_lines(text, data)
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
