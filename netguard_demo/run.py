@@ -136,7 +136,8 @@ def show_check(show: Printer, out: TextIO) -> None:
 
     path = CHECKED_TEMPLATE.relative_to(PROJECT_DIR)
     show.title(f"11. netguard check {path} --region {ACCOUNT_REGION} (before deploy, no AWS call)")
-    args = build_parser().parse_args(["check", str(CHECKED_TEMPLATE), "--region", ACCOUNT_REGION])
+    shown = str(path) if Path.cwd() == PROJECT_DIR else str(CHECKED_TEMPLATE)  # `make demo` runs in the project
+    args = build_parser().parse_args(["check", shown, "--region", ACCOUNT_REGION])
     code = args.run(args, out)
     show.line(f"   exit status {code}: the template would deploy a notebook with direct internet access")
 

@@ -30,12 +30,15 @@ _FUNCTIONS = ("And", "Base64", "Cidr", "Equals", "FindInMap", "GetAZs", "GetAtt"
               "Length", "Not", "Or", "Select", "Split", "Sub", "ToJsonString", "Transform")
 
 
-class _Loader(yaml.SafeLoader):
+_BASE: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when PyYAML has it
+
+
+class _Loader(_BASE):
     """YAML as CloudFormation reads it: the short forms (!Ref, !GetAtt, !Sub, ...), dates left as strings
     (a policy's Version: 2012-10-17), and a duplicate key refused (which one would AWS take?)."""
 
     yaml_implicit_resolvers = {key: [r for r in resolvers if r[0] != "tag:yaml.org,2002:timestamp"]
-                               for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+                               for key, resolvers in _BASE.yaml_implicit_resolvers.items()}
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()

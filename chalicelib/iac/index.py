@@ -27,6 +27,7 @@ class Index:
         self.by_type: dict[str, list[Declared]] = {}
         for decl in parsed.resources.values():
             self.by_type.setdefault(decl.type, []).append(decl)
+        self._index: dict[tuple[str, str], tuple[dict[str, list[Declared]], list[tuple[Declared, Any]]]] = {}
 
     def of_type(self, resource_type: str) -> list[Declared]:
         return self.by_type.get(resource_type, [])
@@ -81,18 +82,37 @@ class Index:
                     also: tuple[str, ...] = ()) -> tuple[list[Declared], Unknown | None]:
         """The declared resources of a type whose `prop` refers to `target` (e.g. the routes of a route
         table), and, when one might but the file does not say (its `prop` or its existence is unknown),
-        an Unknown saying which."""
-        found, unsure = [], None
-        for decl in self.of_type(resource_type) + [d for t in also for d in self.of_type(t)]:
-            value = self.resolve_attribute(decl.properties.get(prop))
-            if is_unknown(value):
-                unsure = unsure or Unknown(f"{decl.id}.{prop}: {reason_of(value)} (it may apply to {target.id})")
-            elif self.follow(value) is target:
+        an Unknown saying which. Indexed once per (type, property): a file's size is not squared."""
+        found: list[Declared] = []
+        unsure: Unknown | None = None
+        for rtype in (resource_type, *also):
+            by_target, open_ones = self._pointers(rtype, prop)
+            for decl in by_target.get(target.id, []):
                 if decl.condition is not None:
-                    unsure = unsure or decl.condition
+                    unsure = decl.condition if unsure is None else unsure
                 else:
                     found.append(decl)
+            if open_ones and unsure is None:
+                decl, value = open_ones[0]
+                unsure = Unknown(f"{decl.id}.{prop}: {reason_of(value)} (it may apply to {target.id})")
         return found, unsure
+
+    def _pointers(self, resource_type: str, prop: str) -> tuple[dict[str, list[Declared]],
+                                                                 list[tuple[Declared, Any]]]:
+        key = (resource_type, prop)
+        if key not in self._index:
+            by_target: dict[str, list[Declared]] = {}
+            open_ones: list[tuple[Declared, Any]] = []
+            for decl in self.of_type(resource_type):
+                value = self.resolve_attribute(decl.properties.get(prop))
+                if is_unknown(value):
+                    open_ones.append((decl, value))
+                    continue
+                target = self.follow(value)
+                if target is not None:
+                    by_target.setdefault(target.id, []).append(decl)
+            self._index[key] = (by_target, open_ones)
+        return self._index[key]
 
 
 def pick(values: Mapping[str, Any], *keys: str) -> Any:

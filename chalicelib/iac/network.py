@@ -11,12 +11,13 @@ without private DNS; a VPC has DNS support and no DNS hostnames.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from ..reads import endpoint_service
 from .index import Index, boolean, number, pick
 from .model import Declared, Ref
-from .unknown import Unknown, is_unknown
+from .unknown import Unknown, is_unknown, reason_of
 
 VPC, SUBNET, ROUTE_TABLE = "AWS::EC2::VPC", "AWS::EC2::Subnet", "AWS::EC2::RouteTable"
 SECURITY_GROUP, VPC_ENDPOINT = "AWS::EC2::SecurityGroup", "AWS::EC2::VPCEndpoint"
@@ -30,6 +31,14 @@ _PROTOCOLS = {"6": "tcp", "17": "udp", "1": "icmp", "58": "icmpv6", "all": "-1",
 
 def vpc_of(ix: Index, decl: Declared) -> Declared | None:
     return ix.follow(decl.properties.get("VpcId"), VPC)
+
+
+def no_vpc(ix: Index, decl: Declared, what: str) -> Unknown:
+    """Why `what` of a resource's VPC is unknown: its VpcId is, or the VPC is not declared in the file."""
+    value = ix.resolve_attribute(decl.properties.get("VpcId"))
+    if is_unknown(value):
+        return Unknown(f"{decl.id}.VpcId: {reason_of(value)}")
+    return Unknown(f"{decl.id}: {what} of a VPC not declared in the file")
 
 
 def vpc_cidrs(ix: Index, vpc: Declared) -> Any:
@@ -64,13 +73,16 @@ def route_table(ix: Index, subnet: Declared) -> Any:
     if len(associated) > 1:
         return Unknown(f"{subnet.id} has {len(associated)} route table associations (AWS allows one)")
     if associated:
-        table = ix.follow(associated[0].properties.get("RouteTableId"), ROUTE_TABLE)
+        chosen = ix.resolve_attribute(associated[0].properties.get("RouteTableId"))
+        if is_unknown(chosen):
+            return Unknown(f"{associated[0].id}.RouteTableId: {reason_of(chosen)}")
+        table = ix.follow(chosen, ROUTE_TABLE)
         if table is None:
             return Unknown(f"{associated[0].id}.RouteTableId is not a route table declared in the file")
     else:
         vpc = vpc_of(ix, subnet)
         if vpc is None:
-            return Unknown(f"{subnet.id}: the main route table of a VPC not declared in the file")
+            return no_vpc(ix, subnet, "the main route table")
         table = next((t for t in ix.of_type(ROUTE_TABLE) if t.properties.get("netguard:main") and ix.follow(
             t.properties.get("VpcId"), VPC) is vpc), None)
         if table is None:  # AWS's main table of a new VPC: the local route only
@@ -80,7 +92,7 @@ def route_table(ix: Index, subnet: Declared) -> Any:
             return {"RouteTableId": f"{vpc.id} main route table", "Routes": local}
     routes, unsure = ix.pointing_at("AWS::EC2::Route", "RouteTableId", table)
     vpc = vpc_of(ix, table)
-    local_cidrs = vpc_cidrs(ix, vpc) if vpc is not None else Unknown(f"{table.id}: VPC not declared in the file")
+    local_cidrs = vpc_cidrs(ix, vpc) if vpc is not None else no_vpc(ix, table, "the CIDRs")
     listed: list[Any] = [] if is_unknown(local_cidrs) else [
         {"DestinationCidrBlock": c, "GatewayId": "local", "State": "active"} for c in local_cidrs]
     listed += [_route(ix, r) for r in routes]
@@ -102,6 +114,13 @@ def subnet_view(ix: Index, value: Any, path: str) -> Any:
             "AvailabilityZone": _zone(ix, subnet),
             "MapPublicIpOnLaunch": boolean(props, "MapPublicIpOnLaunch", False, subnet.id),
             "RouteTable": route_table(ix, subnet)}
+
+
+def vpc_config(subnets: Any) -> Any:
+    """{"Subnets": [...]} as the collectors write it, None without subnets, unknown when they are."""
+    if is_unknown(subnets):
+        return subnets
+    return {"Subnets": subnets} if subnets else None
 
 
 def _zone(ix: Index, subnet: Declared) -> Any:
@@ -129,9 +148,12 @@ def network_acl(ix: Index, subnet: Declared) -> Any:
     if not associated:
         vpc = vpc_of(ix, subnet)
         if vpc is None:
-            return Unknown(f"{subnet.id}: the default network ACL of a VPC not declared in the file")
+            return no_vpc(ix, subnet, "the default network ACL")
         return {"NetworkAclId": f"{vpc.id} default network ACL", "Entries": [dict(e) for e in ALLOW_ALL_ACL]}
-    acl = ix.follow(associated[-1].properties.get("NetworkAclId"), "AWS::EC2::NetworkAcl")
+    chosen = ix.resolve_attribute(associated[-1].properties.get("NetworkAclId"))
+    if is_unknown(chosen):
+        return Unknown(f"{associated[-1].id}.NetworkAclId: {reason_of(chosen)}")
+    acl = ix.follow(chosen, "AWS::EC2::NetworkAcl")
     if acl is None:
         return Unknown(f"{associated[-1].id}.NetworkAclId is not a network ACL declared in the file")
     entries, unsure = ix.pointing_at("AWS::EC2::NetworkAclEntry", "NetworkAclId", acl)
@@ -180,6 +202,9 @@ def _rule(ix: Index, props: dict[str, Any], rule_id: str, group_id: str, egress:
 def _prefix_list_cidrs(ix: Index, value: Any, rule_id: str) -> Any:
     """Lookups.prefix_list_cidrs: the entries of a prefix list the file declares (anyone's choice, 0.0.0.0/0
     too, so SG.1 reads them); of one it only names, unknown (an AWS-managed list, or a customer's)."""
+    value = ix.resolve_attribute(value)
+    if is_unknown(value):
+        return Unknown(f"{rule_id}.SourcePrefixListId: {reason_of(value)}")
     declared = ix.follow(value, "AWS::EC2::PrefixList")
     if declared is None:
         return Unknown(f"{rule_id}: the entries of prefix list {value if isinstance(value, str) else '?'} "
@@ -215,26 +240,26 @@ def group_rules(ix: Index, group: Declared) -> Any:
     return rules
 
 
-def security_group_state(ix: Index, group: Declared, users: set[str]) -> dict[str, Any]:
+def security_group_state(ix: Index, group: Declared, users: list[Any]) -> dict[str, Any]:
     vpc = vpc_of(ix, group)
     name = group.properties.get("GroupName")
     return {"GroupId": group.id, "GroupName": name, "VpcId": ix.ident(group.properties.get("VpcId"), group.id),
             "IsDefault": name == "default" if not is_unknown(name) else name,
-            "VpcCidrs": vpc_cidrs(ix, vpc) if vpc is not None else Unknown(
-                f"{group.id}: the CIDRs of a VPC not declared in the file"),
-            "AttachedTo": sorted(users), "Rules": group_rules(ix, group)}
+            "VpcCidrs": vpc_cidrs(ix, vpc) if vpc is not None else no_vpc(ix, group, "the CIDRs"),
+            "AttachedTo": users, "Rules": group_rules(ix, group)}
 
 
-def subnet_state(ix: Index, subnet: Declared, users: set[str]) -> dict[str, Any]:
+def subnet_state(ix: Index, subnet: Declared, users: list[Any]) -> dict[str, Any]:
     return {**subnet_view(ix, Ref(subnet.id), subnet.id),
-            "UsedBy": sorted(users), "NetworkAcl": network_acl(ix, subnet)}
+            "UsedBy": users, "NetworkAcl": network_acl(ix, subnet)}
 
 
 def endpoint_type(decl: Declared) -> Any:
-    return pick(decl.properties, "VpcEndpointType") or "Gateway"
+    kind = pick(decl.properties, "VpcEndpointType")
+    return "Gateway" if kind is None else kind
 
 
-def vpc_state(ix: Index, vpc: Declared, users: set[str], environments: Any) -> dict[str, Any]:
+def vpc_state(ix: Index, vpc: Declared, users: list[Any], environments: Any) -> dict[str, Any]:
     logs, unsure = ix.pointing_at("AWS::EC2::FlowLog", "ResourceId", vpc)
     flow_logs: list[Any] = [{
         "FlowLogId": log.id, "ResourceId": vpc.id, "TrafficType": log.properties.get("TrafficType"),
@@ -246,7 +271,7 @@ def vpc_state(ix: Index, vpc: Declared, users: set[str], environments: Any) -> d
     return {"VpcId": vpc.id, "IsDefault": False, "CidrBlocks": vpc_cidrs(ix, vpc),
             "EnableDnsSupport": boolean(vpc.properties, "EnableDnsSupport", True, vpc.id),
             "EnableDnsHostnames": boolean(vpc.properties, "EnableDnsHostnames", False, vpc.id),
-            "FlowLogs": flow_logs + ([unsure] if unsure is not None else []), "UsedBy": sorted(users),
+            "FlowLogs": flow_logs + ([unsure] if unsure is not None else []), "UsedBy": users,
             "Endpoints": listed + ([unsure_endpoint] if unsure_endpoint is not None else []),
             "Environments": environments}
 
@@ -256,16 +281,19 @@ def service(endpoint: Declared) -> Any:
     return name if is_unknown(name) else endpoint_service({"ServiceName": name})
 
 
-def vpc_endpoint_state(ix: Index, endpoint: Declared, group_users: dict[str, set[str]]) -> dict[str, Any]:
+def vpc_endpoint_state(ix: Index, endpoint: Declared, group_users: Callable[[str], list[Any]]) -> dict[str, Any]:
     props, vpc = endpoint.properties, vpc_of(ix, endpoint)
     kind = endpoint_type(endpoint)
     groups: Any = []
-    if kind == "Interface":
+    if is_unknown(kind):
+        groups = kind
+    elif kind == "Interface":
         ids = ix.idents(props.get("SecurityGroupIds"), f"{endpoint.id}.SecurityGroupIds")
         if is_unknown(ids):
             groups = ids
         elif not ids:  # AWS puts the VPC's default group on it
-            groups = [{"GroupId": f"{vpc.id if vpc else '?'} default security group", "IsDefault": True, "UsedBy": []}]
+            default = f"{vpc.id} default security group" if vpc else no_vpc(ix, endpoint, "the default group")
+            groups = [{"GroupId": default, "IsDefault": True, "UsedBy": []}]
         else:
             groups = [_endpoint_group(ix, g, group_users) for g in ids]
     policy = props.get("PolicyDocument")
@@ -275,16 +303,16 @@ def vpc_endpoint_state(ix: Index, endpoint: Declared, group_users: dict[str, set
         "Service": service(endpoint), "VpcEndpointType": kind, "State": "available",
         "PrivateDnsEnabled": boolean(props, "PrivateDnsEnabled", False, endpoint.id), "SecurityGroups": groups,
         "PolicyDocument": FULL_ACCESS_POLICY if policy is None else policy,
-        "VpcConfig": {"Subnets": subnets} if subnets else None, "PrivateDnsConflict": None}
+        "VpcConfig": vpc_config(subnets), "PrivateDnsConflict": None}
     dns = (boolean(vpc.properties, "EnableDnsSupport", True, vpc.id), boolean(
-        vpc.properties, "EnableDnsHostnames", False, vpc.id)) if vpc else (Unknown(f"{endpoint.id}: VPC not declared"),)
+        vpc.properties, "EnableDnsHostnames", False, vpc.id)) if vpc else (no_vpc(ix, endpoint, "the DNS attributes"),)
     unknown = next((d for d in dns if is_unknown(d)), None)
     state["VpcDns"] = unknown if unknown is not None else ("ready" if all(dns) else "off")
     in_vpc(ix, state, subnets, f"{endpoint.id}.SubnetIds")
     return state
 
 
-def _endpoint_group(ix: Index, group_id: Any, group_users: dict[str, set[str]]) -> Any:
+def _endpoint_group(ix: Index, group_id: Any, group_users: Callable[[str], list[Any]]) -> Any:
     if is_unknown(group_id):
         return group_id
     group = ix.parsed.resources.get(group_id)
@@ -293,4 +321,4 @@ def _endpoint_group(ix: Index, group_id: Any, group_users: dict[str, set[str]]) 
                 "UsedBy": Unknown(f"security group {group_id} is not declared in the file")}
     name = group.properties.get("GroupName")
     return {"GroupId": group_id, "IsDefault": name == "default" if not is_unknown(name) else name,
-            "UsedBy": sorted(group_users.get(group_id, set()) - {"vpc-endpoint", "other"})}
+            "UsedBy": [u for u in group_users(group_id) if is_unknown(u) or u not in ("vpc-endpoint", "other")]}

@@ -119,7 +119,9 @@ def endpoint_state(ix: Index, decl: Declared) -> dict[str, Any]:
     state: dict[str, Any] = {"EndpointName": _name(decl, "EndpointName"), "EndpointStatus": None,
                              "EndpointConfigName": ix.ident(config_ref, f"{decl.id}.EndpointConfigName")}
     if config is None:
-        why = Unknown(f"{decl.id}.EndpointConfigName: an endpoint configuration not declared in the file")
+        given = ix.resolve_attribute(config_ref)
+        why = Unknown(f"{decl.id}.EndpointConfigName: " + (reason_of(given) if is_unknown(given) else
+                                                           "an endpoint configuration not declared in the file"))
         state.update(ProductionVariants=why, ShadowProductionVariants=why, Models=why, VpcConfig=why)
         network.in_vpc(ix, state, why, "")
         return state
@@ -139,7 +141,8 @@ def endpoint_state(ix: Index, decl: Declared) -> dict[str, Any]:
             unknown = Unknown(f"{config.id}: model {name!r} is not declared in the file")
             continue
         vpc_config = _vpc_config(ix, model.properties.get("VpcConfig"), model.id)
-        found = vpc_config if is_unknown(vpc_config) else pick(vpc_config or {}, "Subnets") or []
+        found = vpc_config if is_unknown(vpc_config) else pick(vpc_config or {}, "Subnets")
+        found = [] if found is None else found
         if is_unknown(found) or any(is_unknown(s) for s in found):
             unknown = found if is_unknown(found) else next(s for s in found if is_unknown(s))
             continue
@@ -154,18 +157,19 @@ def endpoint_state(ix: Index, decl: Declared) -> dict[str, Any]:
 def domain_state(ix: Index, decl: Declared) -> dict[str, Any]:
     props = decl.properties
     subnets = ix.idents(props.get("SubnetIds"), f"{decl.id}.SubnetIds")
-    user = pick(props, "DefaultUserSettings") or {}
-    settings = pick(props, "DomainSettings") or {}
+    user = pick(props, "DefaultUserSettings")
+    user = {} if user is None else user
+    settings = pick(props, "DomainSettings")
     rstudio = settings.get("RStudioServerProDomainSettings") if isinstance(settings, Mapping) else settings
+    role = rstudio.get("DomainExecutionRoleArn") if isinstance(rstudio, Mapping) else rstudio
     state = {"DomainId": decl.id, "DomainName": props.get("DomainName"),
              "AppNetworkAccessType": props.get("AppNetworkAccessType", "PublicInternetOnly"),
              "VpcId": ix.ident(props.get("VpcId"), f"{decl.id}.VpcId"),
-             "VpcConfig": {"Subnets": subnets} if subnets else None, "Status": None, "RunningApps": [],
+             "VpcConfig": network.vpc_config(subnets), "Status": None, "RunningApps": [],
              "AppsState": "none",
              "DefaultSecurityGroups": user if is_unknown(user) else ix.idents(
                  user.get("SecurityGroups"), f"{decl.id}.DefaultUserSettings.SecurityGroups"),
-             "RStudioDomainExecutionRole": rstudio if is_unknown(rstudio) else bool(
-                 (rstudio or {}).get("DomainExecutionRoleArn"))}
+             "RStudioDomainExecutionRole": role if is_unknown(role) else role is not None}
     network.in_vpc(ix, state, subnets, f"{decl.id}.SubnetIds")
     return state
 
@@ -191,7 +195,7 @@ def map_resources(parsed: Parsed, account: str = "", region: str = "") -> list[M
     """Every declared resource netguard evaluates, as the Resource a scan of the deployed stack would read."""
     ix = Index(parsed)
     out: list[Mapped] = []
-    users: dict[str, set[str]] = {}  # declared network resource id -> kinds of users
+    users = Users()
     environments: dict[str, dict[str, list[str]] | Unknown] = {}
     for rtype, build in SAGEMAKER_STATES.items():
         for decl in ix.of_type(rtype):
@@ -200,24 +204,73 @@ def map_resources(parsed: Parsed, account: str = "", region: str = "") -> list[M
                                 tags if isinstance(tags, dict) else {})
             out.append(Mapped(decl, resource, tags))
             for used, kinds in related(Resource(resource.ref, "", _known(resource.state))):
-                users.setdefault(used.resource_id, set()).update(kinds)
+                users.add(used.resource_id, kinds)
                 if used.resource_type == network.VPC and rtype != ENDPOINT_CONFIG:
                     _add_environment(environments, used.resource_id, tags, decl.id)
+            if rtype in (NOTEBOOK, MODEL, DOMAIN):
+                users.unsure_of(decl.id, resource.state)
     _other_users(ix, users)
     for vpc in ix.of_type(network.VPC):
-        env = environments.get(vpc.id, {})
-        state = network.vpc_state(ix, vpc, users.get(vpc.id, set()), env)
+        open_vpc = users.open.get(network.VPC)  # a SageMaker resource that may be in it, with its tags
+        env = open_vpc if open_vpc is not None else environments.get(vpc.id, {})
+        state = network.vpc_state(ix, vpc, users.of(vpc.id, network.VPC), env)
         out.append(_mapped(vpc, network.VPC, state, account, region))
     for subnet in ix.of_type(network.SUBNET):
-        out.append(_mapped(subnet, network.SUBNET, network.subnet_state(ix, subnet, users.get(subnet.id, set())),
-                           account, region))
+        out.append(_mapped(subnet, network.SUBNET, network.subnet_state(ix, subnet, users.of(
+            subnet.id, network.SUBNET)), account, region))
     for group in ix.of_type(network.SECURITY_GROUP):
-        state = network.security_group_state(ix, group, users.get(group.id, set()))
+        state = network.security_group_state(ix, group, users.of(group.id, network.SECURITY_GROUP))
         out.append(_mapped(group, network.SECURITY_GROUP, state, account, region))
     for endpoint in ix.of_type(network.VPC_ENDPOINT):
-        state = network.vpc_endpoint_state(ix, endpoint, users)
+        state = network.vpc_endpoint_state(ix, endpoint, lambda group_id: users.of(group_id, network.SECURITY_GROUP))
         out.append(_mapped(endpoint, network.VPC_ENDPOINT, state, account, region))
     return out
+
+
+# Where a SageMaker state names the network resources it uses (what `related` reads), by their type; "*" is
+# every item of a list
+_USES = {network.SECURITY_GROUP: (("SecurityGroups", "*"), ("DefaultSecurityGroups", "*"),
+                                  ("VpcConfig", "SecurityGroupIds", "*")),
+         network.SUBNET: (("SubnetId",), ("VpcConfig", "Subnets", "*")),
+         network.VPC: (("Subnet", "VpcId"), ("SubnetViews", "*", "VpcId"), ("VpcId",))}
+
+
+def _open_at(value: Any, path: tuple[str, ...]) -> Unknown | None:
+    """The unknown found along a path of a state (an unknown on the way counts), if any."""
+    if is_unknown(value):
+        return value
+    if not path:
+        return None
+    if path[0] == "*":
+        items = value if isinstance(value, list) else []
+        return next((found for found in (_open_at(v, path[1:]) for v in items) if found is not None), None)
+    return _open_at(value.get(path[0]) if isinstance(value, Mapping) else None, path[1:])
+
+
+class Users:
+    """What kinds of users each declared network resource has, as a scan's hints and network interfaces tell
+    (`UsedBy`, `AttachedTo`). When a user's reference is unknown, it may use any of them: their lists end with
+    that Unknown, so a control scoped on them is NOT_APPLICABLE unless a known user settles it."""
+
+    def __init__(self) -> None:
+        self.kinds: dict[str, set[str]] = {}
+        self.open: dict[str, Unknown] = {}  # network type -> why some user of that type is unknown
+
+    def add(self, resource_id: str, kinds: set[str]) -> None:
+        self.kinds.setdefault(resource_id, set()).update(kinds)
+
+    def unsure(self, network_type: str, why: Unknown) -> None:
+        self.open.setdefault(network_type, why)
+
+    def unsure_of(self, owner: str, state: Mapping[str, Any]) -> None:
+        for network_type, paths in _USES.items():
+            found = next((u for u in (_open_at(state, path) for path in paths) if u is not None), None)
+            if found is not None:
+                self.unsure(network_type, Unknown(f"what {owner} uses: {reason_of(found)}"))
+
+    def of(self, resource_id: str, network_type: str) -> list[Any]:
+        why = self.open.get(network_type)
+        return sorted(self.kinds.get(resource_id, set())) + ([why] if why is not None else [])
 
 
 def _mapped(decl: Declared, rtype: str, state: dict[str, Any], account: str, region: str) -> Mapped:
@@ -237,26 +290,34 @@ def _add_environment(environments: dict[str, Any], vpc_id: str, tags: Any, owner
     environments.setdefault(vpc_id, {}).setdefault(env or "(untagged)", []).append(owner)
 
 
-def _other_users(ix: Index, users: dict[str, set[str]]) -> None:
+def _other_users(ix: Index, users: Users) -> None:
     """What else the file puts in its subnets and groups, as their network interfaces tell a scan
     (reads.classify_eni): interface endpoints, NAT gateways, Lambda functions."""
-    def add(value: Any, kind: str, owner: str) -> None:
-        ids = ix.idents(value if isinstance(value, list) else [value], owner)
-        for found in [] if is_unknown(ids) else ids:
-            if isinstance(found, str):
-                users.setdefault(found, set()).add(kind)
+    def add(value: Any, kind: str, owner: str, network_type: str) -> None:
+        if value is None:
+            return
+        ids = ix.idents(value if isinstance(value, list) or is_unknown(value) else [value], owner)
+        for found in [ids] if is_unknown(ids) else ids:
+            if is_unknown(found):
+                users.unsure(network_type, Unknown(f"what {owner} uses: {reason_of(found)}"))
+            elif isinstance(found, str):
+                users.add(found, {kind})
 
     for endpoint in ix.of_type(network.VPC_ENDPOINT):
-        if network.endpoint_type(endpoint) == "Interface":
-            for prop in ("SubnetIds", "SecurityGroupIds", "VpcId"):
-                add(endpoint.properties.get(prop), "vpc-endpoint", endpoint.id)
+        kind = network.endpoint_type(endpoint)
+        if is_unknown(kind) or kind == "Interface":
+            for prop, network_type in (("SubnetIds", network.SUBNET), ("SecurityGroupIds", network.SECURITY_GROUP),
+                                       ("VpcId", network.VPC)):
+                value = endpoint.properties.get(prop)
+                add(Unknown(f"{endpoint.id}.VpcEndpointType: {reason_of(kind)}") if is_unknown(kind) and
+                    value is not None else value, "vpc-endpoint", endpoint.id, network_type)
     for nat in ix.of_type("AWS::EC2::NatGateway"):
-        add(nat.properties.get("SubnetId"), "other", nat.id)
+        add(nat.properties.get("SubnetId"), "other", nat.id, network.SUBNET)
     for function in [d for t in LAMBDA_TYPES for d in ix.of_type(t)]:
         config = function.properties.get("VpcConfig")
         if isinstance(config, Mapping):
-            add(config.get("SubnetIds"), "other", function.id)
-            add(config.get("SecurityGroupIds"), "other", function.id)
+            add(config.get("SubnetIds"), "other", function.id, network.SUBNET)
+            add(config.get("SecurityGroupIds"), "other", function.id, network.SECURITY_GROUP)
 
 
 def evaluate_file(parsed: Parsed, controls: list[Control], modes: Mapping[str, str] | None = None,

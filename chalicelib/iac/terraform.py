@@ -178,7 +178,8 @@ def _rules(v: Mapping[str, Any], egress: bool, group: Any) -> list[dict[str, Any
     sources += [(f"{to}SecurityGroupId", v[k]) for k in ("source_security_group_id",) if v.get(k) is not None]
     sources += [("CidrIp" if k == "cidr_ipv4" else "CidrIpv6" if k == "cidr_ipv6" else f"{to}PrefixListId"
                  if k == "prefix_list_id" else f"{to}SecurityGroupId", v[k])
-                for k in ("cidr_ipv4", "cidr_ipv6", "prefix_list_id", "referenced_security_group_id") if v.get(k)]
+                for k in ("cidr_ipv4", "cidr_ipv6", "prefix_list_id", "referenced_security_group_id")
+                if v.get(k) is not None]
     if v.get("self") is True:
         sources.append((f"{to}SecurityGroupId", group))
     return [{**{k: x for k, x in base.items() if x is not None}, key: source} for key, source in sources]

@@ -8,7 +8,7 @@ an unknown into its evidence is NOT_APPLICABLE too: its verdict did not look at 
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, NoReturn
 
 from ..evaluate import evaluate_state
@@ -83,14 +83,76 @@ def plain(value: Any) -> Any:
     return value
 
 
+class _Tracked(Mapping[str, Any]):
+    """A state as a check reads it: every unknown it is handed is noted, even one it only tests with
+    isinstance (which an Unknown cannot answer for itself), so that the verdict is not taken for known."""
+
+    __slots__ = ("_data", "_read")
+
+    def __init__(self, data: Mapping[str, Any], read: list[Unknown]) -> None:
+        self._data, self._read = data, read
+
+    def __getitem__(self, key: str) -> Any:
+        return _tracked(self._data[key], self._read)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+
+class _TrackedList(list):
+    """A list (checks test isinstance(..., list)) whose items, read, are noted as _Tracked's are."""
+
+    def __init__(self, items: list[Any], read: list[Unknown]) -> None:
+        super().__init__(items)
+        self._read = read
+
+    def __getitem__(self, index: Any) -> Any:
+        return _tracked(super().__getitem__(index), self._read)
+
+    def __iter__(self) -> Iterator[Any]:
+        return (_tracked(item, self._read) for item in super().__iter__())
+
+
+def _tracked(value: Any, read: list[Unknown]) -> Any:
+    if is_unknown(value):
+        read.append(value)
+        return value
+    if isinstance(value, Mapping) and not isinstance(value, _Tracked):
+        return _Tracked(value, read)
+    if isinstance(value, list) and not isinstance(value, _TrackedList):
+        return _TrackedList(value, read)
+    return value
+
+
 def evaluate_known(control: Control, state: Mapping[str, Any]) -> tuple[str, Mapping[str, Any], tuple[str, ...]]:
     """The engine's evaluate_state, except that a verdict resting on an unknown value is NOT_APPLICABLE
-    with the reason: the file does not say, so netguard does not guess."""
+    with the reason: the file does not say, so netguard does not guess. A verdict rests on every unknown
+    the check was handed (used, compared, or only tested for its type)."""
+    read: list[Unknown] = []
     try:
-        status, evidence, targets = evaluate_state(control, state)
+        status, evidence, targets = evaluate_state(control, _Tracked(state, read))
     except UnknownValue as exc:
         return NOT_APPLICABLE, {"reason": f"{UNKNOWN}: {exc.reason}"}, ()
-    hidden = first_unknown(evidence)
-    if hidden is not None and status != NOT_APPLICABLE:
+    except TypeError:  # C code refusing an unknown without asking it (str.join): a state with none is a real error
+        if not read and first_unknown(state) is None:
+            raise
+        return NOT_APPLICABLE, {"reason": f"{UNKNOWN}: {reason_of(read[0] if read else first_unknown(state))}"}, ()
+    hidden = read[0] if read else first_unknown(plain_data(evidence))
+    if hidden is not None:
         return NOT_APPLICABLE, {"reason": f"{UNKNOWN}: {reason_of(hidden)}"}, ()
     return status, plain(evidence), targets
+
+
+def plain_data(value: Any) -> Any:
+    """Tracked views back to plain dicts and lists (unknowns kept)."""
+    if isinstance(value, Mapping):
+        return {k: plain_data(v) for k, v in (value._data.items() if isinstance(value, _Tracked) else value.items())}
+    if isinstance(value, list):
+        return [plain_data(v) for v in list.__iter__(value)]
+    return value
