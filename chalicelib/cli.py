@@ -1,5 +1,6 @@
 """The `netguard` command: `scan` an account with the same collect/evaluate/decide code as the Lambdas,
-and `restore` what one remediation changed. Other installed packages add subcommands through the entry
+`restore` what one remediation changed, and `check` templates and plans before deploy
+(chalicelib/iac). Other installed packages add subcommands through the entry
 point group `netguard.commands` (the development install's `demo`: netguard_demo.run), so this module
 never names them and the deployed code, which has no such entry point, never imports them.
 
@@ -70,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .diagnose.command import register as register_diagnose  # noqa: PLC0415 - imports nothing heavy
 
     register_diagnose(sub)
+    from .iac.command import add_parser as add_check  # noqa: PLC0415 - argparse only; the checker loads on use
+
+    add_check(sub)
     add_installed_commands(sub)
     return parser
 

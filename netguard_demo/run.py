@@ -126,6 +126,22 @@ def diagnose_broken_job(session: Any, net: Any, account: str, region: str, show:
     show.line(f"exit status {run_with(Clients(session), region, args, out)}")
 
 
+CHECKED_TEMPLATE = PROJECT_DIR / "tests" / "fixtures" / "iac" / "deviation-notebook-internet.yaml"
+
+
+def show_check(show: Printer, out: TextIO) -> None:
+    """`netguard check` on a CloudFormation template before deploy: the secure architecture with a notebook
+    given direct internet access. No AWS: the template alone, through the same checks."""
+    from chalicelib.cli import build_parser  # noqa: PLC0415
+
+    path = CHECKED_TEMPLATE.relative_to(PROJECT_DIR)
+    show.title(f"11. netguard check {path} --region {ACCOUNT_REGION} (before deploy, no AWS call)")
+    shown = str(path) if Path.cwd() == PROJECT_DIR else str(CHECKED_TEMPLATE)  # `make demo` runs in the project
+    args = build_parser().parse_args(["check", shown, "--region", ACCOUNT_REGION])
+    code = args.run(args, out)
+    show.line(f"   exit status {code}: the template would deploy a notebook with direct internet access")
+
+
 def run_demo(out: TextIO) -> int:
     import boto3  # noqa: PLC0415
     from chalice.test import Client  # noqa: PLC0415
@@ -369,5 +385,6 @@ def run_demo(out: TextIO) -> int:
         result = run_scan(Clients(boto3.session.Session(region_name=region)), region)
         render_table(build_report(result.rows, result.errors, False, result.account, region), out)
         diagnose_broken_job(session, net, account, region, show, out)
+    show_check(show, out)
     show.title("done: moto server, webhook receiver stopped; nothing left running")
     return 0
