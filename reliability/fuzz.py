@@ -666,15 +666,18 @@ class Harness:
 
     def check(self, case: Case) -> None:
         self._count += 1
-        if self._count % self.refresh_every == 0:
-            refresh(self.world)
-        if self._count % self.ledger_every == 0:
-            self.new_ledger()
         event = lambda_shaped(case.tree)
         if case.handler in SQS:
             self._check_batch(case, event)
         else:
             self._check_event(case, event)
+        # After the case, not before: a case is drawn against the world and the sweep as they are (a sweep
+        # task names the planned sweep's id), and must be checked against the same. Rotating the ledger
+        # between its draw and its check made a good task of the old sweep count as "not processed".
+        if self._count % self.refresh_every == 0:
+            refresh(self.world)
+        if self._count % self.ledger_every == 0:
+            self.new_ledger()
 
     def _invoke(self, handler: str, event: Any) -> tuple[Any, BaseException | None, list[tuple[str, str]]]:
         self.log.clear()
