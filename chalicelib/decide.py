@@ -1,6 +1,7 @@
 """Decide: finding -> decision. Pure: mode, exemptions and resource state; no AWS calls.
 
-Order (first match wins): exempt, no remediation for the control, stage override (dry-run/alert),
+Order (first match wins): exempt, a finished job (it ran: nothing can stop it now, whatever the control's
+mode; recorded and alerted once, see ledger.rules), no remediation for the control, stage override (dry-run/alert),
 the control's mode (alert), then the remediation's readiness for the resource's state (deferred until
 a notebook is InService, already contained, or not actionable in this state).
 """
@@ -21,6 +22,7 @@ from .model import (
     Decision,
     EventContext,
     Finding,
+    finished_job,
 )
 from .policy import Policy, exemption_for
 from .settings import Settings
@@ -37,9 +39,14 @@ def decide(finding: Finding, policy: Policy, settings: Settings, today: dt.date,
         return Decision(finding, EXEMPT, f"exempt: {exemption.detail}")
     note = f" ({exemption.detail})" if exemption.detail else ""
     action = SPECS.get(control.remediation) if control.remediation else None
+    finished = finished_job(finding.resource)
     if report_only:
         planned = f"would {action.describe}" if action else "no automatic remediation"
+        if finished:
+            return Decision(finding, REPORT_ONLY, f"read-only scan: {finished_reason(finished)}{note}")
         return Decision(finding, REPORT_ONLY, f"read-only scan: {planned}{note}", control.remediation)
+    if finished:
+        return Decision(finding, NOT_ACTIONABLE, f"{finished_reason(finished)}{note}")
     if action is None:
         return Decision(finding, NOT_ACTIONABLE, f"no automatic remediation for {control.id}: see guidance{note}")
     if action.handles_targets is not None and not set(finding.targets) & action.handles_targets:
@@ -70,3 +77,7 @@ def decide(finding: Finding, policy: Policy, settings: Settings, today: dt.date,
         return Decision(finding, NOT_ACTIONABLE,
                         f"cannot {action.describe} while {action.state_field} is {state}{note}")
     return Decision(finding, REMEDIATE, f"enforce: {action.describe}{note}", action.name)
+
+
+def finished_reason(status: str) -> str:
+    return f"finished; cannot be stopped (the job is {status}: it ran with these settings)"

@@ -60,6 +60,8 @@ def config_rule(event: Any, context: Any, runtime: RuntimeSource) -> dict[str, A
             collector = Collector(rt.clients, {t for c in rt.policy.controls for t in c.resource_types},
                                   index=BufferedIndex(rt.ledger), workers=rt.settings.read_concurrency)
             list_errors: list[tuple[str, str]] = []  # logged by list_refs; those types get no evaluation now
+            # No `since`: AWS Config records no jobs, so their evaluations (running or finished) are not
+            # the rule's; sweeps and scans evaluate the jobs that ran within NETGUARD_JOB_LOOKBACK_DAYS.
             refs = [r for r in list_refs(collector, inv.account, inv.region, list_errors)
                     if r.resource_type in CONFIG_TYPES]
             pipeline = rt.pipeline(telemetry, collector)

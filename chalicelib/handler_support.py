@@ -179,6 +179,9 @@ def sqs_batch(event: Any, record_handler: Callable[[Any], Any]) -> dict[str, Any
     if len(records) != len(raw["Records"]):
         logger.warning("SQS records without a message id skipped",
                        extra={"skipped": len(raw["Records"]) - len(records)})
+    if not records:  # Powertools raises UnexpectedBatchTypeError on an empty batch: nothing to process
+        logger.warning("no SQS record to process: skipped")
+        return {"batchItemFailures": []}
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     return dict(process_partial_response(event={**raw, "Records": records}, record_handler=record_handler,
                                          processor=processor, context=getattr(event, "context", None)))

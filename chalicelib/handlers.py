@@ -79,7 +79,7 @@ def runtime() -> Runtime:
     clients = make_clients(settings)
     ledger = DynamoLedger(settings.ledger_table, clients, dedup_hours=settings.dedup_hours,
                           retention_days=settings.ledger_retention_days, workers=settings.read_concurrency,
-                          signer=signer_for(settings, clients))
+                          signer=signer_for(settings, clients), finished_days=settings.job_lookback_days)
     persistence = DynamoDBPersistenceLayer(
         table_name=settings.ledger_table, key_attr="pk", sort_key_attr="sk", expiry_attr="expires_at",
         static_pk_value=f"idempotency#{os.environ.get('AWS_LAMBDA_FUNCTION_NAME', 'netguard')}",

@@ -18,6 +18,9 @@ PROCESSING_JOB = "AWS::SageMaker::ProcessingJob"
 TUNING_JOB = "AWS::SageMaker::HyperParameterTuningJob"
 TRANSFORM_JOB = "AWS::SageMaker::TransformJob"
 JOB_TYPES = (TRAINING_JOB, PROCESSING_JOB, TUNING_JOB, TRANSFORM_JOB)
+# Statuses a job never leaves (botocore's TrainingJobStatus, ProcessingJobStatus, HyperParameterTuningJobStatus,
+# TransformJobStatus): it ran, and cannot be stopped. `Stopping` is not one: the job may still be running.
+FINISHED_JOB_STATUSES = frozenset({"Completed", "Failed", "Stopped", "Deleting", "DeleteFailed"})
 MODEL = "AWS::SageMaker::Model"
 ENDPOINT_CONFIG = "AWS::SageMaker::EndpointConfig"
 ENDPOINT = "AWS::SageMaker::Endpoint"
@@ -130,6 +133,15 @@ class Resource:
     # sweep's shared lookups can be minutes old). A fix netguard settled before it was read and a
     # violation seen in it is a violation that came back ("" = unknown: never taken for one).
     read_at: str = ""
+
+
+def finished_job(resource: Resource) -> str | None:
+    """The status of a job that has finished (it ran; nothing can stop it now), else None. Its own settings
+    (isolation, VPC config, encryption) are as it ran; what it used (its subnets' routes) is read as it is now."""
+    if resource.ref.resource_type not in JOB_TYPES:
+        return None
+    status = resource.state.get("JobStatus")
+    return status if status in FINISHED_JOB_STATUSES else None
 
 
 @dataclass(frozen=True)

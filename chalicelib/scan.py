@@ -1,10 +1,12 @@
-"""Scan a whole region: every notebook and security group, through the same pipeline as the events.
+"""Scan a whole region: every supported resource (and the jobs that ran within NETGUARD_JOB_LOOKBACK_DAYS),
+through the same pipeline as the events.
 
 Shared network state is read up front in a few paginated calls (Lookups.prime), so the per-resource
 cost is the resource's own describe calls only. Read-only unless `enforce`.
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import uuid
@@ -60,13 +62,19 @@ def finding_row(finding: Finding, outcome: Outcome | None) -> dict[str, Any]:
 LISTS = {t.type: (t.listing.key, t.listing.id_field, dict(t.listing.params)) for t in REGISTRY if t.listing}
 
 
+def job_cutoff(settings: Settings, now: dt.datetime | None = None) -> dt.datetime:
+    """Jobs created after this are evaluated by scans and sweeps even when finished (NETGUARD_JOB_LOOKBACK_DAYS)."""
+    return (now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=settings.job_lookback_days)
+
+
 def list_refs(collector: Collector, account: str, region: str,
-              errors: list[tuple[str, str]] | None = None) -> list[ResourceRef]:
+              errors: list[tuple[str, str]] | None = None, since: dt.datetime | None = None) -> list[ResourceRef]:
     """Every resource to evaluate in the region: notebooks, running jobs, models, endpoint configurations,
     endpoints, Studio domains, VPCs, subnets, security groups, VPC endpoints, EFS mount targets; of those, the
-    types the controls cover (a type no control covers is not listed: no call, no permission needed). A list
-    that fails is recorded in `errors` ((what, "Code: message")) and the others go on; without `errors` it
-    raises."""
+    types the controls cover (a type no control covers is not listed: no call, no permission needed); with
+    `since`, also the jobs created after it that have finished (listed with CreationTimeAfter: the lists do
+    not grow with all history). A list that fails is recorded in `errors` ((what, "Code: message")) and the
+    others go on; without `errors` it raises."""
     lookups = collector.lookups(account, region)
 
     def guarded(what: str, read: Callable[[], Any], empty: Any) -> Any:
@@ -83,7 +91,8 @@ def list_refs(collector: Collector, account: str, region: str,
         listing = BY_TYPE[rtype].listing
         assert listing is not None
         client = lookups.clients.client(BY_TYPE[rtype].service, region, account)
-        return [ResourceRef(rtype, resource_id, account, region) for resource_id in listing.ids(client)]
+        ids = listing.ids_since(client, since) if since is not None else listing.ids(client)
+        return [ResourceRef(rtype, resource_id, account, region) for resource_id in ids]
 
     # The lists are independent: made concurrently (each is a few round trips), kept in order.
     network, *sagemaker = concurrently(
@@ -107,7 +116,7 @@ def run_scan(clients: Clients, region: str, enforce: bool = False, ledger_file: 
     collector = Collector(clients, {t for c in policy.controls for t in c.resource_types},
                           workers=settings.read_concurrency)
     list_errors: list[tuple[str, str]] = []
-    refs = list_refs(collector, account, region, list_errors)
+    refs = list_refs(collector, account, region, list_errors, since=job_cutoff(settings))
     if not list_errors:
         collector.reads_every_sagemaker_resource(account, region)
     ledger: Any = None
@@ -115,8 +124,9 @@ def run_scan(clients: Clients, region: str, enforce: bool = False, ledger_file: 
     if enforce:
         ledger = (DynamoLedger(settings.ledger_table, clients, dedup_hours=settings.dedup_hours,
                                retention_days=settings.ledger_retention_days, workers=settings.read_concurrency,
-                               signer=signer_for(settings, clients))
-                  if settings.ledger_table else MemoryLedger(ledger_file, settings.dedup_hours))
+                               signer=signer_for(settings, clients), finished_days=settings.job_lookback_days)
+                  if settings.ledger_table else MemoryLedger(ledger_file, settings.dedup_hours,
+                                                             settings.job_lookback_days))
         notifier = Notifier(settings, clients, ledger=ledger)
     meter = progress(len(refs)) if progress else None
     collector.on_progress = meter.update if meter else None

@@ -159,6 +159,8 @@ class Settings:
     report_prefix: str = "netguard/sweeps"
     security_hub: bool = False  # findings to Security Hub in ASFF (notify/securityhub.py)
     security_hub_docs_url: str | None = None  # the findings' Remediation.Recommendation.Url
+    # Scans and sweeps evaluate jobs that finished if created within this many days (audit: what ran)
+    job_lookback_days: int = 90
 
     def own_roles(self, home_account: str | None) -> set[tuple[str, str]]:
         """(account, role name) of the roles netguard's functions run as: NETGUARD_OWN_ROLE_ARNS (the
@@ -249,4 +251,5 @@ class Settings:
             report_prefix=env.get("NETGUARD_REPORT_PREFIX", "").strip().strip("/") or "netguard/sweeps",
             security_hub=_switch(env, "NETGUARD_SECURITY_HUB"),
             security_hub_docs_url=_https_url(env, "NETGUARD_SECURITY_HUB_DOCS_URL"),
+            job_lookback_days=_positive_int(env, "NETGUARD_JOB_LOOKBACK_DAYS", 90),
         )

@@ -31,6 +31,7 @@ def summarize(sweep_id: str, parts: list[Mapping[str, Any]]) -> dict[str, Any]:
         "schema": SUMMARY_SCHEMA, "sweep_id": sweep_id, "targets": targets,
         "resources": sum(p.get("resources", 0) for p in parts), "by_status": dict(sorted(by_status.items())),
         "violations": dict(sorted(violations.items())), "decisions": dict(sorted(decisions.items())),
+        "finished_jobs": sum(p.get("finished_jobs", 0) for p in parts),
         "remediated": sum(p.get("remediated", 0) for p in parts), "failed": sum(p.get("failed", 0) for p in parts),
         "alerts": sum(p.get("alerts", 0) for p in parts), "rechecks": sum(p.get("rechecks", 0) for p in parts),
         "errors": [e | {"target": f"{p['account']}/{p['region']}"} for p in parts for e in p.get("errors", [])

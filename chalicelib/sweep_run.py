@@ -22,11 +22,12 @@ from .model import (
     EventContext,
     ResourceRef,
     Trigger,
+    finished_job,
 )
 from .notify import DELIVERED
 from .pipeline import Pipeline, RunReport
 from .recheck import RecheckQueue
-from .scan import finding_row, list_refs
+from .scan import finding_row, job_cutoff, list_refs
 from .sweep_digest import MAX_ERRORS_KEPT, finish_sweep
 from .sweep_tasks import SweepDeps, Task
 
@@ -78,6 +79,7 @@ class Stats:
     by_status: Counter = field(default_factory=Counter)
     violations: Counter = field(default_factory=Counter)  # control -> NON_COMPLIANT findings
     decisions: Counter = field(default_factory=Counter)  # decision kind -> count (new ones only)
+    finished_jobs: int = 0  # NON_COMPLIANT findings on jobs that already finished (they ran so; see decide)
     remediated: int = 0
     failed: int = 0
     alerts: int = 0
@@ -90,7 +92,8 @@ class Stats:
     def as_dict(self) -> dict[str, Any]:
         return {"account": self.account, "region": self.region, "part": self.part, "resources": self.resources,
                 "by_status": dict(self.by_status), "violations": dict(self.violations),
-                "decisions": dict(self.decisions), "remediated": self.remediated, "failed": self.failed,
+                "decisions": dict(self.decisions), "finished_jobs": self.finished_jobs,
+                "remediated": self.remediated, "failed": self.failed,
                 "alerts": self.alerts, "rechecks": self.rechecks, "errors": self.errors,
                 "error_count": self.error_count, "report_key": self.report_key, "seconds": round(self.seconds, 3)}
 
@@ -116,7 +119,7 @@ def run_task(task: Task, deps: SweepDeps, time_left: Callable[[], float] | None 
     final, continuation = True, None
     try:
         list_errors: list[tuple[str, str]] = []  # what could not be listed: reported, the rest is swept
-        refs = list_refs(collector, task.account, task.region, list_errors)
+        refs = list_refs(collector, task.account, task.region, list_errors, since=job_cutoff(settings))
         for what, message in list_errors:
             stats.error(f"{task.account}/{task.region} {what}", message)
         if task.offset == 0 and not list_errors:
@@ -190,6 +193,7 @@ def _count(stats: Stats, run: Any, report: PartReport) -> None:
         stats.by_status[finding.status] += 1
         if finding.status == NON_COMPLIANT:
             stats.violations[finding.control.id] += 1
+            stats.finished_jobs += finished_job(finding.resource) is not None
             report.add(finding_row(finding, outcomes.get(id(finding))))
     for outcome in run.outcomes:
         if outcome.result != "duplicate":

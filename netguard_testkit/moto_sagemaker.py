@@ -48,6 +48,9 @@ Studio domains
   * `DescribeDomain` always returns `SecurityGroupIdForDomainBoundary` = "sg-<domain name>", a group
     that does not exist; AWS sets it only for RStudio domains. -> omitted unless RStudio settings are
     present. Empty `FailureReason` is omitted as AWS does.
+  * A domain created without `Tags` keeps None as its tags, and `ListTags` on it fails inside moto
+    (HTTP 500; in process a TypeError). AWS answers an empty list. -> an empty list (also for transform
+    and tuning jobs, which moto keeps the same way).
   * Not patched: moto domain ids are `d-<name>` (AWS: `d-` + 12 random characters); no EFS, no
     inbound/outbound NFS security groups, no network interfaces are created for a VpcOnly domain.
 
@@ -81,6 +84,7 @@ Not patched (documented): endpoints are `InService` at once (AWS: `Creating` fir
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -109,7 +113,7 @@ from moto.sagemaker.responses import SageMakerResponse
 from .moto_dynamodb import aws_like_dynamodb
 
 __all__ = ["JOB_KINDS", "add_studio_app", "aws_like_sagemaker", "aws_like_vpc_endpoints", "job_status",
-           "set_job_status"]
+           "set_job_created", "set_job_status"]
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,7 @@ _training_init = FakeTrainingJob.__init__
 _processing_init = FakeProcessingJob.__init__
 _transform_init = FakeTransformJob.__init__
 _tuning_init = HyperParameterTuningJob.__init__
+_domain_init_original = Domain.__init__
 
 
 def _training_job_init(self: Any, *args: Any, **kwargs: Any) -> None:
@@ -162,6 +167,11 @@ def _training_job_init(self: Any, *args: Any, **kwargs: Any) -> None:
                                           "StatusMessage": "Launching requested ML instances"}]
 
 
+def _domain_init(self: Any, *args: Any, **kwargs: Any) -> None:
+    _domain_init_original(self, *args, **kwargs)
+    self.tags = self.tags or []
+
+
 def _processing_job_init(self: Any, *args: Any, **kwargs: Any) -> None:
     _processing_init(self, *args, **kwargs)
     self.processing_job_status = "InProgress"
@@ -171,6 +181,7 @@ def _processing_job_init(self: Any, *args: Any, **kwargs: Any) -> None:
 def _transform_job_init(self: Any, *args: Any, **kwargs: Any) -> None:
     _transform_init(self, *args, **kwargs)
     self.transform_job_status = "InProgress"
+    self.tags = self.tags or []
     self.transform_end_time = None
     # moto returns these as "" where AWS leaves them out.
     self.failure_reason = None
@@ -181,6 +192,7 @@ def _transform_job_init(self: Any, *args: Any, **kwargs: Any) -> None:
 def _tuning_job_init(self: Any, *args: Any, **kwargs: Any) -> None:
     _tuning_init(self, *args, **kwargs)
     self.hyper_parameter_tuning_job_status = "InProgress"
+    self.tags = self.tags or []
     self.hyper_parameter_tuning_end_time = None
     self.training_job_status_counters = {"Completed": 0, "InProgress": 1, "RetryableError": 0,
                                          "NonRetryableError": 0, "Stopped": 0}
@@ -457,6 +469,7 @@ def aws_like_sagemaker(vpc_endpoints: bool = True) -> Iterator[None]:
         (SageMakerModelBackend, "describe_training_job", _describe_training_job_aws_error),
         (SageMakerResponse, "create_model", _create_model),
         (SageMakerResponse, "create_processing_job", _create_processing_job),
+        (Domain, "__init__", _domain_init),
         (Domain, "describe", _describe_domain),
         (SageMakerModelBackend, "update_domain", _update_domain),
         (SageMakerResponse, "update_domain", _update_domain_response),
@@ -531,6 +544,13 @@ def set_job_status(account: str, region: str, kind: str, name: str, status: str)
         if status == "InProgress" and job.training_start_time is None:
             job.training_start_time = utcnow()
         _training_transition(job, _TRAINING_SECONDARY[status], f"Set to {status} by netguard_testkit")
+
+
+def set_job_created(account: str, region: str, kind: str, name: str, when: dt.datetime) -> None:
+    """Say a job was created at `when` (UTC), as if it had been created then: what List*Jobs'
+    CreationTimeAfter and Describe*Job's CreationTime see (moto keeps naive UTC times)."""
+    _, job = _job(account, region, kind, name)
+    job.creation_time = when.astimezone(dt.UTC).replace(tzinfo=None) if when.tzinfo else when
 
 
 def job_status(account: str, region: str, kind: str, name: str) -> str:

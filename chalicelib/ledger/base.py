@@ -33,7 +33,7 @@ from typing import Any, Protocol
 from botocore.exceptions import ClientError
 
 from ..aws import AWS_ERRORS, error_code
-from ..model import Decision, EventContext, Finding, Outcome, ResourceRef
+from ..model import Decision, EventContext, Finding, Outcome, ResourceRef, finished_job
 from . import rules
 from .rules import (
     CLAIM_OPEN,
@@ -117,6 +117,9 @@ class LedgerBase(ABC):
     as written, with no `expires_at` and no stamp of their own)."""
 
     dedup: dt.timedelta
+    # How long the claim on a finished job's violation holds: as long as a sweep still lists the job
+    # (NETGUARD_JOB_LOOKBACK_DAYS), so that it is recorded and alerted once, not once per dedup window.
+    finished_hold: dt.timedelta = dt.timedelta(days=90)
     retention: dt.timedelta | None = None
     error_chars: int | None = None  # how much of an undelivered alert's error is kept (None: all)
 
@@ -189,6 +192,11 @@ class LedgerBase(ABC):
         if records are kept (their keys hold the time)."""
         return {} if self.retention is None else {"at": _iso(now), **self._expiry(now)}
 
+    def _hold(self, finding: Finding) -> dt.timedelta:
+        """How long a claim on `finding` holds: the dedup window, or for a finished job (which nothing
+        can change any more) `finished_hold`."""
+        return self.finished_hold if finished_job(finding.resource) else self.dedup
+
     @staticmethod
     def _claim_key(finding: Finding, kind: str) -> Key:
         return resource_pk(finding.resource.ref), claim_sk(finding, kind)
@@ -196,7 +204,7 @@ class LedgerBase(ABC):
     def _claim_item(self, finding: Finding, kind: str, context: EventContext, now: dt.datetime) -> dict[str, Any]:
         pk, sk = self._claim_key(finding, kind)
         return {"pk": pk, "sk": sk, "event_id": context.event_id, "at": _iso(now),
-                "expires_at": int((now + self.dedup).timestamp())}
+                "expires_at": int((now + self._hold(finding)).timestamp())}
 
     @staticmethod
     def _settled(result: str, now: dt.datetime) -> dict[str, Any]:
@@ -228,7 +236,7 @@ class LedgerBase(ABC):
         """Take the claim on this violation if rules.CLAIM_OPEN allows: False for a duplicate."""
         now = rules.utcnow()
         item = self._claim_item(finding, kind, context, now)
-        if not self._put_if(item, CLAIM_OPEN, claim_values(finding.resource.read_at, now, self.dedup)):
+        if not self._put_if(item, CLAIM_OPEN, claim_values(finding.resource.read_at, now, self._hold(finding))):
             return False
         self._claim_taken(item)
         return True

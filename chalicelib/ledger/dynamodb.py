@@ -89,12 +89,14 @@ class DynamoLedger(LedgerBase):
     error_chars = 2000  # of an undelivered alert's error (an item holds 400 KB at most)
 
     def __init__(self, table_name: str, clients: Clients, region: str | None = None,
-                 dedup_hours: int = 24, retention_days: int = 400, workers: int = 1, signer: Any = None) -> None:
+                 dedup_hours: int = 24, retention_days: int = 400, workers: int = 1, signer: Any = None,
+                 finished_days: int = 90) -> None:
         self.table_name = table_name
         self.signer = signer  # signing.Signer: settled action records carry its MAC (restore checks it)
         self.workers = workers  # concurrent batch writes (a sweep's chunk settles and indexes hundreds)
         self.ddb = clients.client("dynamodb", region)
         self.dedup = dt.timedelta(hours=dedup_hours)
+        self.finished_hold = dt.timedelta(days=finished_days)
         self.retention = dt.timedelta(days=retention_days)
         # What this container claimed and started and has not settled yet: settled, each is written
         # whole (with its result) by settle_run, in batches, rather than updated item by item.
@@ -218,7 +220,8 @@ class DynamoLedger(LedgerBase):
         """A claim's item, and the conditional put that takes it (rules.CLAIM_OPEN as its condition)."""
         now = rules.utcnow()
         item = self._claim_item(finding, kind, context, now)
-        return item, self._put_params(item, CLAIM_OPEN, claim_values(finding.resource.read_at, now, self.dedup))
+        return item, self._put_params(item, CLAIM_OPEN, claim_values(finding.resource.read_at, now,
+                                                                     self._hold(finding)))
 
     def claim_many(self, claims: list[tuple[Finding, str]], context: EventContext,
                    attempts: int = 3) -> list[bool | Exception]:

@@ -27,9 +27,10 @@ class MemoryLedger(LedgerBase):
     """A ledger in memory (tests, read-only scans, local --enforce without a table), optionally
     appending every record as one JSON line to `path`."""
 
-    def __init__(self, path: str | None = None, dedup_hours: int = 24) -> None:
+    def __init__(self, path: str | None = None, dedup_hours: int = 24, finished_days: int = 90) -> None:
         self.path = path
         self.dedup = dt.timedelta(hours=dedup_hours)
+        self.finished_hold = dt.timedelta(days=finished_days)
         self.items: dict[tuple[str, str], dict[str, Any]] = {}
         self._lock = threading.RLock()
 

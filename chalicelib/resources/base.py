@@ -8,6 +8,7 @@ Each type lives in its own module of this package; `chalicelib.resources` holds 
 """
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -61,19 +62,31 @@ class Listing:
     """How a scan or sweep lists the type: `pages(client)` is the paginator (named with a literal operation
     so that the IAM coverage test reads it), `key` the list in each page, `id_field` the id of each item,
     `params` the filter (running jobs only). `expand(client, item)`, when set, gives the ids an item stands
-    for instead (a file system's mount targets)."""
+    for instead (a file system's mount targets). `since_param`, when set, is the list's parameter that gives
+    the items created after a time whatever their state (jobs: CreationTimeAfter): `ids_since` lists those,
+    so that what ran recently (a finished job) is evaluated too, without listing all history."""
 
     pages: Callable[[Any], Any]
     key: str
     id_field: str
     params: Mapping[str, Any] = field(default_factory=dict)
     expand: Callable[[Any, Mapping[str, Any]], list[str]] | None = None
+    since_param: str | None = None
 
-    def ids(self, client: Any) -> list[str]:
-        items = [item for page in self.pages(client).paginate(**self.params) for item in page.get(self.key, [])]
+    def ids(self, client: Any, params: Mapping[str, Any] | None = None) -> list[str]:
+        params = self.params if params is None else params
+        items = [item for page in self.pages(client).paginate(**params) for item in page.get(self.key, [])]
         if self.expand is None:
             return [item[self.id_field] for item in items]
         return [i for item in items for i in self.expand(client, item)]
+
+    def ids_since(self, client: Any, since: dt.datetime) -> list[str]:
+        """What `ids` lists, and the items created after `since` in any state (the type has a
+        `since_param`; else just `ids`): each once, the current ones first."""
+        current = self.ids(client)
+        if self.since_param is None:
+            return current
+        return list(dict.fromkeys(current + self.ids(client, {self.since_param: since})))
 
 
 @dataclass(frozen=True)

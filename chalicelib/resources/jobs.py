@@ -6,7 +6,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from ..model import PROCESSING_JOB, TRAINING_JOB, TRANSFORM_JOB, TUNING_JOB, Resource, ResourceRef
+from ..model import PROCESSING_JOB, TRAINING_JOB, TRANSFORM_JOB, TUNING_JOB, Resource, ResourceRef, finished_job
 from ..reads import missing, sagemaker_tags_of
 from .base import (
     IN_VPC_FIELDS,
@@ -121,12 +121,18 @@ def collect(lookups: Any, ref: ResourceRef, hints: frozenset) -> Resource | None
 
 
 def related(resource: Resource) -> list[tuple[ResourceRef, set[str]]]:
+    """What a running job uses. A finished job uses nothing any more: its subnets and groups are not
+    SageMaker's on its account (VPC.9, SG.4, VPC.11 and the dependency index see the running ones only)."""
+    if finished_job(resource):
+        return []
     # a transform job runs its model's containers in the model's network: inference, like endpoints
     kind = USED_BY_ENDPOINT if resource.ref.resource_type == TRANSFORM_JOB else USED_BY_TRAINING
     return vpc_uses(resource, kind)
 
 
-RUNNING = {"StatusEquals": "InProgress"}  # jobs whose network settings matter now (a finished job cannot be stopped)
+# Jobs whose network settings matter now; scans and sweeps also list those created within
+# NETGUARD_JOB_LOOKBACK_DAYS whatever their status (CreationTimeAfter, in all four List*Jobs), for the audit
+RUNNING = {"StatusEquals": "InProgress"}
 STATE_FIELDS = frozenset({"JobName", "JobKind", "JobStatus", "EnableNetworkIsolation", "VpcConfig", "InstanceCount",
                           "EnableInterContainerTrafficEncryption"}) | IN_VPC_FIELDS | TAG_FIELDS
 # a transform job runs a model: its isolation and VPC are the model's, and it has no inter-container traffic
@@ -139,7 +145,7 @@ def _job_type(rtype: str, arn_resource: str, call: str, name_field: str, detail_
         type=rtype, service="sagemaker", arn_resource=arn_resource, id_pattern=SAGEMAKER_NAME_RE,
         api_calls=(call,), name_fields={call: name_field},
         state_change=StateChange(detail_type, f"{kind}Name", f"{kind}Status", ("InProgress",)),
-        listing=Listing(pages, list_key, f"{kind}Name", RUNNING),
+        listing=Listing(pages, list_key, f"{kind}Name", RUNNING, since_param="CreationTimeAfter"),
         reads=(reads,), state_fields=fields, collect=collect, related=related)
 
 
