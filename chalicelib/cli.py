@@ -12,10 +12,14 @@ not read some resources (the report says which).
 `restore`: 0 restored, already restored or nothing to restore (also a dry-run's plan); 2 usage error,
 unknown action id, no ledger, or credentials of another account; 3 an AWS call failed (reading, writing
 or recording the restore); 4 refused: the action cannot be undone (the report says why).
+`report` (audit.py): every violation, decision and action the ledger recorded in a period. 0 the report, every
+record trusted; 2 usage error (a date, no ledger); 3 the ledger could not be read; 4 the report, with records
+it could not trust (marked: unsigned, wrong signature, inconsistent, missing).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import logging
@@ -48,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--ledger-file", default="netguard-ledger.jsonl",
                       help="with --enforce and no NETGUARD_LEDGER_TABLE: where actions are recorded")
     scan.add_argument("--policy-dir", help="policy directory (default: the bundled policies/)")
+    scan.add_argument("--job-lookback-days", type=positive_int, metavar="DAYS",
+                      help="also evaluate jobs that finished, if created within DAYS (default: "
+                           "NETGUARD_JOB_LOOKBACK_DAYS, else 90)")
     restore = sub.add_parser("restore", help="re-apply what one remediation changed, from the ledger's before-state")
     restore.add_argument("action_id", metavar="ACTION_ID",
                          help="the action id (scan --format json: decision.action_id)")
@@ -74,8 +81,30 @@ def build_parser() -> argparse.ArgumentParser:
     from .iac.command import add_parser as add_check  # noqa: PLC0415 - argparse only; the checker loads on use
 
     add_check(sub)
+    add_report_parser(sub)
     add_installed_commands(sub)
     return parser
+
+
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
+def add_report_parser(sub: Any) -> None:
+    report = sub.add_parser("report", help="every violation, decision and action the ledger recorded in a period")
+    report.add_argument("--since", required=True, help="start of the period: YYYY-MM-DD (UTC) or an ISO 8601 time")
+    report.add_argument("--until", help="end of the period, excluded (a date: to the end of that day; default: now)")
+    report.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    report.add_argument("--ledger-file", help="the JSON-lines ledger of scan --enforce "
+                                              "(default: NETGUARD_LEDGER_TABLE if set, else netguard-ledger.jsonl)")
+    report.add_argument("--region", help="region of the ledger table")
+    report.add_argument("--profile", help="AWS profile (default: the standard credential chain)")
+    report.add_argument("--ledger-key", help="KMS key that signs the DynamoDB ledger's action records (the stack's "
+                                             "LedgerKeyArn; default NETGUARD_LEDGER_KEY_ID)")
+    report.add_argument("--account", help="only this account's records")
+    report.add_argument("--control", help="only this control's records, e.g. JOB.1")
 
 
 def add_installed_commands(sub: Any) -> None:
@@ -168,15 +197,19 @@ def scan(args: argparse.Namespace, out: TextIO) -> int:
     from .aws import Clients  # noqa: PLC0415
     from .errors import NetguardError  # noqa: PLC0415
     from .scan import run_scan  # noqa: PLC0415
+    from .settings import Settings  # noqa: PLC0415
 
     problem = output_problem(args.output)
     if problem:
         print(f"netguard: {problem}", file=sys.stderr)
         return EXIT_USAGE
     try:
+        settings = Settings.from_env()
+        if args.job_lookback_days:
+            settings = dataclasses.replace(settings, job_lookback_days=args.job_lookback_days)
         session = boto3.session.Session(profile_name=args.profile, region_name=args.region)
         result = run_scan(Clients(session), args.region, enforce=args.enforce, ledger_file=args.ledger_file,
-                          policy_dir=args.policy_dir, progress=Progress)
+                          policy_dir=args.policy_dir, progress=Progress, settings=settings)
     except (ClientError, BotoCoreError, NetguardError) as exc:
         print(f"netguard: could not scan {args.region}: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -306,6 +339,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return scan(args, sys.stdout)
     if args.command == "restore":
         return restore(args, sys.stdout)
+    if args.command == "report":
+        from .audit import command  # noqa: PLC0415
+
+        return command(args, sys.stdout)
     return int(args.run(args, sys.stdout))
 
 

@@ -161,6 +161,10 @@ class TableLedger:
         record = record_from_item(action_id, plain)
         return dataclasses.replace(record, signature=self._signature(action_id, plain))
 
+    def signature(self, action_id: str, item: Mapping[str, Any]) -> str:
+        """SIGNED, UNSIGNED, BAD_SIGNATURE or NO_KEY for an action item (plain values) of this table."""
+        return self._signature(action_id, item)
+
     def _signature(self, action_id: str, item: Mapping[str, Any]) -> str:
         mac = item.get("mac")
         if not isinstance(mac, str) or not mac:
