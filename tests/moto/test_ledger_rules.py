@@ -146,3 +146,34 @@ def test_the_claim_condition_sent_to_dynamodb_is_the_rule_rendered() -> None:
                      ":now": {"N": str(int(NOW.timestamp()))}, ":latest": {"N": str(LATEST)},
                      ":now_iso": {"S": iso(dt.timedelta(minutes=5))}, ":succeeded": {"S": SUCCEEDED},
                      ":already": {"S": ALREADY_DONE}, ":read": {"S": READ_AT}}
+
+
+def test_a_finished_jobs_claim_holds_for_the_lookback_and_a_running_ones_for_the_dedup_window() -> None:
+    """A finished job's violation is claimed for NETGUARD_JOB_LOOKBACK_DAYS (alerted once while sweeps list
+    it); the same expiry on a running job's claim is beyond anything netguard writes for it: planted."""
+    from chalicelib.ledger import MemoryLedger, rules
+    from chalicelib.model import EventContext, Finding, Resource, ResourceRef
+    from chalicelib.policy import load_policy
+
+    def finding(status: str) -> Finding:
+        ref = ResourceRef("AWS::SageMaker::TrainingJob", "train-1", "111122223333", "eu-west-1")
+        resource = Resource(ref, "arn", {"JobStatus": status}, {}, status, read_at=iso(-dt.timedelta(minutes=1)))
+        return Finding(load_policy().control("JOB.1"), resource, "NON_COMPLIANT", {"EnableNetworkIsolation": False})
+
+    context = EventContext("sweep-1", "sweep")
+    for status, hold in (("Completed", dt.timedelta(days=30)), ("InProgress", DEDUP)):
+        ledger = MemoryLedger(dedup_hours=24, finished_days=30)
+        original = rules.utcnow
+        try:
+            rules.utcnow = lambda: NOW
+            assert ledger.claim(finding(status), "not-actionable", context)
+            ledger.settle_claim(finding(status), "not-actionable", NO_ACTION)  # alerted, recorded
+            [item] = ledger.records("claim#")
+            assert item["expires_at"] == int((NOW + hold).timestamp())
+            rules.utcnow = lambda: NOW + dt.timedelta(days=2)  # beyond the dedup window, within the lookback
+            assert ledger.claim(finding(status), "not-actionable", context) is (status == "InProgress")
+        finally:
+            rules.utcnow = original
+    running_claim = {**FRESH, "expires_at": int((NOW + dt.timedelta(days=30)).timestamp())}
+    assert claim_open(running_claim, READ_AT, NOW, DEDUP)  # planted, for a running job
+    assert not claim_open(running_claim, READ_AT, NOW, dt.timedelta(days=30))  # a finished job's own

@@ -134,3 +134,30 @@ def test_settings_reject_unknown_modes():
         Settings.from_env({"NETGUARD_CONTROL_MODES": "NB.1=sometimes"})
     settings = Settings.from_env({"NETGUARD_MODE": "DRY-RUN", "NETGUARD_CONTROL_MODES": "NB.4=enforce, SG.2=off"})
     assert settings.mode == "dry-run" and settings.control_modes == {"NB.4": "enforce", "SG.2": "off"}
+
+
+def job_finding(status: str, control: str = "JOB.1", tags: dict | None = None) -> Finding:
+    ref = ResourceRef("AWS::SageMaker::TrainingJob", "train-1", "111122223333", "eu-west-1")
+    resource = Resource(ref, "arn:aws:sagemaker:eu-west-1:111122223333:training-job/train-1",
+                        {"JobStatus": status, "EnableNetworkIsolation": False}, tags or {}, status)
+    return Finding(POLICY.control(control), resource, NON_COMPLIANT, {"EnableNetworkIsolation": False})
+
+
+@pytest.mark.parametrize("status", ["Completed", "Failed", "Stopped", "Deleting", "DeleteFailed"])
+@pytest.mark.parametrize("settings", [Settings(), Settings(mode="alert"), Settings(mode="dry-run"),
+                                      Settings(control_modes={"JOB.1": "alert"})], ids=["enforce", "alert", "dry-run",
+                                                                                         "control-alert"])
+def test_a_finished_job_is_not_actionable_whatever_the_mode(status, settings):
+    decision = decide(job_finding(status), POLICY, settings, TODAY)
+    assert decision.kind == NOT_ACTIONABLE and decision.action is None
+    assert decision.reason.startswith("finished; cannot be stopped") and status in decision.reason
+    assert decide(job_finding(status, "JOB.4"), POLICY, settings, TODAY).kind == NOT_ACTIONABLE
+
+
+def test_a_running_or_stopping_job_is_decided_as_before_and_an_exemption_still_wins():
+    assert decide(job_finding("InProgress"), POLICY, Settings(), TODAY).kind == REMEDIATE
+    assert decide(job_finding("Stopping"), POLICY, Settings(), TODAY).kind == REMEDIATE  # the stop holds: done
+    exempt = {"netguard:exempt": "JOB.1", "netguard:exempt-until": "2026-12-31", "netguard:exempt-reason": "lab"}
+    assert decide(job_finding("Completed", tags=exempt), POLICY, Settings(), TODAY).kind == EXEMPT
+    read_only = decide(job_finding("Completed"), POLICY, Settings(), TODAY, report_only=True)
+    assert read_only.kind == REPORT_ONLY and "finished; cannot be stopped" in read_only.reason
