@@ -89,20 +89,10 @@ class Window:
 
 # --- reading -------------------------------------------------------------------------------------------
 
-def _file_items(path: str) -> Iterator[dict[str, Any]]:
+def _file_items(ledger: FileLedger) -> Iterator[dict[str, Any]]:
     """Each (pk, sk) of a JSON-lines ledger as last written; lines that are not JSON objects are skipped."""
-    items: dict[tuple[str, str], dict[str, Any]] = {}
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError:
-                log.warning("%s:%d is not JSON: skipped", path, number)
-                continue
-            if isinstance(record, dict) and isinstance(record.get("pk"), str) and isinstance(record.get("sk"), str):
-                items[(record["pk"], record["sk"])] = record
+    items = {(r["pk"], r["sk"]): r for r in ledger.records()
+             if isinstance(r.get("pk"), str) and isinstance(r.get("sk"), str)}
     return iter(items.values())
 
 
@@ -303,7 +293,7 @@ def run_report(ledger: FileLedger | TableLedger, window: Window, controls: Mappi
     if isinstance(ledger, TableLedger):
         return build_report(_table_items(ledger, window), window, ledger, controls, account, control,
                             fetch=lambda ids: _table_actions(ledger, ids))
-    return build_report(_file_items(ledger.path), window, ledger, controls, account, control)
+    return build_report(_file_items(ledger), window, ledger, controls, account, control)
 
 
 EXIT_UNTRUSTED = 4  # the report was written, with records it could not trust

@@ -9,7 +9,7 @@ import datetime as dt
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -100,10 +100,8 @@ class FileLedger:
         self.path = path
         self.where = f"ledger file {path}"
 
-    def action(self, action_id: str) -> ActionRecord | None:
-        pk = action_pk(action_id)
-        item: dict[str, Any] | None = None
-        outcome: dict[str, Any] | None = None
+    def records(self) -> Iterator[dict[str, Any]]:
+        """Each line that is a JSON object, in the order written; a line that is not JSON is logged and skipped."""
         with open(self.path, encoding="utf-8") as handle:
             for number, line in enumerate(handle, 1):
                 if not line.strip():
@@ -113,12 +111,18 @@ class FileLedger:
                 except ValueError:
                     log.warning("%s:%d is not JSON: skipped", self.path, number)
                     continue
-                if not isinstance(record, dict):
-                    continue
-                if record.get("pk") == pk and record.get("sk") == "action":
-                    item = record
-                elif record.get("action_id") == action_id and str(record.get("sk", "")).startswith("decision#"):
-                    outcome = record
+                if isinstance(record, dict):
+                    yield record
+
+    def action(self, action_id: str) -> ActionRecord | None:
+        pk = action_pk(action_id)
+        item: dict[str, Any] | None = None
+        outcome: dict[str, Any] | None = None
+        for record in self.records():
+            if record.get("pk") == pk and record.get("sk") == "action":
+                item = record
+            elif record.get("action_id") == action_id and str(record.get("sk", "")).startswith("decision#"):
+                outcome = record
         return None if item is None else record_from_item(action_id, item, outcome)
 
     def record_restore(self, action_id: str, item: Mapping[str, Any]) -> None:
