@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from typing import Any, TextIO
 
-from .ledger.dynamodb import _deserialize
+from .ledger.dynamodb import deserialize
 from .restore.records import BAD_SIGNATURE, NO_KEY, SIGNED, UNSIGNED, FileLedger, TableLedger
 
 log = logging.getLogger("netguard.audit")
@@ -111,7 +111,7 @@ def _table_items(ledger: TableLedger, window: Window) -> Iterator[dict[str, Any]
     }
     for page in ledger.ddb.get_paginator("scan").paginate(**params):
         for item in page.get("Items", []):
-            yield _deserialize(item)
+            yield deserialize(item)
 
 
 def _table_actions(ledger: TableLedger, ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -123,7 +123,7 @@ def _table_actions(ledger: TableLedger, ids: list[str]) -> dict[str, dict[str, A
         while request:
             answer = ledger.ddb.batch_get_item(RequestItems=request)
             for item in answer.get("Responses", {}).get(ledger.table_name, []):
-                plain = _deserialize(item)
+                plain = deserialize(item)
                 found[str(plain["pk"]).removeprefix("action#")] = plain
             request = answer.get("UnprocessedKeys") or {}
     return found

@@ -79,7 +79,8 @@ def _plain(value: Mapping[str, Any]) -> Any:
     return None if kind == "NULL" else inner
 
 
-def _deserialize(item: Mapping[str, Any]) -> dict[str, Any]:
+def deserialize(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A DynamoDB item (typed values) as plain Python: the ledger's reads, restore's and netguard report's."""
     return {key: _plain(value) for key, value in item.items()}
 
 
@@ -184,7 +185,7 @@ class DynamoLedger(LedgerBase):
     def _get(self, key: Key, attributes: tuple[str, ...] | None = None) -> dict[str, Any] | None:
         item = self.ddb.get_item(TableName=self.table_name, Key=_typed_key(key), ConsistentRead=True,
                                  **self._projection(attributes)).get("Item")
-        return None if item is None else _deserialize(item)
+        return None if item is None else deserialize(item)
 
     def _query(self, pk: str, prefix: str = "", consistent: bool = False,
                attributes: tuple[str, ...] | None = None) -> Iterator[dict[str, Any]]:
@@ -197,7 +198,7 @@ class DynamoLedger(LedgerBase):
             params["ConsistentRead"] = True
         for page in self.ddb.get_paginator("query").paginate(**params):
             for item in page.get("Items", []):
-                yield _deserialize(item)
+                yield deserialize(item)
 
     def _delete(self, key: Key) -> None:
         self.ddb.delete_item(TableName=self.table_name, Key=_typed_key(key))

@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 from ..aws import Clients, error_code
 from ..errors import ConfigError, NetguardError
 from ..ledger import ref_from_key
+from ..ledger.dynamodb import deserialize
 from ..model import ResourceRef, canonical_json
 from ..signing import MAC_ALGORITHM, action_message, key_region
 
@@ -131,20 +132,6 @@ class FileLedger:
                                     default=str) + "\n")
 
 
-def _plain(value: Mapping[str, Any]) -> Any:
-    """A DynamoDB attribute value as plain Python (the ledger writes S, N, BOOL and lists of S)."""
-    kind, inner = next(iter(value.items()))
-    if kind == "L":
-        return [_plain(v) for v in inner]
-    if kind == "M":
-        return {k: _plain(v) for k, v in inner.items()}
-    if kind == "N":
-        return int(inner) if inner.lstrip("-").isdigit() else float(inner)
-    if kind == "NULL":
-        return None
-    return inner
-
-
 class TableLedger:
     """The DynamoDB ledger (NETGUARD_LEDGER_TABLE): a restore is a new item pk = action#<id>,
     sk = restore#<time>, kept as long as the action's record. Anyone who can write the table could write
@@ -161,7 +148,7 @@ class TableLedger:
                                  Key={"pk": {"S": action_pk(action_id)}, "sk": {"S": "action"}}).get("Item")
         if not item:
             return None
-        plain = {k: _plain(v) for k, v in item.items()}
+        plain = deserialize(item)
         record = record_from_item(action_id, plain)
         return dataclasses.replace(record, signature=self._signature(action_id, plain))
 
