@@ -75,6 +75,7 @@ def read_file(path: str, parameters: dict[str, str], region: str | None) -> Any:
 
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
+    from ..cli import output_problem, write_output  # noqa: PLC0415 - scan's --output, shared
     from ..errors import NetguardError  # noqa: PLC0415
     from ..policy import load_policy  # noqa: PLC0415
     from ..settings import Settings  # noqa: PLC0415
@@ -82,6 +83,10 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     from .model import FileError  # noqa: PLC0415
     from .states import evaluate_file  # noqa: PLC0415
 
+    problem = output_problem(args.output)
+    if problem:
+        print(f"netguard: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         parameters = _parameters(args.parameter)
     except ValueError as exc:
@@ -125,14 +130,8 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         buffer = StringIO()
         reports.render_table(report, buffer)
         text = buffer.getvalue()
-    if args.output:
-        try:
-            Path(args.output).write_text(text, encoding="utf-8")
-        except OSError as exc:
-            print(f"netguard: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
-            return EXIT_USAGE
-    else:
-        out.write(text)
+    if not write_output(text, args.output, out):
+        return EXIT_USAGE
     if report["summary"]["non_compliant"] or (args.fail_on_unknown and unknown):
         return EXIT_VIOLATIONS
     return EXIT_CLEAN
